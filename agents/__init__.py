@@ -1,0 +1,1 @@
+"""MADDPG learner of soo-marl (installed as ``soo_marl.agents``)."""

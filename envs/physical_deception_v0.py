@@ -1,0 +1,138 @@
+"""PettingZoo view of the physical-deception environment: a batch of one of ``core``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pettingzoo.utils import parallel_to_aec, wrappers
+
+from soo_marl.envs import core
+
+AGENTS = ("adversary_0", "agent_0")  # red, blue
+RENDER_MODES = (None, "rgb_array")
+
+
+class PhysicalDeceptionEnv(ParallelEnv):
+    """Red (``adversary_0``) must find the goal; blue (``agent_0``) knows it (SPEC §1).
+
+    Actions are forces in ``Box(-1, 1, (2,))``; values outside [-1, 1] are clipped, a
+    wrong shape, NaN or inf raise ``ValueError``. ``infos[agent]`` carries
+    ``positions``, ``landmarks``, ``goal_index`` and ``trapped`` on every reset/step.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "name": "physical_deception_v0", "render_fps": 10}
+
+    def __init__(
+        self,
+        baseline: str = "deceptive",
+        max_cycles: int = 50,
+        render_mode: str | None = None,
+        **config: Any,
+    ) -> None:
+        if render_mode not in RENDER_MODES:
+            raise ValueError(f"unknown render_mode {render_mode!r}; allowed values: None, 'rgb_array'")
+        unknown = set(config) - set(core.EnvConfig.field_names())
+        if unknown:
+            raise ValueError(
+                f"unknown config field(s) {sorted(unknown)}; allowed: {core.EnvConfig.field_names()}"
+            )
+        self.cfg = core.EnvConfig(baseline=baseline, max_cycles=max_cycles, **config)
+        self.render_mode = render_mode
+        self.possible_agents = list(AGENTS)
+        self.agents: list[str] = []
+        self.state_: core.State | None = None
+        self._np_random = np.random.default_rng()
+        self._observation_spaces = {
+            AGENTS[0]: spaces.Box(-np.inf, np.inf, (core.OBS_DIM_RED,), np.float32),
+            AGENTS[1]: spaces.Box(-np.inf, np.inf, (core.OBS_DIM_BLUE,), np.float32),
+        }
+        self._action_spaces = {
+            a: spaces.Box(-1.0, 1.0, (core.ACTION_DIM,), np.float32) for a in AGENTS
+        }
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces are fixed per instance
+    def observation_space(self, agent: str) -> spaces.Box:
+        """Cached observation space of ``agent``."""
+        return self._observation_spaces[agent]
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Box:
+        """Cached action space of ``agent``."""
+        return self._action_spaces[agent]
+
+    def _outputs(self) -> tuple[dict, dict]:
+        obs_red, obs_blue = core.observe(self.cfg, self.state_)
+        s = self.state_
+        info = {
+            "positions": {AGENTS[0]: s.pos[0, 0].copy(), AGENTS[1]: s.pos[0, 1].copy()},
+            "landmarks": s.landmarks[0].copy(),
+            "goal_index": int(s.goal_index[0]),
+            "trapped": bool(s.trapped[0]),
+        }
+        obs = {AGENTS[0]: obs_red[0], AGENTS[1]: obs_blue[0]}
+        return obs, {a: dict(info) for a in AGENTS}
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        """Start an episode; the same ``seed`` gives the same episode."""
+        if seed is not None:
+            self._np_random = np.random.default_rng(seed)
+            for i, a in enumerate(AGENTS):
+                self._action_spaces[a].seed(seed + i)
+        self.state_ = core.reset(self.cfg, self._np_random, 1)
+        self.agents = list(AGENTS)
+        return self._outputs()
+
+    def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
+        """Apply both agents' actions for one step."""
+        if not self.agents:
+            raise RuntimeError("episode is over; call reset()")
+        missing = [a for a in AGENTS if a not in actions]
+        if missing:
+            raise ValueError(f"missing action(s) for {missing}")
+        a = np.stack([core.validate_actions(actions[ag], ag) for ag in AGENTS])[None]
+        self.state_ = core.step(self.cfg, self.state_, a)
+        obs, infos = self._outputs()
+        r = core.rewards(self.cfg, self.state_)[0]
+        rewards = {AGENTS[0]: float(r[0]), AGENTS[1]: float(r[1])}
+        truncated = self.state_.t >= self.cfg.max_cycles
+        truncations = {ag: truncated for ag in AGENTS}
+        terminations = {ag: False for ag in AGENTS}
+        if truncated:
+            self.agents = []
+        return obs, rewards, terminations, truncations, infos
+
+    def render(self) -> np.ndarray | None:
+        """RGB image of the current state (``render_mode="rgb_array"``)."""
+        if self.render_mode is None:
+            return None
+        from soo_marl.envs.render import render_frame
+
+        return render_frame(self.cfg, self.state_, 0)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def parallel_env(
+    baseline: str = "deceptive",
+    max_cycles: int = 50,
+    render_mode: str | None = None,
+    **config: Any,
+) -> PhysicalDeceptionEnv:
+    """The ParallelEnv; extra keywords override :class:`~soo_marl.envs.core.EnvConfig` fields."""
+    return PhysicalDeceptionEnv(baseline=baseline, max_cycles=max_cycles, render_mode=render_mode, **config)
+
+
+def env(**kwargs: Any):
+    """The AEC version, via PettingZoo's parallel-to-AEC conversion."""
+    e = parallel_to_aec(parallel_env(**kwargs))
+    return wrappers.OrderEnforcingWrapper(e) if not isinstance(e, wrappers.OrderEnforcingWrapper) else e
+
+
+raw_env = PhysicalDeceptionEnv
