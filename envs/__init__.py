@@ -15,7 +15,11 @@ def _register() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        register("parallel", "soo_marl/physical_deception_v0", "soo_marl.envs.physical_deception_v0:parallel_env")
+        register(
+            "parallel",
+            "soo_marl/physical_deception_v0",
+            "soo_marl.envs.physical_deception_v0:parallel_env",
+        )
         register("aec", "soo_marl/physical_deception_v0", "soo_marl.envs.physical_deception_v0:env")
 
 

@@ -129,9 +129,7 @@ class State(NamedTuple):
     @property
     def fake(self) -> np.ndarray:
         """(B, 2) fake landmark position."""
-        return np.take_along_axis(self.landmarks, 1 - self.goal_index[:, None, None], axis=1)[
-            :, 0
-        ]
+        return np.take_along_axis(self.landmarks, 1 - self.goal_index[:, None, None], axis=1)[:, 0]
 
 
 def _uniform_draws(rng: np.random.Generator | int | Sequence[int], batch_size: int | None):
@@ -198,29 +196,44 @@ def wall_force(cfg: EnvConfig, pos: np.ndarray) -> np.ndarray:
     return force
 
 
+def within(a: np.ndarray, b: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
+    """Centre distance of points ``a`` and ``b`` (any matching shapes ending in 2) below
+    ``radius`` (``<``), or at most ``radius`` with ``strict=False``."""
+    d = a - b
+    d2 = np.einsum("...i,...i->...", d, d)
+    return d2 < radius**2 if strict else d2 <= radius**2
+
+
+def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.ndarray:
+    """True where an agent at ``pos`` is "at" ``landmark`` (centre distance < 0.16)."""
+    return within(pos, landmark, cfg.at_landmark_distance)
+
+
+def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.ndarray:
+    """True where red and blue see each other (centre distance ≤ sight radius)."""
+    return within(red_pos, blue_pos, cfg.sight_radius, strict=False)
+
+
 def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     """Advance B worlds by one step; ``actions`` is (B, 2 agents, 2), already in [-1, 1].
 
     Order: integrate both agents (a red trapped before this step stays frozen), then
     update the trap flag from red's new position.
     """
-    vel = state.vel * (1.0 - cfg.damping) + (
-        (cfg.sensitivity * actions + wall_force(cfg, state.pos)) / cfg.mass
-    ) * cfg.dt
+    vel = (
+        state.vel * (1.0 - cfg.damping)
+        + ((cfg.sensitivity * actions + wall_force(cfg, state.pos)) / cfg.mass) * cfg.dt
+    )
     if state.trapped.any():
         vel[state.trapped, RED] = 0.0
     pos = state.pos + vel * cfg.dt
-    red_to_fake = pos[:, RED] - state.fake
-    trapped = state.trapped | (
-        np.einsum("bi,bi->b", red_to_fake, red_to_fake) < cfg.at_landmark_distance**2
-    )
+    trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
     return State(pos, vel, state.landmarks, state.goal_index, trapped, state.t + 1)
 
 
 def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:
     """(B,) bool: the agents are within sight radius of each other (≤ R)."""
-    d = state.pos[:, RED] - state.pos[:, BLUE]
-    return np.einsum("bi,bi->b", d, d) <= cfg.sight_radius**2
+    return in_sight(cfg, state.pos[:, RED], state.pos[:, BLUE])
 
 
 def observe(cfg: EnvConfig, state: State) -> tuple[np.ndarray, np.ndarray]:
@@ -242,8 +255,7 @@ def observe(cfg: EnvConfig, state: State) -> tuple[np.ndarray, np.ndarray]:
 
 def at_goal(cfg: EnvConfig, state: State) -> np.ndarray:
     """(B, 2) bool: red / blue centre strictly within 0.16 of the goal."""
-    d = state.pos - state.goal[:, None, :]
-    return np.einsum("bai,bai->ba", d, d) < cfg.at_landmark_distance**2
+    return at_landmark(cfg, state.pos, state.goal[:, None, :])
 
 
 def rewards(cfg: EnvConfig, state: State) -> np.ndarray:

@@ -9,7 +9,6 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec, wrappers
-
 from soo_marl.envs import core
 
 AGENTS = ("adversary_0", "agent_0")  # red, blue
@@ -34,12 +33,13 @@ class PhysicalDeceptionEnv(ParallelEnv):
         **config: Any,
     ) -> None:
         if render_mode not in RENDER_MODES:
-            raise ValueError(f"unknown render_mode {render_mode!r}; allowed values: None, 'rgb_array'")
+            raise ValueError(
+                f"unknown render_mode {render_mode!r}; allowed values: None, 'rgb_array'"
+            )
         unknown = set(config) - set(core.EnvConfig.field_names())
         if unknown:
-            raise ValueError(
-                f"unknown config field(s) {sorted(unknown)}; allowed: {core.EnvConfig.field_names()}"
-            )
+            allowed = core.EnvConfig.field_names()
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; allowed: {allowed}")
         self.cfg = core.EnvConfig(baseline=baseline, max_cycles=max_cycles, **config)
         self.render_mode = render_mode
         self.possible_agents = list(AGENTS)
@@ -54,12 +54,12 @@ class PhysicalDeceptionEnv(ParallelEnv):
             a: spaces.Box(-1.0, 1.0, (core.ACTION_DIM,), np.float32) for a in AGENTS
         }
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces are fixed per instance
+    @functools.cache  # noqa: B019 - spaces are fixed per instance
     def observation_space(self, agent: str) -> spaces.Box:
         """Cached observation space of ``agent``."""
         return self._observation_spaces[agent]
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:
         """Cached action space of ``agent``."""
         return self._action_spaces[agent]
@@ -126,13 +126,19 @@ def parallel_env(
     **config: Any,
 ) -> PhysicalDeceptionEnv:
     """The ParallelEnv; extra keywords override :class:`~soo_marl.envs.core.EnvConfig` fields."""
-    return PhysicalDeceptionEnv(baseline=baseline, max_cycles=max_cycles, render_mode=render_mode, **config)
+    return PhysicalDeceptionEnv(
+        baseline=baseline, max_cycles=max_cycles, render_mode=render_mode, **config
+    )
 
 
 def env(**kwargs: Any):
     """The AEC version, via PettingZoo's parallel-to-AEC conversion."""
     e = parallel_to_aec(parallel_env(**kwargs))
-    return wrappers.OrderEnforcingWrapper(e) if not isinstance(e, wrappers.OrderEnforcingWrapper) else e
+    return (
+        wrappers.OrderEnforcingWrapper(e)
+        if not isinstance(e, wrappers.OrderEnforcingWrapper)
+        else e
+    )
 
 
 raw_env = PhysicalDeceptionEnv

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-
 from soo_marl.envs.core import BLUE, RED, EnvConfig, State
 
 COLOURS = {
@@ -51,7 +50,9 @@ def render_frame(cfg: EnvConfig, state: State, index: int = 0, size: int = 400) 
     if state.trapped[index]:
         circle(red, cfg.agent_radius, outline=(0, 0, 0), width=3)
     circle(blue, cfg.agent_radius, fill=COLOURS["blue"])
-    draw.text((6, 4), f"t={state.t}" + ("  TRAPPED" if state.trapped[index] else ""), fill=(0, 0, 0))
+    draw.text(
+        (6, 4), f"t={state.t}" + ("  TRAPPED" if state.trapped[index] else ""), fill=(0, 0, 0)
+    )
     return np.asarray(img)
 
 
@@ -62,7 +63,5 @@ def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: int = 10) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
-    )
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path

@@ -20,15 +20,28 @@ def main() -> None:
 @main.command()
 @click.option("--policy", type=click.Choice(["random"]), default="random", show_default=True)
 @click.option("--episodes", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("episode.gif"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("episode.gif"),
+    show_default=True,
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--baseline", type=click.Choice(["deceptive", "honest"]), default="deceptive", show_default=True)
-@click.option("--sight-radius", type=click.FloatRange(min=0, min_open=True), default=0.125, show_default=True)
-def render(policy: str, episodes: int, out: Path, seed: int, baseline: str, sight_radius: float) -> None:
+@click.option(
+    "--baseline", type=click.Choice(["deceptive", "honest"]), default="deceptive", show_default=True
+)
+@click.option(
+    "--sight-radius", type=click.FloatRange(min=0, min_open=True), default=0.125, show_default=True
+)
+def render(
+    policy: str, episodes: int, out: Path, seed: int, baseline: str, sight_radius: float
+) -> None:
     """Write an animated GIF of episodes played by POLICY."""
     from soo_marl.rendering import render_random_episodes
 
-    path = render_random_episodes(out, episodes=episodes, seed=seed, baseline=baseline, sight_radius=sight_radius)
+    path = render_random_episodes(
+        out, episodes=episodes, seed=seed, baseline=baseline, sight_radius=sight_radius
+    )
     click.echo(f"wrote {path}")
 
 
@@ -40,7 +53,13 @@ def bench() -> None:
 @bench.command("env")
 @click.option("--json", "as_json", is_flag=True, help="print JSON only")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--steps", type=click.IntRange(min=50), default=20000, show_default=True, help="env steps per repeat and setting (at least one 50-step episode)")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=50),
+    default=20000,
+    show_default=True,
+    help="env steps per repeat and setting (at least one 50-step episode)",
+)
 def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
     """Env-steps/s of the PettingZoo env, the batched core and mpe2."""
     from soo_marl.bench import bench_env, format_env_report
