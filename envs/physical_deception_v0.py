@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec, wrappers
+
 from soo_marl.envs import core
 
 AGENTS = ("adversary_0", "agent_0")  # red, blue

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
 from soo_marl.envs.core import BLUE, RED, EnvConfig, State
 
 COLOURS = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from soo_marl import __version__
+from soo_marl.cli_options import build_config, config_options, parse_seeds
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +44,57 @@ def render(
         out, episodes=episodes, seed=seed, baseline=baseline, sight_radius=sight_radius
     )
     click.echo(f"wrote {path}")
+
+
+def _fail(exc: Exception) -> None:
+    """One clear line on stderr and a non-zero exit."""
+    raise click.ClickException(str(exc))
+
+
+@main.command()
+@click.option("--baseline", type=click.Choice(["deceptive", "honest"]), required=True)
+@click.option(
+    "--seeds", "seed_count", type=int, default=None, help="train seeds 0..N-1 (default 8)"
+)
+@click.option("--seed", "seed_list", type=int, multiple=True, help="a seed to train (repeatable)")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="output folder (default runs/<baseline>)",
+)
+@click.option("--resume", is_flag=True, help="continue the run in --run-dir exactly")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML with env/maddpg/run sections (options override it)",
+)
+@click.option(
+    "--max-cycles",
+    "env__max_cycles",
+    type=int,
+    default=None,
+    help="[env] episode length (default 50)",
+)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@config_options
+def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, **options):
+    """Train S seeds of MADDPG (deceptive or honest baseline) in one process."""
+    from soo_marl.train import RunDirError
+    from soo_marl.train import train as run_training
+
+    try:
+        seeds = parse_seeds(seed_count, seed_list)
+        config = build_config(options, config_file, baseline=baseline, seeds=seeds)
+        run_dir = run_dir or Path("runs") / baseline
+        result = run_training(config, run_dir, resume=resume, progress=not quiet)
+    except (ValueError, RunDirError) as exc:
+        _fail(exc)
+    state = "interrupted at" if result.interrupted else "finished"
+    took = f"{result.wall_time_s:.0f} s"
+    click.echo(f"{state} {result.episodes_done} episodes per seed in {took}: {result.run_dir}")
 
 
 @main.group()

@@ -1,0 +1,292 @@
+"""MADDPG (Lowe et al. 2017) for S seeds × n agents at once, with stacked networks.
+
+Member m = s · n + i is agent i of seed s. Actors are one stacked MLP over all members
+(observations zero-padded to the widest agent); critics are another, and since every
+agent's centralised critic sees the same joint input (all observations and actions), both
+agents' critics are evaluated in one batched call. All losses are sums of per-member
+losses, gradient clipping is per member, and Adam is element-wise, so no member's update
+depends on another's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from soo_marl.agents.networks import StackedMLP, member_generators
+
+
+@dataclass
+class MADDPGConfig:
+    """MADDPG hyper-parameters; defaults are SPEC §2's reference values."""
+
+    #: Hidden layer widths of actors and critics.
+    hidden: tuple[int, ...] = (64, 64)
+    #: LeakyReLU negative slope.
+    negative_slope: float = 0.01
+    #: Actor output layer weights start in U(±actor_output_init).
+    actor_output_init: float = 3e-3
+    #: Adam learning rate of the actors.
+    lr_actor: float = 0.01
+    #: Adam learning rate of the critics.
+    lr_critic: float = 0.01
+    #: Gradient-norm clip per network (per member).
+    grad_clip: float = 0.5
+    #: Discount factor γ.
+    gamma: float = 0.95
+    #: Soft target update rate τ (after every update round).
+    tau: float = 0.01
+    #: Replay capacity per seed, in transitions.
+    buffer_size: int = 1_000_000
+    #: Transitions per sampled batch (per seed).
+    batch_size: int = 1024
+    #: One update round per this many environment steps of a seed.
+    steps_per_update: int = 100
+    #: Standardise sampled rewards by the buffer's per-agent mean and std.
+    normalize_rewards: bool = True
+    #: Weight of the action regulariser mean(μ(o)²) in the actor loss.
+    action_reg: float = 1e-3
+    #: BatchNorm running-statistics momentum.
+    bn_momentum: float = 0.1
+    #: Ornstein-Uhlenbeck mean-reversion θ.
+    ou_theta: float = 0.15
+    #: Ornstein-Uhlenbeck σ.
+    ou_sigma: float = 0.2
+    #: Exploration noise scale at episode 0.
+    noise_scale_start: float = 0.3
+    #: Exploration noise scale after the decay.
+    noise_scale_end: float = 0.0
+    #: Episodes over which the noise scale decays linearly.
+    noise_decay_episodes: int = 25_000
+
+    def noise_scale(self, episode: np.ndarray | int) -> np.ndarray:
+        """Exploration noise scale at (per-seed) episode index ``episode``."""
+        remaining = np.maximum(0, self.noise_decay_episodes - np.asarray(episode))
+        frac = remaining / max(self.noise_decay_episodes, 1)
+        return self.noise_scale_end + (self.noise_scale_start - self.noise_scale_end) * frac
+
+
+def clip_grads_per_member(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale each member's gradients (leading axis) to total norm ≤ max_norm, in place.
+
+    Returns the per-member norms before clipping.
+    """
+    sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+    norm = sq.sqrt()
+    factor = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor.view(-1, *([1] * (g.dim() - 1))))
+    return norm
+
+
+class MADDPG(nn.Module):
+    """Actors, critics, targets and optimisers of S seeds × n agents.
+
+    ``obs_dims``/``act_dims`` give each agent's sizes; the joint observation is the
+    concatenation of the agents' observations in order, likewise the joint action.
+    """
+
+    def __init__(
+        self,
+        cfg: MADDPGConfig,
+        seeds: Sequence[int],
+        obs_dims: Sequence[int],
+        act_dims: Sequence[int],
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.seeds = [int(s) for s in seeds]
+        self.obs_dims, self.act_dims = list(obs_dims), list(act_dims)
+        self.n_seeds, self.n_agents = len(self.seeds), len(self.obs_dims)
+        s, n = self.n_seeds, self.n_agents
+        self.members = s * n
+        self.obs_width, self.act_width = max(self.obs_dims), max(self.act_dims)
+        self.joint_obs_dim, self.joint_act_dim = sum(self.obs_dims), sum(self.act_dims)
+        member_seeds = [seed * 16 + i for seed in self.seeds for i in range(n)]
+        self.actor = StackedMLP(
+            self.members,
+            self.obs_width,
+            cfg.hidden,
+            self.act_width,
+            in_features=self.obs_dims * s,
+            out_features=self.act_dims * s,
+            negative_slope=cfg.negative_slope,
+            output_init=cfg.actor_output_init,
+            generators=member_generators(member_seeds, tag=1),
+        )
+        self.critic = StackedMLP(
+            self.members,
+            self.joint_obs_dim + self.joint_act_dim,
+            cfg.hidden,
+            1,
+            negative_slope=cfg.negative_slope,
+            generators=member_generators(member_seeds, tag=2),
+        )
+        for bn in (self.actor.norm, self.critic.norm):
+            bn.momentum = cfg.bn_momentum
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self._build_index_maps()
+        self.to(device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic, foreach=True)
+        self.update_rounds = 0
+
+    # -- layout helpers ------------------------------------------------------------------
+    def _build_index_maps(self) -> None:
+        """Index maps between joint vectors and per-agent padded slots."""
+        n, w, a = self.n_agents, self.obs_width, self.act_width
+        pad_obs = torch.full((n, w), self.joint_obs_dim, dtype=torch.long)  # → zero column
+        start = 0
+        for i, d in enumerate(self.obs_dims):
+            pad_obs[i, :d] = torch.arange(start, start + d)
+            start += d
+        act_cols, act_owner, start = [], [], 0
+        for i, d in enumerate(self.act_dims):
+            act_cols += [i * a + j for j in range(d)]
+            act_owner += [i] * d
+            start += d
+        own = torch.zeros(n, self.joint_act_dim, dtype=torch.bool)
+        own[torch.tensor(act_owner), torch.arange(self.joint_act_dim)] = True
+        act_mask = torch.zeros(n, a)
+        for i, d in enumerate(self.act_dims):
+            act_mask[i, :d] = 1.0
+        self.register_buffer("pad_obs_index", pad_obs.flatten(), persistent=False)
+        self.register_buffer("act_cols", torch.tensor(act_cols), persistent=False)
+        self.register_buffer("own_action", own[None, :, None, :], persistent=False)
+        self.register_buffer("act_mask", act_mask[None, :, None, :], persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.actor.weights[0].device
+
+    def actor_input(self, joint_obs: torch.Tensor) -> torch.Tensor:
+        """(S, N, joint_obs_dim) → stacked actor input (S·n, N, obs_width), zero-padded."""
+        s, b = joint_obs.shape[0], joint_obs.shape[1]
+        z = torch.cat([joint_obs, joint_obs.new_zeros(s, b, 1)], dim=-1)
+        x = z.index_select(-1, self.pad_obs_index).view(s, b, self.n_agents, self.obs_width)
+        return x.transpose(1, 2).reshape(s * self.n_agents, b, self.obs_width)
+
+    def joint_action(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stacked actor output (S·n, N, act_width) → joint action (S, N, joint_act_dim)."""
+        m, b, a = actions.shape
+        x = actions.view(self.n_seeds, self.n_agents, b, a).transpose(1, 2)
+        return x.reshape(self.n_seeds, b, self.n_agents * a).index_select(-1, self.act_cols)
+
+    def _critic_input(self, joint_obs: torch.Tensor, joint_act: torch.Tensor) -> torch.Tensor:
+        """Same joint input for every agent's critic: (S, [n,] N, D) → (S·n, N, D)."""
+        if joint_act.dim() == 4:
+            joint_obs = joint_obs[:, None].expand(-1, self.n_agents, -1, -1)
+        x = torch.cat([joint_obs, joint_act], dim=-1)
+        if x.dim() == 3:
+            x = x[:, None].expand(-1, self.n_agents, -1, -1)
+        return x.reshape(self.members, x.shape[2], x.shape[3])
+
+    # -- acting --------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, joint_obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic joint action (S, N, joint_act_dim) from eval-mode actors."""
+        self.actor.eval()
+        out, _ = self.actor(self.actor_input(joint_obs))
+        return self.joint_action(torch.tanh(out))
+
+    def actor_forward(
+        self, joint_obs: torch.Tensor, train: bool, update_stats: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Actions (S·n, N, act_width), pre-tanh outputs and hidden activations."""
+        self.actor.train(train)
+        pre, hidden = self.actor(self.actor_input(joint_obs), update_stats=update_stats)
+        return torch.tanh(pre), pre, hidden
+
+    # -- learning ------------------------------------------------------------------------
+    def update(
+        self,
+        batch: dict[str, torch.Tensor],
+        actor_extra_loss: Callable[[MADDPG, dict], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One update round (critics, then actors, then soft target updates).
+
+        ``batch`` holds (S, N, ·) tensors ``obs``, ``act``, ``rew`` (already normalised),
+        ``next_obs``. ``actor_extra_loss(self, batch)`` may add a per-member (S·n,) loss
+        to the actor objective (SOO fine-tuning uses it). Returns per-member losses.
+        """
+        cfg = self.cfg
+        n = self.n_agents
+        obs, act, rew, next_obs = batch["obs"], batch["act"], batch["rew"], batch["next_obs"]
+        # Critic: y = r + γ Q'(o', μ'(o')); episodes end by truncation only, so no done mask.
+        with torch.no_grad():
+            self.target_actor.train()
+            self.target_critic.train()
+            next_pre, _ = self.target_actor(self.actor_input(next_obs), update_stats=False)
+            next_act = self.joint_action(torch.tanh(next_pre))
+            q_next, _ = self.target_critic(
+                self._critic_input(next_obs, next_act), update_stats=False
+            )
+            y = rew.transpose(1, 2).reshape(self.members, -1, 1) + cfg.gamma * q_next
+        self.critic.train()
+        q, _ = self.critic(self._critic_input(obs, act))
+        critic_loss = ((q - y) ** 2).mean(dim=(1, 2))
+        critic_params = list(self.critic.parameters())
+        grads = torch.autograd.grad(critic_loss.sum(), critic_params)
+        clip_grads_per_member(grads, cfg.grad_clip)
+        for p, g in zip(critic_params, grads, strict=True):
+            p.grad = g
+        self.critic_opt.step()
+
+        # Actors: agent i's own action from its current actor, the others' detached.
+        actions, pre, hidden = self.actor_forward(obs, train=True)
+        joint = self.joint_action(actions)[:, None]  # (S, 1, N, A)
+        mixed = torch.where(self.own_action, joint, joint.detach())  # (S, n, N, A)
+        q_pi, _ = self.critic(self._critic_input(obs, mixed), update_stats=False)
+        own = actions.view(self.n_seeds, n, -1, self.act_width)
+        reg = (own.pow(2) * self.act_mask).sum(dim=(2, 3)) / (
+            own.shape[2] * self.act_mask.sum(dim=(2, 3))
+        )
+        actor_loss = -q_pi.mean(dim=(1, 2)) + cfg.action_reg * reg.reshape(-1)
+        total = actor_loss
+        extra = None
+        if actor_extra_loss is not None:
+            extra = actor_extra_loss(self, batch)
+            total = total + extra
+        actor_params = list(self.actor.parameters())
+        grads = torch.autograd.grad(total.sum(), actor_params)
+        clip_grads_per_member(grads, cfg.grad_clip)
+        for p, g in zip(actor_params, grads, strict=True):
+            p.grad = g
+        self.actor_opt.step()
+        self.soft_update()
+        self.update_rounds += 1
+        out = {"critic": critic_loss.detach(), "actor": actor_loss.detach(), "pre": pre.detach()}
+        if extra is not None:
+            out["extra"] = extra.detach()
+        return out
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        """θ' ← (1 − τ) θ' + τ θ for both target stacks."""
+        for tgt, src in ((self.target_actor, self.actor), (self.target_critic, self.critic)):
+            torch._foreach_lerp_(list(tgt.parameters()), list(src.parameters()), self.cfg.tau)
+
+    # -- persistence ---------------------------------------------------------------------
+    def full_state(self) -> dict:
+        """Everything needed to resume: networks, targets, optimisers, counters."""
+        return {
+            "model": self.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "update_rounds": self.update_rounds,
+        }
+
+    def load_full_state(self, state: dict) -> None:
+        """Restore what :meth:`full_state` saved."""
+        self.load_state_dict(state["model"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.update_rounds = int(state["update_rounds"])
