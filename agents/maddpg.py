@@ -206,64 +206,82 @@ class MADDPG(nn.Module):
         return torch.tanh(pre), pre, hidden
 
     # -- learning ------------------------------------------------------------------------
-    def update(
-        self,
-        batch: dict[str, torch.Tensor],
-        actor_extra_loss: Callable[[MADDPG, dict], torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """One update round (critics, then actors, then soft target updates).
+    def critic_targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """y = r + γ Q'(o', μ'(o')) per member, (S·n, N, 1).
 
-        ``batch`` holds (S, N, ·) tensors ``obs``, ``act``, ``rew`` (already normalised),
-        ``next_obs``. ``actor_extra_loss(self, batch)`` may add a per-member (S·n,) loss
-        to the actor objective (SOO fine-tuning uses it). Returns per-member losses.
+        Episodes end by truncation only, so targets always bootstrap (no done mask).
+        Target networks use batch statistics, as the reference code's did in train mode.
         """
-        cfg = self.cfg
-        n = self.n_agents
-        obs, act, rew, next_obs = batch["obs"], batch["act"], batch["rew"], batch["next_obs"]
-        # Critic: y = r + γ Q'(o', μ'(o')); episodes end by truncation only, so no done mask.
         with torch.no_grad():
             self.target_actor.train()
             self.target_critic.train()
+            next_obs = batch["next_obs"]
             next_pre, _ = self.target_actor(self.actor_input(next_obs), update_stats=False)
             next_act = self.joint_action(torch.tanh(next_pre))
             q_next, _ = self.target_critic(
                 self._critic_input(next_obs, next_act), update_stats=False
             )
-            y = rew.transpose(1, 2).reshape(self.members, -1, 1) + cfg.gamma * q_next
-        self.critic.train()
-        q, _ = self.critic(self._critic_input(obs, act))
-        critic_loss = ((q - y) ** 2).mean(dim=(1, 2))
-        critic_params = list(self.critic.parameters())
-        grads = torch.autograd.grad(critic_loss.sum(), critic_params)
-        clip_grads_per_member(grads, cfg.grad_clip)
-        for p, g in zip(critic_params, grads, strict=True):
-            p.grad = g
-        self.critic_opt.step()
+            rew = batch["rew"].transpose(1, 2).reshape(self.members, -1, 1)
+            return rew + self.cfg.gamma * q_next
 
-        # Actors: agent i's own action from its current actor, the others' detached.
-        actions, pre, hidden = self.actor_forward(obs, train=True)
+    def critic_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One Adam step of every critic on its TD loss; returns per-member losses."""
+        y = self.critic_targets(batch)
+        self.critic.train()
+        q, _ = self.critic(self._critic_input(batch["obs"], batch["act"]))
+        loss = ((q - y) ** 2).mean(dim=(1, 2))
+        self._step(self.critic, self.critic_opt, loss)
+        return loss.detach()
+
+    def actor_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member MADDPG actor losses (S·n,) and the pre-tanh outputs.
+
+        Agent i's loss is −Q_i with its own action from its current actor and the other
+        agents' current actions detached, plus the action regulariser.
+        """
+        n = self.n_agents
+        actions, pre, _ = self.actor_forward(batch["obs"], train=True)
         joint = self.joint_action(actions)[:, None]  # (S, 1, N, A)
         mixed = torch.where(self.own_action, joint, joint.detach())  # (S, n, N, A)
-        q_pi, _ = self.critic(self._critic_input(obs, mixed), update_stats=False)
+        self.critic.train()
+        q_pi, _ = self.critic(self._critic_input(batch["obs"], mixed), update_stats=False)
         own = actions.view(self.n_seeds, n, -1, self.act_width)
         reg = (own.pow(2) * self.act_mask).sum(dim=(2, 3)) / (
             own.shape[2] * self.act_mask.sum(dim=(2, 3))
         )
-        actor_loss = -q_pi.mean(dim=(1, 2)) + cfg.action_reg * reg.reshape(-1)
+        return -q_pi.mean(dim=(1, 2)) + self.cfg.action_reg * reg.reshape(-1), pre
+
+    def _step(self, net: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """Gradients of the summed per-member losses w.r.t. ``net`` only, clipped per member."""
+        params = list(net.parameters())
+        grads = torch.autograd.grad(loss.sum(), params)
+        clip_grads_per_member(grads, self.cfg.grad_clip)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+
+    def update(
+        self,
+        batch: dict[str, torch.Tensor],
+        actor_extra_loss: Callable[[MADDPG, dict], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One update round: critics, then actors, then soft target updates.
+
+        ``batch`` holds (S, N, ·) tensors ``obs``, ``act``, ``rew`` (already normalised),
+        ``next_obs``. ``actor_extra_loss(self, batch)`` may add a per-member (S·n,) loss
+        to the actor objective (SOO fine-tuning uses it). Returns per-member losses.
+        """
+        critic_loss = self.critic_step(batch)
+        actor_loss, pre = self.actor_losses(batch)
         total = actor_loss
         extra = None
         if actor_extra_loss is not None:
             extra = actor_extra_loss(self, batch)
             total = total + extra
-        actor_params = list(self.actor.parameters())
-        grads = torch.autograd.grad(total.sum(), actor_params)
-        clip_grads_per_member(grads, cfg.grad_clip)
-        for p, g in zip(actor_params, grads, strict=True):
-            p.grad = g
-        self.actor_opt.step()
+        self._step(self.actor, self.actor_opt, total)
         self.soft_update()
         self.update_rounds += 1
-        out = {"critic": critic_loss.detach(), "actor": actor_loss.detach(), "pre": pre.detach()}
+        out = {"critic": critic_loss, "actor": actor_loss.detach(), "pre": pre.detach()}
         if extra is not None:
             out["extra"] = extra.detach()
         return out

@@ -1,0 +1,151 @@
+"""Deterministic evaluation rollouts on the batched core, exported as trajectory arrays.
+
+Every trained seed of a model plays the same start states (drawn from fixed evaluation
+seeds), so conditions can be compared episode by episode. Red and blue may come from
+different models (cross-play) or blue may be scripted (probes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soo_marl.agents.maddpg import MADDPG
+from soo_marl.config import TrainConfig
+from soo_marl.envs import core
+
+#: Scripted blue policies of the blue-centric probes (SPEC §4).
+SCRIPTED_BLUES = ("to_goal", "to_fake", "still")
+#: Default evaluation seeds (the published code's).
+DEFAULT_EVAL_SEEDS = (155, 714, 1908, 1549, 1195, 1812, 542, 2844)
+
+
+@dataclass
+class LoadedModel:
+    """A trained stack of seeds with the config it was trained under."""
+
+    model: MADDPG
+    config: TrainConfig
+    meta: dict
+    path: Path
+
+    @property
+    def seeds(self) -> list[int]:
+        """Trained seeds, in stack order."""
+        return self.model.seeds
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load ``final_model.pt``/``checkpoint.pt`` (a file, or a run dir holding one)."""
+    from soo_marl.train import CHECKPOINT, FINAL_MODEL, RunDirError, load_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        for name in (FINAL_MODEL, CHECKPOINT):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise RunDirError(f"{path} holds no {FINAL_MODEL} or {CHECKPOINT}")
+    state = load_checkpoint(path)
+    raw = json.loads(state["config"])
+    meta = raw.pop("meta", {})
+    config = TrainConfig.from_dict(raw)
+    model = MADDPG(config.maddpg, state["seeds"], state["obs_dims"], state["act_dims"])
+    weights = state["model"] if "model" in state else state["learner"]["model"]
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not k.startswith("target") for k in missing):
+        raise RunDirError(f"{path}: weights do not match the model ({unexpected or missing})")
+    if missing:  # weights-only export: targets start as copies of the networks
+        model.target_actor.load_state_dict(model.actor.state_dict())
+        model.target_critic.load_state_dict(model.critic.state_dict())
+    meta.setdefault("kind", state.get("kind", "train"))
+    meta["episode"] = int(state.get("episode", 0))
+    return LoadedModel(model.to(device).eval(), config, meta, path)
+
+
+def start_uniforms(eval_seeds: Sequence[int], episodes: int) -> np.ndarray:
+    """(len(eval_seeds) · episodes, RESET_DRAWS) start draws; eval seed k fills block k."""
+    return np.concatenate(
+        [np.random.default_rng(int(s)).random((episodes, core.RESET_DRAWS)) for s in eval_seeds]
+    )
+
+
+def scripted_blue_action(cfg: core.EnvConfig, state: core.State, policy: str) -> np.ndarray:
+    """(B, 2) action of a scripted blue: full force at the goal, at the fake, or none."""
+    if policy == "still":
+        return np.zeros((state.batch_size, 2))
+    target = state.goal if policy == "to_goal" else state.fake
+    d = target - state.pos[:, core.BLUE]
+    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+
+
+@torch.no_grad()
+def rollout(
+    env_cfg: core.EnvConfig,
+    uniforms: np.ndarray,
+    red: MADDPG,
+    blue: MADDPG | str,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """Play every start state with every trained seed; deterministic actors.
+
+    ``red`` supplies red's actions (its seed stack defines S); ``blue`` is a model with
+    the same seed count (its blue actor is used; cross-play when it is another run's) or
+    the name of a scripted blue. Returns the trajectory arrays of the export format:
+    ``red_pos``/``blue_pos`` (S, N, T+1, 2), ``landmarks`` (S, N, 2, 2), ``goal_index``
+    (S, N), ``trapped``/``red_visible`` (S, N, T+1), ``actions_red``/``actions_blue``
+    (S, N, T, 2), ``rewards`` (S, N, T, 2), and ``obs_blue`` (S, N, T+1, 10).
+    """
+    s_count, n = red.n_seeds, uniforms.shape[0]
+    if isinstance(blue, MADDPG) and blue.n_seeds != s_count:
+        raise ValueError(f"blue has {blue.n_seeds} seeds, red {s_count}")
+    if isinstance(blue, str) and blue not in SCRIPTED_BLUES:
+        raise ValueError(f"unknown scripted blue {blue!r}; allowed: {SCRIPTED_BLUES}")
+    t_len = env_cfg.max_cycles
+    state = core.reset_from_uniforms(env_cfg, np.tile(uniforms, (s_count, 1)))
+    b = state.batch_size
+    pos = np.empty((t_len + 1, b, 2, 2))
+    trapped = np.empty((t_len + 1, b), dtype=bool)
+    visible = np.empty((t_len + 1, b), dtype=bool)
+    obs_blue_all = np.empty((t_len + 1, b, core.OBS_DIM_BLUE), dtype=np.float32)
+    actions = np.empty((t_len, b, 2, 2))
+    rewards = np.empty((t_len, b, 2))
+    for t in range(t_len + 1):
+        o_red, o_blue = core.observe(env_cfg, state)
+        pos[t], trapped[t] = state.pos, state.trapped
+        visible[t], obs_blue_all[t] = core.red_visible(env_cfg, state), o_blue
+        if t == t_len:
+            break
+        joint = torch.from_numpy(np.concatenate([o_red, o_blue], 1)).to(device)
+        joint = joint.view(s_count, n, -1)
+        a_red = red.act(joint)[..., : core.ACTION_DIM].reshape(b, 2).cpu().numpy()
+        if isinstance(blue, str):
+            a_blue = scripted_blue_action(env_cfg, state, blue)
+        else:
+            a_blue = blue.act(joint)[..., core.ACTION_DIM :].reshape(b, 2).cpu().numpy()
+        actions[t] = np.stack([a_red, a_blue], axis=1)
+        state = core.step(env_cfg, state, np.clip(actions[t], -1.0, 1.0))
+        rewards[t] = core.rewards(env_cfg, state)
+
+    def shaped(x: np.ndarray) -> np.ndarray:  # (T, B, ...) → (S, N, T, ...)
+        x = np.moveaxis(x, 0, 1)
+        return x.reshape(s_count, n, *x.shape[1:])
+
+    return {
+        "red_pos": shaped(pos[:, :, core.RED]),
+        "blue_pos": shaped(pos[:, :, core.BLUE]),
+        "landmarks": state.landmarks.reshape(s_count, n, 2, 2),
+        "goal_index": state.goal_index.reshape(s_count, n),
+        "trapped": shaped(trapped),
+        "red_visible": shaped(visible),
+        "actions_red": shaped(actions[:, :, core.RED]),
+        "actions_blue": shaped(actions[:, :, core.BLUE]),
+        "rewards": shaped(rewards),
+        "obs_blue": shaped(obs_blue_all),
+    }
