@@ -1,0 +1,194 @@
+"""Speed benchmarks of the environment (``soo-marl bench env``).
+
+Every figure is env-steps per second: the median over ``repeats`` timed repeats, after
+one untimed warm-up repeat. A repeat plays whole 50-step episodes (resets included) with
+uniformly random actions drawn before the clock starts, until at least ``steps`` env
+steps have been taken; for a batch of B worlds one batched step counts as B env steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from soo_marl.envs import core
+from soo_marl.envs.physical_deception_v0 import parallel_env
+
+#: Batch sizes at which the batched core is measured.
+BATCH_SIZES = (1, 64, 1024, 4096)
+#: Episode length used by every benchmark (SPEC §1).
+EPISODE_STEPS = 50
+
+
+def _median_rate(run_once: Callable[[], int], repeats: int) -> float:
+    """Median env-steps/s of ``repeats`` timed calls of ``run_once`` (which returns the
+    number of env steps it took), after one untimed warm-up call."""
+    run_once()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = run_once()
+        rates.append(n / (time.perf_counter() - start))
+    return float(statistics.median(rates))
+
+
+def _episodes_for(steps: int, batch_size: int = 1) -> int:
+    """Whole episodes needed for at least ``steps`` env steps with ``batch_size`` worlds."""
+    return max(1, math.ceil(steps / (EPISODE_STEPS * batch_size)))
+
+
+def _parallel_env_rate(make_env: Callable[[], Any], actions: np.ndarray, repeats: int) -> float:
+    """Env-steps/s of a PettingZoo ParallelEnv playing the pre-drawn ``actions``
+    ((episodes × 50, 2 agents, action dim)); one reset per episode."""
+    env = make_env()
+    env.reset(seed=0)
+    agents = list(env.possible_agents)
+    # the per-step action dicts are built inside the timed loop, as any caller would
+    rows = [list(a) for a in actions]
+
+    def run_once() -> int:
+        n = 0
+        while n < len(rows):
+            env.reset()
+            while env.agents:
+                row = rows[n]
+                env.step({agent: row[i] for i, agent in enumerate(agents)})
+                n += 1
+        return n
+
+    rate = _median_rate(run_once, repeats)
+    env.close()
+    return rate
+
+
+def _batched_rate(batch_size: int, steps: int, repeats: int, rng: np.random.Generator) -> float:
+    """Env-steps/s of :class:`core.BatchedEnv` with ``batch_size`` worlds."""
+    episodes = _episodes_for(steps, batch_size)
+    env = core.BatchedEnv(core.EnvConfig(max_cycles=EPISODE_STEPS), batch_size)
+    actions = rng.uniform(-1.0, 1.0, (EPISODE_STEPS, 2, batch_size, core.ACTION_DIM))
+    reset_rng = np.random.default_rng(1)
+
+    def run_once() -> int:
+        for _ in range(episodes):
+            env.reset(reset_rng)
+            for t in range(EPISODE_STEPS):
+                # validate=False: the actions are known to be finite, in range and of the
+                # right shape, so this times the core itself (as the trainer steps it),
+                # not the input checks
+                env.step(actions[t, 0], actions[t, 1], validate=False)
+        return episodes * EPISODE_STEPS * batch_size
+
+    return _median_rate(run_once, repeats)
+
+
+def _mpe2_module() -> Any | None:
+    """``mpe2.simple_adversary_v3`` if mpe2 is installed, else None."""
+    try:
+        from mpe2 import simple_adversary_v3
+    except ImportError:
+        return None
+    return simple_adversary_v3
+
+
+def _version(module_name: str) -> str | None:
+    """Installed version of a distribution, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module_name)
+    except PackageNotFoundError:
+        return None
+
+
+def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
+    """Measure env-steps/s of the PettingZoo env, the batched core (B = 1, 64, 1024, 4096)
+    and, when installed, mpe2's ``simple_adversary_v3`` (N=1, continuous actions).
+
+    Returns the JSON-ready dict printed by ``soo-marl bench env --json``: keys
+    ``pettingzoo_env``, ``batched`` (str(B) → steps/s), ``mpe2`` (or None),
+    ``ratio_vs_mpe2`` (pettingzoo_env / mpe2, or None) and ``meta``.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    rng = np.random.default_rng(0)
+    n_single = _episodes_for(steps) * EPISODE_STEPS
+
+    ours_actions = rng.uniform(-1.0, 1.0, (n_single, 2, core.ACTION_DIM))
+    pz_rate = _parallel_env_rate(
+        lambda: parallel_env(max_cycles=EPISODE_STEPS), ours_actions, repeats
+    )
+
+    batched = {
+        str(b): _batched_rate(b, steps, repeats, np.random.default_rng(b)) for b in BATCH_SIZES
+    }
+
+    mpe2_rate = None
+    adversary = _mpe2_module()
+    if adversary is not None:
+        # mpe2's continuous action spaces are Box(0, 1, (5,), float32)
+        mpe2_actions = rng.random((n_single, 2, 5), dtype=np.float32)
+        mpe2_rate = _parallel_env_rate(
+            lambda: adversary.parallel_env(N=1, continuous_actions=True, max_cycles=EPISODE_STEPS),
+            mpe2_actions,
+            repeats,
+        )
+
+    try:
+        usable_cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable_cpus = os.cpu_count()
+    return {
+        "pettingzoo_env": pz_rate,
+        "batched": batched,
+        "mpe2": mpe2_rate,
+        "ratio_vs_mpe2": pz_rate / mpe2_rate if mpe2_rate else None,
+        "meta": {
+            "unit": "env steps per second (median of repeats, resets included)",
+            "repeats": repeats,
+            "steps_per_repeat": steps,
+            "episode_steps": EPISODE_STEPS,
+            "batched_validate": False,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "pettingzoo": _version("pettingzoo"),
+            "mpe2": _version("mpe2"),
+            "cpu_count": os.cpu_count(),
+            "usable_cpus": usable_cpus,
+            "machine": platform.machine(),
+        },
+    }
+
+
+def format_env_report(result: dict[str, Any]) -> str:
+    """A short human-readable table of a :func:`bench_env` result."""
+    meta = result.get("meta", {})
+    rows = [("PettingZoo env (parallel_env, B=1)", result["pettingzoo_env"])]
+    rows += [(f"batched core B={b}", rate) for b, rate in result["batched"].items()]
+    rows.append(("mpe2 simple_adversary_v3 (N=1)", result["mpe2"]))
+    width = max(len(name) for name, _ in rows)
+    lines = [
+        f"env steps/s, median of {meta.get('repeats', '?')} repeats "
+        f"(>= {meta.get('steps_per_repeat', '?')} steps each, resets included, random actions)",
+        f"{'setting'.ljust(width)}  {'steps/s':>12}",
+        f"{'-' * width}  {'-' * 12}",
+    ]
+    for name, rate in rows:
+        value = "not installed" if rate is None else f"{rate:,.0f}"
+        lines.append(f"{name.ljust(width)}  {value:>12}")
+    ratio = result.get("ratio_vs_mpe2")
+    if ratio is not None:
+        lines.append(f"{'PettingZoo env / mpe2'.ljust(width)}  {ratio:>11.2f}x")
+    lines.append(
+        f"python {meta.get('python', '?')}, numpy {meta.get('numpy', '?')}, "
+        f"{meta.get('cpu_count', '?')} CPUs; batched core stepped with validate=False"
+    )
+    return "\n".join(lines)
