@@ -120,5 +120,18 @@ def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else format_env_report(result))
 
 
+@bench.command("learner")
+@click.option("--json", "as_json", is_flag=True, help="print JSON only")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def bench_learner_cmd(as_json: bool, repeats: int, rounds: int, device: str) -> None:
+    """Seed-updates/s of stacked MADDPG (S = 1, 8) vs a per-seed loop of 8."""
+    from soo_marl.bench_learner import bench_learner, format_learner_report
+
+    result = bench_learner(rounds=rounds, repeats=repeats, device=device)
+    click.echo(json.dumps(result, indent=2) if as_json else format_learner_report(result))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

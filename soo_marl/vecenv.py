@@ -116,3 +116,24 @@ class PettingZooVecEnv:
     def episode_stats(self) -> dict[str, np.ndarray]:
         """Per seed and env: nothing beyond returns (tracked by the trainer)."""
         return {}
+
+
+def mean_episode_return(
+    vec_env: DeceptionVecEnv | PettingZooVecEnv,
+    policy: Callable[[np.ndarray], np.ndarray],
+    rngs: Sequence[np.random.Generator],
+    rounds: int = 1,
+) -> np.ndarray:
+    """Mean undiscounted episode return per seed and agent, (S, n), of ``policy``.
+
+    ``policy`` maps joint observations (S, E, Σ obs) to joint actions in [-1, 1].
+    """
+    total = None
+    for _ in range(rounds):
+        obs = vec_env.reset(rngs)
+        ret, done = 0.0, False
+        while not done:
+            obs, r, done = vec_env.step(policy(obs))
+            ret = ret + r
+        total = ret if total is None else total + ret
+    return total.mean(axis=1) / rounds
