@@ -76,9 +76,15 @@ class EnvConfig:
             raise ValueError(
                 f"unknown baseline {self.baseline!r}; allowed values: {', '.join(BASELINES)}"
             )
-        if not isinstance(self.max_cycles, (int, np.integer)) or self.max_cycles <= 0:
+        if (
+            isinstance(self.max_cycles, bool)
+            or not isinstance(self.max_cycles, (int, np.integer))
+            or self.max_cycles <= 0
+        ):
             raise ValueError(f"max_cycles must be a positive integer, got {self.max_cycles!r}")
-        for name in ("sight_radius", "start_radius", "spawn_range", "dt", "mass"):
+        if not 0.0 <= self.damping < 1.0:
+            raise ValueError(f"damping must be in [0, 1), got {self.damping!r}")
+        for name in ("sight_radius", "start_radius", "spawn_range", "dt", "mass", "contact_margin"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -273,7 +279,10 @@ def validate_actions(actions: np.ndarray, agent: str, batch_size: int | None = N
     Raises ``ValueError`` naming the agent for a wrong shape, NaN or inf. Values outside
     [-1, 1] are clipped, not rejected.
     """
-    a = np.asarray(actions, dtype=np.float64)
+    try:
+        a = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"action of {agent} is not numeric: {actions!r}") from exc
     expected = (ACTION_DIM,) if batch_size is None else (batch_size, ACTION_DIM)
     if a.shape != expected:
         raise ValueError(f"action of {agent} has shape {a.shape}, expected {expected}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -55,14 +54,12 @@ class PhysicalDeceptionEnv(ParallelEnv):
             a: spaces.Box(-1.0, 1.0, (core.ACTION_DIM,), np.float32) for a in AGENTS
         }
 
-    @functools.cache  # noqa: B019 - spaces are fixed per instance
     def observation_space(self, agent: str) -> spaces.Box:
-        """Cached observation space of ``agent``."""
+        """Observation space of ``agent`` (built once per env)."""
         return self._observation_spaces[agent]
 
-    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:
-        """Cached action space of ``agent``."""
+        """Action space of ``agent`` (built once per env)."""
         return self._action_spaces[agent]
 
     def _outputs(self) -> tuple[dict, dict]:
@@ -75,7 +72,11 @@ class PhysicalDeceptionEnv(ParallelEnv):
             "trapped": bool(s.trapped[0]),
         }
         obs = {AGENTS[0]: obs_red[0], AGENTS[1]: obs_blue[0]}
-        return obs, {a: dict(info) for a in AGENTS}
+        infos = {
+            a: {**info, "positions": dict(info["positions"]), "landmarks": info["landmarks"].copy()}
+            for a in AGENTS
+        }
+        return obs, infos
 
     def reset(
         self, seed: int | None = None, options: dict | None = None
@@ -112,6 +113,8 @@ class PhysicalDeceptionEnv(ParallelEnv):
         """RGB image of the current state (``render_mode="rgb_array"``)."""
         if self.render_mode is None:
             return None
+        if self.state_ is None:
+            raise RuntimeError("call reset() before render()")
         from soo_marl.envs.render import render_frame
 
         return render_frame(self.cfg, self.state_, 0)

@@ -344,3 +344,41 @@ def test_render_command_writes_gif(tmp_path):
         assert gif.format == "GIF"
         assert gif.n_frames == 2 * 51
         assert gif.size == (400, 400)
+
+
+def test_env_is_garbage_collected():
+    import gc
+    import weakref
+
+    e = parallel_env()
+    e.action_space("agent_0")
+    ref = weakref.ref(e)
+    del e
+    gc.collect()
+    assert ref() is None
+
+
+def test_render_before_reset_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        parallel_env(render_mode="rgb_array").render()
+
+
+def test_non_numeric_action_names_the_agent():
+    e = parallel_env()
+    e.reset(seed=0)
+    with pytest.raises(ValueError, match="adversary_0"):
+        e.step({"adversary_0": ["a", "b"], "agent_0": np.zeros(2)})
+
+
+def test_infos_are_independent_per_agent():
+    _, infos = parallel_env().reset(seed=0)
+    infos["agent_0"]["positions"]["agent_0"] = None
+    assert infos["adversary_0"]["positions"]["agent_0"] is not None
+
+
+@pytest.mark.parametrize("kw", [{"max_cycles": True}, {"contact_margin": 0.0}, {"damping": 1.5}])
+def test_config_rejects_nonsense(kw):
+    from soo_marl.envs import core
+
+    with pytest.raises(ValueError):
+        core.EnvConfig(**kw)
