@@ -108,8 +108,13 @@ class EnvConfig:
         return [f.name for f in fields(cls)]
 
 
-class State(NamedTuple):
-    """State of B worlds. Positions/velocities are (B, 2 agents, 2) with red first."""
+@dataclass(eq=False, slots=True)
+class State:
+    """State of B worlds. Positions/velocities are (B, 2 agents, 2) with red first.
+
+    ``goal`` and ``fake`` (B, 2) are derived from ``landmarks`` and ``goal_index`` when
+    not given; :func:`step` passes them on so they are looked up once per episode.
+    """
 
     pos: np.ndarray
     vel: np.ndarray
@@ -121,21 +126,22 @@ class State(NamedTuple):
     trapped: np.ndarray
     #: steps taken since reset (all worlds of a batch are in step)
     t: int
+    #: (B, 2) goal landmark position
+    goal: np.ndarray | None = None
+    #: (B, 2) fake landmark position
+    fake: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.goal is None or self.fake is None:
+            rows = np.arange(self.landmarks.shape[0])
+            gi = np.asarray(self.goal_index)
+            self.goal = self.landmarks[rows, gi]
+            self.fake = self.landmarks[rows, 1 - gi]
 
     @property
     def batch_size(self) -> int:
         """Number of worlds."""
         return self.pos.shape[0]
-
-    @property
-    def goal(self) -> np.ndarray:
-        """(B, 2) goal landmark position."""
-        return np.take_along_axis(self.landmarks, self.goal_index[:, None, None], axis=1)[:, 0]
-
-    @property
-    def fake(self) -> np.ndarray:
-        """(B, 2) fake landmark position."""
-        return np.take_along_axis(self.landmarks, 1 - self.goal_index[:, None, None], axis=1)[:, 0]
 
 
 def _uniform_draws(rng: np.random.Generator | int | Sequence[int], batch_size: int | None):
@@ -192,21 +198,24 @@ def reset(
 
 
 def wall_force(cfg: EnvConfig, pos: np.ndarray) -> np.ndarray:
-    """Soft contact force of the four walls on agents at ``pos`` (any shape ending in 2)."""
+    """Soft contact force of the four walls on agents at ``pos`` (any shape ending in 2).
+
+    Per wall w ∈ {−a, +a} on each axis: 100 · sign(d) · k · softplus((d_min − |d|) / k),
+    with d = x − w the signed distance along the wall's normal.
+    """
     k = cfg.contact_margin
-    force = np.zeros_like(pos)
-    for wall in (-cfg.arena_half_width, cfg.arena_half_width):
-        d = pos - wall
-        penetration = k * np.logaddexp(0.0, (cfg.wall_contact_distance - np.abs(d)) / k)
-        force += cfg.contact_force * np.sign(d) * penetration
-    return force
+    a = cfg.arena_half_width
+    d = pos + np.array([a, -a]).reshape((2,) + (1,) * pos.ndim)  # to the wall at −a, +a
+    penetration = np.logaddexp(0.0, (cfg.wall_contact_distance - np.abs(d)) / k)
+    f = np.sign(d) * penetration
+    return (cfg.contact_force * k) * (f[0] + f[1])
 
 
 def within(a: np.ndarray, b: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
     """Centre distance of points ``a`` and ``b`` (any matching shapes ending in 2) below
     ``radius`` (``<``), or at most ``radius`` with ``strict=False``."""
     d = a - b
-    d2 = np.einsum("...i,...i->...", d, d)
+    d2 = np.add.reduce(d * d, axis=-1)
     return d2 < radius**2 if strict else d2 <= radius**2
 
 
@@ -234,7 +243,9 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         vel[state.trapped, RED] = 0.0
     pos = state.pos + vel * cfg.dt
     trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
-    return State(pos, vel, state.landmarks, state.goal_index, trapped, state.t + 1)
+    return State(
+        pos, vel, state.landmarks, state.goal_index, trapped, state.t + 1, state.goal, state.fake
+    )
 
 
 def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:
@@ -242,21 +253,23 @@ def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:
     return in_sight(cfg, state.pos[:, RED], state.pos[:, BLUE])
 
 
-def observe(cfg: EnvConfig, state: State) -> tuple[np.ndarray, np.ndarray]:
+def observe(
+    cfg: EnvConfig, state: State, visible: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Observations (float32): red (B, 6) and blue (B, 10), layouts of SPEC §1."""
     b = state.batch_size
     red, blue = state.pos[:, RED], state.pos[:, BLUE]
-    visible = red_visible(cfg, state)
+    if visible is None:
+        visible = red_visible(cfg, state)
     red_from_blue = (red - blue) * visible[:, None]
-    obs_red = np.empty((b, OBS_DIM_RED), dtype=np.float32)
-    obs_red[:, 0:4] = (state.landmarks - red[:, None, :]).reshape(b, 4)
-    obs_red[:, 4:6] = -red_from_blue
-    obs_blue = np.empty((b, OBS_DIM_BLUE), dtype=np.float32)
-    obs_blue[:, 0:2] = state.goal - blue
-    obs_blue[:, 2:6] = (state.landmarks - blue[:, None, :]).reshape(b, 4)
-    obs_blue[:, BLUE_RED_SLOTS] = red_from_blue
-    obs_blue[:, BLUE_TRAP_SLOTS] = state.trapped[:, None]
-    return obs_red, obs_blue
+    lm = state.landmarks
+    flag = state.trapped[:, None].astype(np.float64)
+    obs_red = np.concatenate([(lm - red[:, None, :]).reshape(b, 4), -red_from_blue], axis=1)
+    obs_blue = np.concatenate(
+        [state.goal - blue, (lm - blue[:, None, :]).reshape(b, 4), red_from_blue, flag, flag],
+        axis=1,
+    )
+    return obs_red.astype(np.float32), obs_blue.astype(np.float32)
 
 
 def at_goal(cfg: EnvConfig, state: State) -> np.ndarray:
@@ -264,13 +277,43 @@ def at_goal(cfg: EnvConfig, state: State) -> np.ndarray:
     return at_landmark(cfg, state.pos, state.goal[:, None, :])
 
 
-def rewards(cfg: EnvConfig, state: State) -> np.ndarray:
+def rewards(
+    cfg: EnvConfig,
+    state: State,
+    visible: np.ndarray | None = None,
+    goal_flags: np.ndarray | None = None,
+) -> np.ndarray:
     """(B, 2) per-step rewards, red first, for ``cfg.baseline``."""
-    r = at_goal(cfg, state) * cfg.goal_reward
-    r[:, RED] += red_visible(cfg, state) * cfg.red_sight_reward
+    if goal_flags is None:
+        goal_flags = at_goal(cfg, state)
+    if visible is None:
+        visible = red_visible(cfg, state)
+    r = goal_flags * cfg.goal_reward
+    r[:, RED] += visible * cfg.red_sight_reward
     if cfg.baseline == "deceptive":
         r[:, BLUE] += state.trapped * cfg.trap_reward
     return r
+
+
+class Outputs(NamedTuple):
+    """What the agents receive after a step (or at reset), computed together."""
+
+    obs_red: np.ndarray
+    obs_blue: np.ndarray
+    #: (B, 2) rewards, red first
+    rewards: np.ndarray
+    #: (B,) red and blue in sight of each other
+    visible: np.ndarray
+    #: (B, 2) red / blue at the goal
+    at_goal: np.ndarray
+
+
+def outputs(cfg: EnvConfig, state: State) -> Outputs:
+    """Observations, rewards, sight and goal flags of a state, sharing the distance work."""
+    visible = red_visible(cfg, state)
+    goal_flags = at_goal(cfg, state)
+    obs_red, obs_blue = observe(cfg, state, visible)
+    return Outputs(obs_red, obs_blue, rewards(cfg, state, visible, goal_flags), visible, goal_flags)
 
 
 def validate_actions(actions: np.ndarray, agent: str, batch_size: int | None = None) -> np.ndarray:
@@ -289,6 +332,28 @@ def validate_actions(actions: np.ndarray, agent: str, batch_size: int | None = N
     if not np.isfinite(a).all():
         raise ValueError(f"action of {agent} contains NaN or inf: {a.tolist()}")
     return np.clip(a, -1.0, 1.0)
+
+
+def validate_joint_actions(
+    actions: Sequence[np.ndarray], agents: Sequence[str], batch_size: int | None = None
+) -> np.ndarray:
+    """All agents' actions checked and clipped at once: (n_agents, 2) or (B, n_agents, 2).
+
+    Same rules and errors as :func:`validate_actions`, which names the agent at fault;
+    this is the fast path for actions that are already fine.
+    """
+    per_agent = (ACTION_DIM,) if batch_size is None else (batch_size, ACTION_DIM)
+    try:
+        a = np.asarray(actions, dtype=np.float64)
+        ok = a.shape == (len(agents), *per_agent) and bool(np.isfinite(a).all())
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        for act, agent in zip(actions, agents, strict=True):
+            validate_actions(act, agent, batch_size)
+    if batch_size is not None:
+        a = a.swapaxes(0, 1)
+    return np.minimum(np.maximum(a, -1.0), 1.0)
 
 
 class BatchedEnv:
@@ -313,12 +378,11 @@ class BatchedEnv:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         if validate:
-            actions_red = validate_actions(actions_red, "adversary_0", self.batch_size)
-            actions_blue = validate_actions(actions_blue, "agent_0", self.batch_size)
-        actions = np.stack([actions_red, actions_blue], axis=1)
+            actions = validate_joint_actions(
+                [actions_red, actions_blue], ("adversary_0", "agent_0"), self.batch_size
+            )
+        else:
+            actions = np.stack([actions_red, actions_blue], axis=1)
         self.state = step(self.cfg, self.state, actions)
-        return (
-            observe(self.cfg, self.state),
-            rewards(self.cfg, self.state),
-            self.state.t >= self.cfg.max_cycles,
-        )
+        out = outputs(self.cfg, self.state)
+        return (out.obs_red, out.obs_blue), out.rewards, self.state.t >= self.cfg.max_cycles

@@ -62,21 +62,24 @@ class PhysicalDeceptionEnv(ParallelEnv):
         """Action space of ``agent`` (built once per env)."""
         return self._action_spaces[agent]
 
-    def _outputs(self) -> tuple[dict, dict]:
-        obs_red, obs_blue = core.observe(self.cfg, self.state_)
+    def _outputs(self) -> tuple[dict, dict, np.ndarray]:
+        """Observations, infos (one independent dict per agent) and rewards of the state."""
         s = self.state_
-        info = {
-            "positions": {AGENTS[0]: s.pos[0, 0].copy(), AGENTS[1]: s.pos[0, 1].copy()},
-            "landmarks": s.landmarks[0].copy(),
-            "goal_index": int(s.goal_index[0]),
-            "trapped": bool(s.trapped[0]),
-        }
-        obs = {AGENTS[0]: obs_red[0], AGENTS[1]: obs_blue[0]}
+        out = core.outputs(self.cfg, s)
+        pos = s.pos[0]
+        landmarks = s.landmarks[0]
+        goal_index, trapped = int(s.goal_index[0]), bool(s.trapped[0])
         infos = {
-            a: {**info, "positions": dict(info["positions"]), "landmarks": info["landmarks"].copy()}
+            a: {
+                "positions": {AGENTS[0]: pos[0].copy(), AGENTS[1]: pos[1].copy()},
+                "landmarks": landmarks.copy(),
+                "goal_index": goal_index,
+                "trapped": trapped,
+            }
             for a in AGENTS
         }
-        return obs, infos
+        obs = {AGENTS[0]: out.obs_red[0], AGENTS[1]: out.obs_blue[0]}
+        return obs, infos, out.rewards[0]
 
     def reset(
         self, seed: int | None = None, options: dict | None = None
@@ -88,7 +91,8 @@ class PhysicalDeceptionEnv(ParallelEnv):
                 self._action_spaces[a].seed(seed + i)
         self.state_ = core.reset(self.cfg, self._np_random, 1)
         self.agents = list(AGENTS)
-        return self._outputs()
+        obs, infos, _ = self._outputs()
+        return obs, infos
 
     def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
         """Apply both agents' actions for one step."""
@@ -97,10 +101,9 @@ class PhysicalDeceptionEnv(ParallelEnv):
         missing = [a for a in AGENTS if a not in actions]
         if missing:
             raise ValueError(f"missing action(s) for {missing}")
-        a = np.stack([core.validate_actions(actions[ag], ag) for ag in AGENTS])[None]
+        a = core.validate_joint_actions([actions[ag] for ag in AGENTS], AGENTS)[None]
         self.state_ = core.step(self.cfg, self.state_, a)
-        obs, infos = self._outputs()
-        r = core.rewards(self.cfg, self.state_)[0]
+        obs, infos, r = self._outputs()
         rewards = {AGENTS[0]: float(r[0]), AGENTS[1]: float(r[1])}
         truncated = self.state_.t >= self.cfg.max_cycles
         truncations = {ag: truncated for ag in AGENTS}

@@ -27,9 +27,10 @@ class DeceptionVecEnv:
         self.state: core.State | None = None
         self._reached = np.zeros((n_seeds * envs_per_seed, 2), dtype=bool)
 
-    def _joint_obs(self) -> np.ndarray:
-        o_red, o_blue = core.observe(self.cfg, self.state)
-        joint = np.concatenate([o_red, o_blue], axis=1)
+    def _joint_obs(self, out: core.Outputs | None = None) -> np.ndarray:
+        if out is None:
+            out = core.outputs(self.cfg, self.state)
+        joint = np.concatenate([out.obs_red, out.obs_blue], axis=1)
         return joint.reshape(self.n_seeds, self.envs_per_seed, -1)
 
     def reset(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
@@ -43,9 +44,10 @@ class DeceptionVecEnv:
         """Step every world with actions (S, E, 4) = (red 2, blue 2), clipped to [-1, 1]."""
         a = np.clip(joint_action.reshape(-1, 2, core.ACTION_DIM), -1.0, 1.0)
         self.state = core.step(self.cfg, self.state, a)
-        self._reached |= core.at_goal(self.cfg, self.state)
-        r = core.rewards(self.cfg, self.state).reshape(self.n_seeds, self.envs_per_seed, 2)
-        return self._joint_obs(), r, self.state.t >= self.episode_length
+        out = core.outputs(self.cfg, self.state)
+        self._reached |= out.at_goal
+        r = out.rewards.reshape(self.n_seeds, self.envs_per_seed, 2)
+        return self._joint_obs(out), r, self.state.t >= self.episode_length
 
     def episode_stats(self) -> dict[str, np.ndarray]:
         """Per seed and env, for the episode so far: trapped, red/blue reached the goal."""
