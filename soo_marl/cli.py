@@ -97,6 +97,37 @@ def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, 
     click.echo(f"{state} {result.episodes_done} episodes per seed in {took}: {result.run_dir}")
 
 
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--episodes",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="episodes per evaluation seed",
+)
+@click.option(
+    "--eval-seeds",
+    type=str,
+    default="155 714 1908 1549 1195 1812 542 2844",
+    show_default=True,
+    help="evaluation seeds (space- or comma-separated)",
+)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True)
+def evaluate(runs, episodes, eval_seeds, device, quiet):
+    """Deterministic evaluation, blue-centric probes and cross-play of trained RUNS."""
+    from soo_marl.evaluate import evaluate_runs, format_summary
+    from soo_marl.train import RunDirError
+
+    try:
+        seeds = [int(x) for x in eval_seeds.replace(",", " ").split()]
+        results = evaluate_runs(runs, episodes, seeds, device=device, progress=not quiet)
+    except (ValueError, RunDirError) as exc:
+        _fail(exc)
+    click.echo(format_summary(results))
+
+
 @main.group()
 def bench() -> None:
     """Speed benchmarks (print figures; --json for machine-readable output)."""
