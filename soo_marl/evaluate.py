@@ -70,22 +70,11 @@ def blue_soo_values(model: MADDPG, obs_blue: np.ndarray, radius: float, seed: in
     mask = soo.self_mask(obs)
     gen = torch.Generator(device=model.device).manual_seed(seed)
     other = soo.other_observation(obs, gen, radius)
-    h_self = blue_hidden(model, obs)
-    h_other = blue_hidden(model, other)
+    h_self = soo.blue_activations(model, obs)
+    h_other = soo.blue_activations(model, other)
     value = soo.soo_value(h_self, h_other)
     value = torch.where(mask, value, torch.full_like(value, float("nan")))
     return value.view(s, n, t1).cpu().numpy()
-
-
-def blue_hidden(model: MADDPG, obs_blue: torch.Tensor) -> torch.Tensor:
-    """Blue actors' concatenated hidden activations (eval mode) for (S, N, 10) inputs."""
-    blue = model.n_agents - 1
-    joint = torch.zeros(*obs_blue.shape[:2], model.joint_obs_dim, device=obs_blue.device)
-    joint[..., model.joint_obs_dim - obs_blue.shape[-1] :] = obs_blue
-    model.actor.eval()
-    _, hidden = model.actor(model.actor_input(joint))
-    h = soo.concat_hidden(hidden)  # (S·n, N, 128)
-    return h.view(model.n_seeds, model.n_agents, *h.shape[1:])[:, blue]
 
 
 @torch.no_grad()

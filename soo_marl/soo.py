@@ -103,3 +103,29 @@ def anchor_loss(
     """
     per_row = (action - action_pre.detach()).pow(2).mean(dim=-1)
     return _masked_row_mean(per_row, mask)
+
+
+#: Which activations the SOO loss compares (a config choice; SPEC §3 default "h1h2").
+SOO_LAYERS = ("h1h2", "h2", "action")
+
+
+def blue_activations(model, obs_blue: torch.Tensor, layers: str = "h1h2") -> torch.Tensor:
+    """Blue actors' activations (eval mode: running BatchNorm statistics) on (S, N, 10)
+    observations: both hidden layers concatenated (``h1h2``, 128 values), the last hidden
+    layer (``h2``) or the action (``action``). Returns (S, N, F), differentiable.
+
+    ``model`` is a :class:`soo_marl.agents.maddpg.MADDPG` whose last agent is blue.
+    """
+    if layers not in SOO_LAYERS:
+        raise ValueError(f"unknown SOO layers {layers!r}; allowed: {', '.join(SOO_LAYERS)}")
+    s, n = obs_blue.shape[:2]
+    joint = obs_blue.new_zeros(s, n, model.joint_obs_dim)
+    joint[..., model.joint_obs_dim - obs_blue.shape[-1] :] = obs_blue
+    actions, _, hidden = model.actor_forward(joint, train=False)
+    if layers == "action":
+        out = actions
+    elif layers == "h2":
+        out = hidden[-1]
+    else:
+        out = concat_hidden(hidden)
+    return out.view(s, model.n_agents, n, out.shape[-1])[:, -1]
