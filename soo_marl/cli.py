@@ -128,6 +128,95 @@ def evaluate(runs, episodes, eval_seeds, device, quiet):
     click.echo(format_summary(results))
 
 
+@main.command()
+@click.option(
+    "--from",
+    "parent",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="run dir of a trained deceptive baseline",
+)
+@click.option(
+    "--soo/--no-soo",
+    default=True,
+    show_default=True,
+    help="--no-soo is the anchor-only control (SOO weight 0)",
+)
+@click.option("--episodes", type=int, default=10_000, show_default=True)
+@click.option("--soo-weight", type=float, default=1.0, show_default=True, help="λ_soo")
+@click.option("--anchor-weight", type=float, default=1.0, show_default=True, help="λ_anchor")
+@click.option(
+    "--soo-layers", type=click.Choice(["h1h2", "h2", "action"]), default="h1h2", show_default=True
+)
+@click.option("--soo-radius", type=float, default=0.125, show_default=True, help="R_soo")
+@click.option("--freeze-red", is_flag=True, help="keep red's actor fixed")
+@click.option(
+    "--noise",
+    type=click.Choice(["continue", "restart"]),
+    default="continue",
+    show_default=True,
+    help="exploration schedule: continue the parent's or restart it",
+)
+@click.option("--fresh-buffer", is_flag=True, help="do not start from the parent's replay buffer")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="default: <parent>_soo or <parent>_nosoo",
+)
+@click.option("--resume", is_flag=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--sight-radius",
+    "env__sight_radius",
+    type=float,
+    default=None,
+    help="must match the parent's (checked)",
+)
+@click.option("--quiet", is_flag=True)
+def finetune(
+    parent,
+    soo,
+    episodes,
+    soo_weight,
+    anchor_weight,
+    soo_layers,
+    soo_radius,
+    freeze_red,
+    noise,
+    fresh_buffer,
+    run_dir,
+    resume,
+    device,
+    quiet,
+    **overrides,
+):
+    """SOO fine-tuning of every seed of a deceptive baseline (or its --no-soo control)."""
+    from soo_marl.finetune import FinetuneConfig
+    from soo_marl.finetune import finetune as run_finetune
+    from soo_marl.train import RunDirError
+
+    try:
+        ft = FinetuneConfig(
+            episodes=episodes,
+            soo_weight=soo_weight if soo else 0.0,
+            anchor_weight=anchor_weight,
+            soo_layers=soo_layers,
+            soo_radius=soo_radius,
+            freeze_red=freeze_red,
+            noise=noise,
+            reuse_buffer=not fresh_buffer,
+        )
+        run_dir = run_dir or parent.with_name(parent.name + ("_soo" if soo else "_nosoo"))
+        given = {k: v for k, v in overrides.items() if v is not None}
+        result = run_finetune(
+            parent, ft, run_dir, resume=resume, progress=not quiet, overrides=given, device=device
+        )
+    except (ValueError, RunDirError) as exc:
+        _fail(exc)
+    click.echo(f"fine-tuned {result.episodes_done} episodes per seed: {result.run_dir}")
+
+
 @main.group()
 def bench() -> None:
     """Speed benchmarks (print figures; --json for machine-readable output)."""

@@ -175,7 +175,7 @@ class Trainer:
             "agents": list(self.env.agents),
             "obs_dims": list(self.env.obs_dims),
             "act_dims": list(self.env.act_dims),
-            "config": json.dumps(self.config.to_dict()),
+            "config": json.dumps({"meta": self.run_meta(), **self.config.to_dict()}),
             "learner": self.model.full_state(),
             "buffer": self.buffer.state_dict(),
             "rng": json.dumps(
@@ -226,6 +226,10 @@ class Trainer:
         return path
 
     # -- the loop ------------------------------------------------------------------------
+    def noise_episode_offset(self) -> int:
+        """Episodes added to the exploration schedule's index (0 for plain training)."""
+        return 0
+
     def actor_extra_loss(self) -> Callable | None:
         """Extra per-member actor loss (none for plain MADDPG)."""
         return None
@@ -243,7 +247,7 @@ class Trainer:
         mc = self.config.maddpg
         s, e = len(self.seeds), self.config.run.envs_per_seed
         act_dim = self.model.joint_act_dim
-        ep_idx = self.episode + np.arange(e)
+        ep_idx = self.noise_episode_offset() + self.episode + np.arange(e)
         scale = mc.noise_scale(ep_idx)[None, :, None]  # (1, E, 1)
         ou = np.zeros((s, e, act_dim))
         obs = self.env.reset([st["env"] for st in self.streams])

@@ -1,0 +1,130 @@
+"""SOO fine-tuning: gradients reach only blue's actor, SOO lowers the SOO value, control,
+freeze-red, exact resume, clear refusals."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from soo_marl import soo
+from soo_marl.agents.maddpg import MADDPGConfig
+from soo_marl.cli import main
+from soo_marl.config import RunConfig, TrainConfig
+from soo_marl.envs.core import EnvConfig
+from soo_marl.finetune import FinetuneConfig, FinetuneTrainer, finetune
+from soo_marl.train import RunDirError, train
+
+SMALL = dict(batch_size=64, buffer_size=5000)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    root = tmp_path_factory.mktemp("parent")
+    cfg = TrainConfig(
+        env=EnvConfig(baseline="deceptive"),
+        maddpg=MADDPGConfig(**SMALL),
+        run=RunConfig(seeds=(0, 1), episodes=60, log_every=20),
+    )
+    train(cfg, root / "deceptive", progress=False)
+    honest = TrainConfig(
+        env=EnvConfig(baseline="honest"), maddpg=MADDPGConfig(**SMALL),
+        run=RunConfig(seeds=(0, 1), episodes=20, log_every=20),
+    )  # fmt: skip
+    train(honest, root / "honest", progress=False)
+    return root
+
+
+def _trainer(parent, tmp_path, **ft):
+    t = FinetuneTrainer(parent / "deceptive", FinetuneConfig(episodes=20, **ft), tmp_path / "ft")
+    t.prepare_run_dir(resume=False)
+    return t
+
+
+def _batch(t):
+    return t.buffer.sample([np.random.default_rng(0)] * 2, 64, True)
+
+
+def test_soo_and_anchor_gradients_reach_only_blue_actor(parent, tmp_path):
+    t = _trainer(parent, tmp_path, soo_weight=1.0, anchor_weight=1.0)
+    with torch.no_grad():  # move blue away from the frozen copy so the anchor term is live
+        for p in t.model.actor.parameters():
+            p.add_(0.01)
+    extra = t.actor_extra_loss()(t.model, _batch(t))
+    assert extra.shape == (4,) and extra[0] == 0 and extra[2] == 0 and extra[1] > 0
+    params = list(t.model.actor.parameters()) + list(t.model.critic.parameters())
+    grads = torch.autograd.grad(extra.sum(), params, allow_unused=True)
+    n_actor = len(list(t.model.actor.parameters()))
+    for g in grads[n_actor:]:
+        assert g is None or torch.count_nonzero(g) == 0  # critics untouched
+    for g in grads[:n_actor]:
+        red_rows = g.view(2, 2, *g.shape[1:])[:, 0]
+        assert torch.count_nonzero(red_rows) == 0
+    assert any(torch.count_nonzero(g.view(2, 2, *g.shape[1:])[:, 1]) > 0 for g in grads[:n_actor])
+
+
+def test_soo_steps_lower_the_soo_value_on_a_fixed_batch(parent, tmp_path):
+    t = _trainer(parent, tmp_path, soo_weight=1.0, anchor_weight=0.0)
+    batch = _batch(t)
+    obs_blue = batch["obs"][..., 6:]
+    mask = soo.self_mask(obs_blue)
+    other = soo.other_observation(obs_blue, torch.Generator().manual_seed(1))
+
+    def value():
+        with torch.no_grad():
+            v = soo.soo_value(
+                soo.blue_activations(t.model, obs_blue), soo.blue_activations(t.model, other)
+            )
+        return v[mask].mean().item()
+
+    before = value()
+    opt = torch.optim.Adam(t.model.actor.parameters(), lr=1e-2)
+    for _ in range(30):
+        opt.zero_grad()
+        t.actor_extra_loss()(t.model, batch).sum().backward()
+        opt.step()
+    assert value() < before - 0.5
+
+
+def test_no_soo_is_the_same_path_with_zero_weight(parent, tmp_path):
+    a = _trainer(parent, tmp_path / "a", soo_weight=0.0, anchor_weight=1.0)
+    b = _trainer(parent, tmp_path / "b", soo_weight=1.0, anchor_weight=1.0)
+    with torch.no_grad():
+        for m in (a.model, b.model):
+            for p in m.actor.parameters():
+                p.add_(0.01)
+    batch = _batch(a)
+    la = a.actor_extra_loss()(a.model, batch)
+    lb = b.actor_extra_loss()(b.model, batch)
+    assert torch.allclose(la[1::2], a._soo_log["soo/anchor_loss"])
+    assert torch.allclose(lb[1::2], b._soo_log["soo/anchor_loss"] + b._soo_log["soo/loss"])
+    assert a.run_meta()["condition"] == "no-soo" and b.run_meta()["condition"] == "soo"
+
+
+def test_freeze_red_and_exact_resume(parent, tmp_path):
+    ft = FinetuneConfig(episodes=40, freeze_red=True)
+    finetune(parent / "deceptive", ft, tmp_path / "full", progress=False)
+    half = FinetuneConfig(episodes=20, freeze_red=True)
+    finetune(parent / "deceptive", half, tmp_path / "split", progress=False)
+    FinetuneTrainer(parent / "deceptive", ft, tmp_path / "split").train(resume=True, progress=False)
+    load = lambda d: torch.load(d / "final_model.pt", weights_only=True)["model"]  # noqa: E731
+    full, split = load(tmp_path / "full"), load(tmp_path / "split")
+    parent_w = torch.load(parent / "deceptive" / "final_model.pt", weights_only=True)["model"]
+    for k in full:
+        assert torch.equal(full[k], split[k]), k
+    for k in ("actor.weights.0", "actor.biases.2"):
+        red_now, red_before = full[k].view(2, 2, -1)[:, 0], parent_w[k].view(2, 2, -1)[:, 0]
+        assert torch.equal(red_now, red_before)  # red frozen
+        assert not torch.equal(full[k].view(2, 2, -1)[:, 1], parent_w[k].view(2, 2, -1)[:, 1])
+
+
+def test_refusals(parent, tmp_path):
+    with pytest.raises(RunDirError, match="deceptive baseline is required"):
+        FinetuneTrainer(parent / "honest", FinetuneConfig(episodes=10), tmp_path / "x")
+    with pytest.raises(RunDirError, match="no trained run"):
+        FinetuneTrainer(tmp_path / "missing", FinetuneConfig(episodes=10), tmp_path / "y")
+    res = CliRunner().invoke(
+        main, ["finetune", "--from", str(parent / "deceptive"), "--sight-radius", "0.5",
+               "--run-dir", str(tmp_path / "z")],
+    )  # fmt: skip
+    assert res.exit_code != 0 and "sight_radius=0.125" in res.output
+    assert not (tmp_path / "z").exists()
