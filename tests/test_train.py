@@ -156,8 +156,10 @@ def test_honest_blue_learns_to_reach_goal(tmp_path):
 
     cfg = TrainConfig(
         env=EnvConfig(baseline="honest"),
-        maddpg=MADDPGConfig(batch_size=256, buffer_size=50_000, noise_decay_episodes=1500),
-        run=RunConfig(seeds=(0,), episodes=1500, envs_per_seed=10, log_every=500),
+        maddpg=MADDPGConfig(
+            batch_size=256, buffer_size=50_000, noise_decay_episodes=1000, steps_per_update=20
+        ),
+        run=RunConfig(seeds=(0,), episodes=1000, envs_per_seed=10, log_every=500),
     )
     train(cfg, tmp_path / "honest", progress=False)
     lm = load_model(tmp_path / "honest")
