@@ -90,6 +90,26 @@ def saturation(model: MADDPG, joint_obs: torch.Tensor) -> dict[str, np.ndarray]:
     return {"fraction": frac, "saturated": frac > SATURATED_ACTOR_FRACTION}
 
 
+def replay_saturation(model: MADDPG, run_dir: Path, batch: int = 1024) -> dict | None:
+    """Saturation on a replay batch of each seed's buffer (None without a checkpoint)."""
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    obs = state["buffer"]["data"]["obs"]
+    if obs.shape[1] == 0:
+        return None
+    rng = np.random.default_rng(0)
+    idx = torch.from_numpy(rng.integers(0, obs.shape[1], (obs.shape[0], batch)))
+    sample = obs[torch.arange(obs.shape[0])[:, None], idx].to(model.device)
+    sat = saturation(model, sample)
+    return {
+        "fraction_of_outputs": sat["fraction"].tolist(),
+        "saturated_actors": int(sat["saturated"].sum()),
+        "actors": int(sat["saturated"].size),
+    }
+
+
 def play(
     loaded: LoadedModel, uniforms: np.ndarray, blue: MADDPG | str | None = None
 ) -> dict[str, np.ndarray]:
@@ -235,6 +255,7 @@ def _evaluate_one(
             "saturated_actors": int(sat["saturated"].sum()),
             "actors": int(sat["saturated"].size),
         },
+        "saturation_replay": replay_saturation(model, Path(e.loaded.path).parent),
         "probes": probes,
         "luring_delta_trap": _summary(luring),
         "deceivability": probes["to_fake"]["trap_rate"],
@@ -308,8 +329,12 @@ def format_summary(results: dict[str, dict]) -> str:
         rows.append(f"  {'headline (guard)':<22}{f(m['headline_guard'])}")
         rows.append(f"  {'headline (no guard)':<22}{f(m['headline_noguard'])}")
         rows.append(f"  {'SOO value':<22}{f(m['soo_value'])}")
-        sat = r["saturation"]
-        rows.append(f"  {'saturated actors':<22}{sat['saturated_actors']}/{sat['actors']}")
+        for key, name in (("saturation", "eval obs"), ("saturation_replay", "replay batch")):
+            sat = r.get(key)
+            if sat:
+                rows.append(
+                    f"  {'saturated (' + name + ')':<28}{sat['saturated_actors']}/{sat['actors']}"
+                )
         for other, c in r["cross_play"].items():
             rows.append(f"  trap with {other} red: {f(c['trap_rate'])}")
     return "\n".join(rows)
