@@ -66,3 +66,17 @@ def test_evaluate_exports_and_metrics_are_recomputable(two_runs):
 def test_evaluate_cli_errors(tmp_path):
     res = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
     assert res.exit_code != 0 and "holds no final_model.pt" in res.output
+
+
+def test_report_tables_quote_saved_numbers(two_runs):
+    from soo_marl import report
+
+    runs = [two_runs / "deceptive", two_runs / "honest"]
+    evaluate_runs(runs, episodes=4, eval_seeds=[155], progress=False)
+    ms = report.load_metrics(runs)
+    table = report.results_table(ms).splitlines()
+    assert len(table) == 4 and table[2].startswith("| deceptive r0.125 | 2 |")
+    assert report.fmt(ms[0]["metrics"]["trap_rate"]) in table[2]
+    assert "to_fake" in report.probe_table(ms)
+    with pytest.raises(FileNotFoundError, match="soo-marl evaluate"):
+        report.load_metrics([two_runs / "nowhere"])
