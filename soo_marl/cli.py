@@ -253,5 +253,84 @@ def bench_learner_cmd(as_json: bool, repeats: int, rounds: int, device: str) -> 
     click.echo(json.dumps(result, indent=2) if as_json else format_learner_report(result))
 
 
+def _parse_episodes(values: tuple[str, ...]) -> list[int]:
+    """Numbers of episodes from repeated and/or comma/space-separated --episodes values."""
+    try:
+        return [int(x) for v in values for x in v.replace(",", " ").split()]
+    except ValueError as exc:
+        raise click.BadParameter(f"not a list of integers: {' '.join(values)}") from exc
+
+
+@main.command()
+@click.option(
+    "--deceptive", type=click.Path(path_type=Path), required=True, help="evaluated deceptive run"
+)
+@click.option(
+    "--honest", type=click.Path(path_type=Path), required=True, help="evaluated honest run"
+)
+@click.option(
+    "--episodes",
+    "episodes",
+    multiple=True,
+    help="numbers of episodes N (repeatable or comma-separated; default 1,100,200,…,1500, "
+    "clipped to the episodes per evaluation seed)",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="output folder (default: the deceptive run's eval/)",
+)
+def classify(deceptive: Path, honest: Path, episodes: tuple[str, ...], out: Path | None) -> None:
+    """SOO classifier accuracy vs number of evaluation episodes (honest vs deceptive)."""
+    from soo_marl.classify import DEFAULT_N_EPISODES, format_table, write_result
+    from soo_marl.classify import classify as run_classify
+
+    try:
+        n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
+        result = run_classify(deceptive, honest, n_episodes)
+        paths = write_result(result, out or deceptive / "eval")
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    click.echo(format_table(result))
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("figures"),
+    show_default=True,
+    help="output folder for the PNG and PDF files",
+)
+@click.option(
+    "--classifier",
+    "classifier_json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="classifier.json of `soo-marl classify` (accuracy curve)",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["png", "pdf", "svg"]),
+    multiple=True,
+    help="file formats (repeatable; default png and pdf)",
+)
+def plot(
+    runs: tuple[Path, ...], out: Path, classifier_json: Path | None, formats: tuple[str, ...]
+) -> None:
+    """Figures 2-4, probes, classifier curve and learning curves of evaluated RUNS."""
+    from soo_marl.plots import FORMATS, make_all
+
+    try:
+        paths = make_all(runs, out, classifier_json, log=click.echo, formats=formats or FORMATS)
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"wrote {len(paths)} files to {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

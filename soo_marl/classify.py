@@ -1,0 +1,140 @@
+"""SOO classifier (SPEC §4): does the mean SOO value tell the honest model from the
+deceptive one, given N evaluation episodes?
+
+Both runs must have been evaluated (``soo-marl evaluate``) with the same trained seeds,
+evaluation seeds and episodes per evaluation seed. A *unit* is one (trained seed,
+evaluation seed) pair; it holds n = ``episodes_per_eval_seed`` episodes, and for each N the
+honest model of the unit is classified correctly when the mean over its first N
+per-episode SOO means is lower than the deceptive model's
+(:func:`soo_marl.metrics.classifier_accuracy`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soo_marl import metrics
+
+#: Default numbers of episodes N (clipped to the episodes available per unit).
+DEFAULT_N_EPISODES: tuple[int, ...] = (1, *range(100, 1501, 100))
+RESULT_NAME = "classifier"
+_FIELDS = ("soo_value", "seeds", "eval_seeds", "episodes_per_eval_seed")
+
+
+def load_soo(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The SOO values and seed bookkeeping of a run's ``eval/trajectories.npz``.
+
+    Raises FileNotFoundError (no evaluation) or ValueError (a file without SOO values).
+    """
+    path = Path(run_dir) / "eval" / "trajectories.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: no eval/{path.name} (run `soo-marl evaluate` first)")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in _FIELDS if k not in z.files]
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(missing)}")
+        return {k: z[k] for k in _FIELDS}
+
+
+def _label(run_dir: Path) -> str:
+    path = run_dir / "eval" / "metrics.json"
+    if path.exists():
+        return str(json.loads(path.read_text()).get("label", run_dir.name))
+    return run_dir.name
+
+
+def clip_episodes(n_episodes: Iterable[int], available: int) -> list[int]:
+    """The requested numbers of episodes clipped to 1..``available``, sorted, unique."""
+    out = sorted({min(max(int(n), 1), available) for n in n_episodes})
+    if not out:
+        raise ValueError("no numbers of episodes given")
+    return out
+
+
+def units(soo_value: np.ndarray, n_eval_seeds: int, per_seed: int) -> np.ndarray:
+    """Per-episode SOO means (S, K·n, T+1) → (S·K, n) units of trained × evaluation seed
+    (episode j of a trained seed belongs to evaluation seed j // n)."""
+    means = metrics.episode_soo_means(soo_value)  # (S, M)
+    s, m = means.shape
+    if m != n_eval_seeds * per_seed:
+        raise ValueError(f"{m} episodes per seed is not {n_eval_seeds} eval seeds × {per_seed}")
+    return means.reshape(s * n_eval_seeds, per_seed)
+
+
+def classify(
+    deceptive_dir: str | Path,
+    honest_dir: str | Path,
+    n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
+) -> dict[str, Any]:
+    """SOO classifier accuracy vs number of evaluation episodes for two evaluated runs.
+
+    Returns a JSON-ready dict: ``n_episodes`` and ``accuracy`` (same length), ``units``
+    (trained seeds × evaluation seeds), ``episodes_per_unit``, ``mean_soo`` (mean SOO value
+    of each model over all out-of-sight steps), ``correct`` (per N, per unit), the seeds,
+    and the runs' paths and labels. Raises ValueError when the runs were not evaluated on
+    the same seeds and episodes.
+    """
+    dec_dir, hon_dir = Path(deceptive_dir), Path(honest_dir)
+    dec, hon = load_soo(dec_dir), load_soo(hon_dir)
+    for key in ("seeds", "eval_seeds", "episodes_per_eval_seed"):
+        if not np.array_equal(dec[key], hon[key]):
+            raise ValueError(
+                f"{key} differ: {dec_dir} has {dec[key].tolist()}, {hon_dir} has "
+                f"{hon[key].tolist()} (evaluate both with the same seeds and --episodes)"
+            )
+    if dec["soo_value"].shape != hon["soo_value"].shape:
+        raise ValueError(
+            f"soo_value shapes differ: {dec['soo_value'].shape} vs {hon['soo_value'].shape}"
+        )
+    k, n = len(dec["eval_seeds"]), int(dec["episodes_per_eval_seed"])
+    u_dec = units(dec["soo_value"], k, n)
+    u_hon = units(hon["soo_value"], k, n)
+    ns = clip_episodes(n_episodes, n)
+    res = metrics.classifier_accuracy(u_hon, u_dec, ns)
+    seeds = [int(x) for x in dec["seeds"]]
+    eval_seeds = [int(x) for x in dec["eval_seeds"]]
+    return {
+        "n_episodes": ns,
+        "accuracy": [res.accuracy[x] for x in ns],
+        "units": int(u_dec.shape[0]),
+        "episodes_per_unit": n,
+        "mean_soo": {
+            "deceptive": metrics.mean_soo_value(dec["soo_value"], keep_axis=None),
+            "honest": metrics.mean_soo_value(hon["soo_value"], keep_axis=None),
+        },
+        "correct": {str(x): res.correct[x].astype(int).tolist() for x in ns},
+        "unit_seeds": [[s, e] for s in seeds for e in eval_seeds],
+        "seeds": seeds,
+        "eval_seeds": eval_seeds,
+        "deceptive": {"run": str(dec_dir), "label": _label(dec_dir)},
+        "honest": {"run": str(hon_dir), "label": _label(hon_dir)},
+    }
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """Accuracy per N as a small text table, with the models' mean SOO values."""
+    lines = [
+        f"SOO classifier: honest {result['honest']['label']!r} vs deceptive "
+        f"{result['deceptive']['label']!r}, {result['units']} units",
+        "mean SOO value: " + ", ".join(f"{k} {v:.4g}" for k, v in result["mean_soo"].items()),
+        f"{'episodes N':>10}  accuracy",
+    ]
+    for n, acc in zip(result["n_episodes"], result["accuracy"], strict=True):
+        lines.append(f"{n:>10}  {acc:.3f}")
+    return "\n".join(lines)
+
+
+def write_result(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``classifier.json`` and the accuracy curve (``classifier.png``/``.pdf``)."""
+    from soo_marl.plots import fig_classifier, save_figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{RESULT_NAME}.json"
+    path.write_text(json.dumps(result, indent=1))
+    return [path, *save_figure(fig_classifier(result), out / RESULT_NAME)]

@@ -1,0 +1,815 @@
+"""Figures of the reproduction (SPEC §5) from the files ``soo-marl evaluate`` writes.
+
+Every ``fig_*`` function takes data already in memory and returns a
+:class:`matplotlib.figure.Figure` built without pyplot (no global figure state, no GUI
+backend: files are rendered by Agg), so the same functions serve the CLI, the tests and
+the notebook. :func:`load_run` reads one run directory, :func:`build_figures` turns a
+set of loaded runs into named figures and :func:`make_all` does both and writes a PNG
+and a PDF of each figure.
+
+Conditions are identified by their evaluation label (``metrics.json``'s ``"label"``, e.g.
+``"deceptive r0.125"``) and ordered deceptive → SOO → no-SOO control → honest within a
+sight radius.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from soo_marl import metrics
+from soo_marl.envs import core
+
+#: Grids of ``eval/grids.npz`` and how to describe them.
+GRID_KINDS: dict[str, str] = {
+    "freq_guard": "records per episode, displacement guard 0.01",
+    "freq_noguard": "records per episode, no displacement guard (paper's counter)",
+    "trunc_guard": "first {n} visible records per seed, displacement guard 0.01",
+    "trunc_noguard": "first {n} visible records per seed, no guard (as the paper's figure)",
+}
+#: Trajectory arrays the figures need (``soo_value``, actions and rewards are not loaded).
+TRAJECTORY_FIELDS = (
+    "red_pos", "blue_pos", "landmarks", "goal_index", "trapped", "red_visible",
+    "seeds", "eval_seeds", "episodes_per_eval_seed",
+)  # fmt: skip
+#: history.jsonl columns of the learning curves (TensorBoard tags without "charts/").
+LEARNING_CURVES: dict[str, str] = {
+    "trap_rate": "trap rate",
+    "blue_goal_rate": "blue goal-reach rate",
+    "return_blue": "blue episode return",
+    "return_red": "red episode return",
+}
+#: Display order of conditions (unknown ones go last, in the given order).
+CONDITION_ORDER = ("deceptive", "soo", "no-soo", "honest")
+CONDITION_COLORS = {
+    "deceptive": "tab:orange",
+    "soo": "tab:green",
+    "no-soo": "tab:gray",
+    "honest": "tab:purple",
+}
+#: Order of the first member of a behavioural-difference pair: "SOO vs honest" etc.
+PAIR_ORDER = ("soo", "no-soo", "honest", "deceptive")
+FORMATS = ("png", "pdf")
+DPI = 150
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class RunData:
+    """Everything the figures read from one run directory (missing parts are None)."""
+
+    run_dir: Path
+    label: str
+    #: "deceptive", "honest", "soo", "no-soo" (config meta ``condition`` or ``baseline``).
+    condition: str
+    sight_radius: float | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: ``eval/metrics.json``.
+    metrics: dict[str, Any] | None = None
+    #: :data:`TRAJECTORY_FIELDS` of ``eval/trajectories.npz``.
+    trajectories: dict[str, np.ndarray] | None = None
+    #: ``eval/grids.npz`` (:data:`GRID_KINDS` and ``truncation``).
+    grids: dict[str, np.ndarray] | None = None
+    #: Rows of ``history.jsonl``.
+    history: list[dict[str, Any]] | None = None
+
+    @property
+    def seeds(self) -> list[int] | None:
+        """Trained seeds, from metrics.json or the trajectories."""
+        if self.metrics is not None:
+            return [int(s) for s in self.metrics["seeds"]]
+        if self.trajectories is not None:
+            return [int(s) for s in self.trajectories["seeds"]]
+        return None
+
+
+def _read_npz(path: Path, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if keys is None or k in keys}
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``history.jsonl`` (one JSON object per log interval)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run directory's evaluation files, config meta and training history.
+
+    Nothing is required: absent files leave their field None, and figures that need
+    them are skipped by :func:`build_figures`.
+    """
+    run_dir = Path(run_dir)
+    cfg_meta: dict[str, Any] = {}
+    sight_radius = None
+    if (run_dir / "config.yaml").exists():
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        cfg_meta = dict(cfg.get("meta") or {})
+        sight_radius = (cfg.get("env") or {}).get("sight_radius")
+    ev = run_dir / "eval"
+    m = json.loads((ev / "metrics.json").read_text()) if (ev / "metrics.json").exists() else None
+    meta = {**cfg_meta, **((m or {}).get("meta") or {})}
+    condition = str(meta.get("condition") or meta.get("baseline") or run_dir.name)
+    if meta.get("sight_radius") is not None:
+        sight_radius = meta["sight_radius"]
+    sight_radius = None if sight_radius is None else float(sight_radius)
+    if m is not None:
+        label = str(m["label"])
+    elif sight_radius is not None:
+        label = f"{condition} r{sight_radius:g}"
+    else:
+        label = condition
+    traj = ev / "trajectories.npz"
+    grids = ev / "grids.npz"
+    hist = run_dir / "history.jsonl"
+    return RunData(
+        run_dir=run_dir,
+        label=label,
+        condition=condition,
+        sight_radius=sight_radius,
+        meta=meta,
+        metrics=m,
+        trajectories=_read_npz(traj, TRAJECTORY_FIELDS) if traj.exists() else None,
+        grids=_read_npz(grids) if grids.exists() else None,
+        history=read_history(hist) if hist.exists() else None,
+    )
+
+
+def order_runs(runs: Sequence[RunData]) -> list[RunData]:
+    """Runs sorted by sight radius, then deceptive → SOO → no-SOO → honest (stable)."""
+
+    def key(r: RunData) -> tuple[float, int]:
+        rank = CONDITION_ORDER.index(r.condition) if r.condition in CONDITION_ORDER else 99
+        return (r.sight_radius if r.sight_radius is not None else np.inf, rank)
+
+    return sorted(runs, key=key)
+
+
+def group_by_radius(runs: Sequence[RunData]) -> dict[float | None, list[RunData]]:
+    """Runs grouped by sight radius (conditions are only comparable within a radius)."""
+    groups: dict[float | None, list[RunData]] = {}
+    for r in order_runs(runs):
+        groups.setdefault(r.sight_radius, []).append(r)
+    return groups
+
+
+def condition_color(condition: str, index: int = 0) -> str:
+    """Colour of a condition in every figure (a cycle colour for unknown ones)."""
+    return CONDITION_COLORS.get(condition, f"C{index % 10}")
+
+
+# --------------------------------------------------------------------------- Figure 2
+
+
+def pick_episodes(
+    trajectories: dict[str, np.ndarray], count: int = 3, seed_index: int = 0
+) -> list[int]:
+    """Episode indices for :func:`fig_trajectories`: one per evaluation seed (cycling),
+    the first in each block whose goal and fake landmark are at least 0.6 apart (so a
+    detour toward the fake is visible), else the block's first episode."""
+    lm = np.asarray(trajectories["landmarks"])[seed_index]
+    m = lm.shape[0]
+    n = max(1, min(int(trajectories.get("episodes_per_eval_seed", m)), m))
+    blocks = max(1, m // n)
+    apart = np.linalg.norm(lm[:, 0] - lm[:, 1], axis=-1) >= 0.6
+    chosen: list[int] = []
+    for i in range(min(count, m)):
+        b = i % blocks
+        pool = [j for j in range(b * n, (b + 1) * n) if j not in chosen]
+        pool = pool or [j for j in range(m) if j not in chosen]
+        good = [j for j in pool if apart[j]]
+        chosen.append((good or pool)[0])
+    return chosen
+
+
+def _check_same_starts(
+    conditions: Sequence[tuple[str, dict[str, np.ndarray]]], episodes: Sequence[int], s: int
+) -> None:
+    ref_label, ref = conditions[0]
+    for label, tr in conditions[1:]:
+        for key in ("landmarks", "goal_index"):
+            if not np.allclose(ref[key][s, list(episodes)], tr[key][s, list(episodes)]):
+                raise ValueError(
+                    f"{label!r} and {ref_label!r} do not share start states ({key} differ): "
+                    "evaluate them with the same evaluation seeds"
+                )
+        for key in ("red_pos", "blue_pos"):
+            if not np.allclose(ref[key][s, list(episodes), 0], tr[key][s, list(episodes), 0]):
+                raise ValueError(
+                    f"{label!r} and {ref_label!r} do not share start states ({key} differ)"
+                )
+
+
+def fig_trajectories(
+    conditions: Sequence[tuple[str, dict[str, np.ndarray]]],
+    episodes: Sequence[int] | None = None,
+    seed_index: int = 0,
+    landmark_radius: float = core.EnvConfig.landmark_radius,
+    arena: float = core.EnvConfig.arena_half_width,
+    note: str = "",
+) -> Figure:
+    """Figure 2: blue's and red's paths on the same start states, one row per episode and
+    one column per condition.
+
+    ``conditions`` is a sequence of (label, trajectories) with the arrays of
+    ``eval/trajectories.npz``; ``episodes`` defaults to :func:`pick_episodes` of the first
+    condition. Raises ValueError when the conditions do not share those start states.
+    """
+    if not conditions:
+        raise ValueError("fig_trajectories needs at least one condition")
+    first = conditions[0][1]
+    episodes = list(episodes) if episodes is not None else pick_episodes(first, 3, seed_index)
+    _check_same_starts(conditions, episodes, seed_index)
+    n_per = int(first.get("episodes_per_eval_seed", first["landmarks"].shape[1]))
+    eval_seeds = first.get("eval_seeds")
+    seed = int(first["seeds"][seed_index]) if "seeds" in first else seed_index
+    rows, cols = len(episodes), len(conditions)
+    fig = Figure(figsize=(max(8.5, 2.9 * cols + 0.6), 2.9 * rows + 0.9), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    for c, (label, tr) in enumerate(conditions):
+        for r, j in enumerate(episodes):
+            ax = axes[r, c]
+            goal, fake = metrics.goal_and_fake(
+                tr["landmarks"][seed_index, j], tr["goal_index"][seed_index, j]
+            )
+            ax.add_patch(
+                Rectangle((-arena, -arena), 2 * arena, 2 * arena, fill=False, lw=1.0, ec="0.4")
+            )
+            ax.add_patch(Circle(tuple(goal), landmark_radius, color="tab:green", zorder=2))
+            ax.add_patch(Circle(tuple(fake), landmark_radius, color="black", zorder=2))
+            for key, color in (("red_pos", "tab:red"), ("blue_pos", "tab:blue")):  # blue on top
+                p = tr[key][seed_index, j]
+                ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.6, zorder=3)
+                ax.plot(p[:, 0], p[:, 1], ".", color=color, ms=2.5, zorder=3)
+                ax.plot(*p[0], "o", mfc="white", mec=color, mew=1.6, ms=7, zorder=4)
+                ax.plot(*p[-1], "o", color=color, ms=5, zorder=4)
+            trapped = np.flatnonzero(tr["trapped"][seed_index, j])
+            if trapped.size:
+                t = int(trapped[0])
+                ax.plot(
+                    *tr["red_pos"][seed_index, j, t],
+                    "X",
+                    color="gold",
+                    mec="black",
+                    ms=11,
+                    zorder=5,
+                )
+            ax.set_xlim(-arena, arena)
+            ax.set_ylim(-arena, arena)
+            ax.set_aspect("equal")
+            ticks = [-arena, -arena / 2, 0.0, arena / 2, arena]
+            ax.set_xticks(ticks)
+            ax.set_yticks(ticks)
+            ax.tick_params(labelsize=8)
+            if r == 0:
+                ax.set_title(label, fontsize=11)
+            if c == 0:
+                k = f", eval seed {int(eval_seeds[j // n_per])}" if eval_seeds is not None else ""
+                ax.set_ylabel(f"episode {j}{k}\ny", fontsize=9)
+            if r == rows - 1:
+                ax.set_xlabel("x", fontsize=9)
+    handles = [
+        Line2D([], [], marker="o", ls="", color="tab:green", ms=9, label="goal landmark"),
+        Line2D([], [], marker="o", ls="", color="black", ms=9, label="fake landmark"),
+        Line2D([], [], color="tab:blue", lw=1.6, label="blue path"),
+        Line2D([], [], color="tab:red", lw=1.6, label="red path"),
+        Line2D([], [], marker="o", ls="", mfc="white", mec="0.2", ms=7, label="start"),
+        Line2D([], [], marker="o", ls="", color="0.2", ms=5, label="end"),
+        Line2D([], [], marker="X", ls="", color="gold", mec="black", ms=10, label="red trapped"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    fig.suptitle(
+        f"Trajectories on the same start states (trained seed {seed}; dots every step){note}",
+        fontsize=12,
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- Figure 3
+
+
+def _grid_extent() -> list[float]:
+    dx = metrics.THRESH_X[1] - metrics.THRESH_X[0]
+    dy = metrics.THRESH_Y[1] - metrics.THRESH_Y[0]
+    return [
+        metrics.THRESH_X[0] - dx / 2,
+        metrics.THRESH_X[-1] + dx / 2,
+        metrics.THRESH_Y[0] - dy / 2,
+        metrics.THRESH_Y[-1] + dy / 2,
+    ]
+
+
+def fig_threshold_grids(
+    grids: Sequence[tuple[str, np.ndarray]],
+    title: str = "Threshold grid",
+    colorbar_label: str = "visible records per episode",
+    cmap: str = "viridis",
+) -> Figure:
+    """Figure 3: one threshold-grid map per condition on ONE colour scale.
+
+    ``grids`` is a sequence of (label, grid) with grid (S, 100, 100) (averaged over seeds
+    here) or (100, 100); cell [i, j] counts records with pn > x_i and c < y_j. The axes are
+    the panels followed by one shared colourbar; the headline cell (x = 0.7, y = 0.6) is
+    marked.
+    """
+    if not grids:
+        raise ValueError("fig_threshold_grids needs at least one grid")
+    means = []
+    for label, g in grids:
+        g = np.asarray(g, dtype=np.float64)
+        if g.shape[-2:] != (len(metrics.THRESH_X), len(metrics.THRESH_Y)):
+            raise ValueError(f"{label!r}: grid shape {g.shape} is not (..., 100, 100)")
+        means.append(g.reshape(-1, *g.shape[-2:]).mean(axis=0))
+    vmax = max(float(np.nanmax(m)) for m in means)
+    vmax = vmax if vmax > 0 else 1.0
+    n = len(grids)
+    fig = Figure(figsize=(max(9.0, 3.3 * n + 1.2), 3.8), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    image = None
+    for ax, (label, _), mean in zip(axes, grids, means, strict=True):
+        image = ax.imshow(
+            mean.T,
+            origin="lower",
+            extent=_grid_extent(),
+            aspect="auto",
+            vmin=0.0,
+            vmax=vmax,
+            cmap=cmap,
+            interpolation="nearest",
+        )
+        ax.plot(
+            metrics.HEADLINE_X,
+            metrics.HEADLINE_Y,
+            "+",
+            color="white",
+            mew=2,
+            ms=10,
+            label=f"headline (x={metrics.HEADLINE_X}, y={metrics.HEADLINE_Y})",
+        )
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("projection threshold x")
+        ax.set_ylabel("cosine threshold y")
+    axes[0].legend(loc="lower right", fontsize=7, framealpha=0.7)
+    cbar = fig.colorbar(image, ax=list(axes), shrink=0.95)
+    cbar.set_label(colorbar_label)
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
+# --------------------------------------------------------------------------- Figure 4
+
+
+def default_pairs(runs: Sequence[RunData]) -> list[tuple[str, str]]:
+    """All pairs of conditions, first member in SOO → no-SOO → honest → deceptive order
+    ("SOO vs honest", "SOO vs deceptive", "honest vs deceptive", …)."""
+
+    def rank(r: RunData) -> int:
+        return PAIR_ORDER.index(r.condition) if r.condition in PAIR_ORDER else 99
+
+    ranked = sorted(runs, key=rank)
+    return [(a.label, b.label) for a, b in combinations(ranked, 2)]
+
+
+def behavioural_differences(
+    grids: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Behavioural difference (SPEC §4) of each pair of conditions: per seed
+    :func:`metrics.behavioural_difference` of their (S, 100, 100) frequency grids (seeds
+    matched by index), summarised by :func:`metrics.summarize` (mean, SD, 95% CI)."""
+    labels = list(grids)
+    pairs = list(pairs) if pairs is not None else list(combinations(labels, 2))
+    out = {}
+    for a, b in pairs:
+        ga, gb = np.asarray(grids[a]), np.asarray(grids[b])
+        if ga.shape != gb.shape:
+            raise ValueError(f"{a!r} and {b!r} grids differ in shape: {ga.shape} vs {gb.shape}")
+        out[(a, b)] = metrics.summarize(metrics.behavioural_difference(ga, gb))
+    return out
+
+
+def _summary_points(
+    ax: Any,
+    summaries: Sequence[dict[str, Any]],
+    colors: Sequence[str],
+    show_sd: bool = True,
+) -> None:
+    """Per-seed dots, mean marker, ±SD (thick) and 95% CI (thin, capped) at x = 0, 1, …"""
+    rng = np.random.default_rng(0)
+    for i, (s, color) in enumerate(zip(summaries, colors, strict=True)):
+        vals = np.asarray(s["values"], dtype=float)
+        x = i + 0.22 + rng.uniform(-0.08, 0.08, vals.size)
+        ax.plot(x, vals, "o", ms=3.5, color=color, alpha=0.5, mec="none")
+        if not np.isfinite(s["mean"]):
+            continue
+        ax.errorbar(
+            i,
+            s["mean"],
+            yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+            fmt="none",
+            ecolor="black",
+            elinewidth=1.0,
+            capsize=5,
+            zorder=3,
+        )
+        if show_sd:
+            ax.errorbar(
+                i,
+                s["mean"],
+                yerr=s["sd"],
+                fmt="none",
+                ecolor=color,
+                elinewidth=5,
+                alpha=0.6,
+                zorder=2,
+            )
+        ax.plot(i, s["mean"], "D", color=color, mec="black", ms=7, zorder=4)
+
+
+def _summary_legend(target: Any, show_sd: bool = True, **kwargs: Any) -> None:
+    """Legend of :func:`_summary_points` on an Axes or (with ``loc`` etc.) a Figure."""
+    handles = [Line2D([], [], marker="D", ls="", color="0.5", mec="black", label="mean")]
+    if show_sd:
+        handles.append(Line2D([], [], color="0.5", lw=5, alpha=0.6, label="± SD"))
+    handles += [
+        Line2D([], [], color="black", lw=1, marker="_", ms=10, label="95% CI (bootstrap)"),
+        Line2D([], [], marker="o", ls="", color="0.5", alpha=0.5, ms=4, label="per seed"),
+    ]
+    target.legend(handles=handles, **{"fontsize": 8, "loc": "best", **kwargs})
+
+
+def fig_behavioural_difference(
+    grid_sets: Mapping[str, Mapping[str, np.ndarray]],
+    pairs: Sequence[tuple[str, str]] | None = None,
+    note: str = "",
+) -> Figure:
+    """Figure 4: behavioural difference of pairs of conditions, one panel per grid kind.
+
+    ``grid_sets`` maps a panel title (e.g. "guard 0.01") to {label: (S, 100, 100)
+    per-episode frequency grid}; ``pairs`` defaults to all pairs in the given order.
+    Each pair shows per-seed values, the mean ± SD and its 95% bootstrap CI.
+    """
+    if not grid_sets:
+        raise ValueError("fig_behavioural_difference needs at least one grid set")
+    n = len(grid_sets)
+    n_pairs = max(
+        len(pairs) if pairs is not None else len(list(combinations(g, 2)))
+        for g in grid_sets.values()
+    )
+    fig = Figure(figsize=(max(4.5, 1.3 * n_pairs + 1.5) * n, 4.6), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (title, grids) in zip(axes, grid_sets.items(), strict=True):
+        diffs = behavioural_differences(grids, pairs)
+        names = [f"{a}\nvs\n{b}" for a, b in diffs]
+        pair_colors = ["0.3"] * len(diffs)
+        _summary_points(ax, list(diffs.values()), pair_colors)
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("behavioural difference\n(mean over grid of squared difference)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    _summary_legend(fig, loc="outside lower center", ncol=4, frameon=False)
+    fig.suptitle(f"Behavioural difference between conditions (per-episode threshold grids){note}")
+    return fig
+
+
+# --------------------------------------------------------------------------- probes
+
+
+#: Probe panels: (metrics.json key, y label, title).
+PROBES = (
+    ("luring_delta_trap", "Δ trap rate", "luring Δtrap\n(own blue − to_goal blue)"),
+    (
+        "blue_at_fake",
+        "fraction of episodes",
+        f"blue at fake landmark\n(within {core.EnvConfig().at_landmark_distance:g})",
+    ),
+    ("deceivability", "trap rate", "deceivability\n(trap rate with to_fake blue)"),
+)
+
+
+def fig_probes(
+    metrics_by_label: Mapping[str, Mapping[str, Any]], colors: Mapping[str, str] | None = None
+) -> Figure:
+    """Blue-centric probes (SPEC §4) per condition: luring Δtrap, blue-at-fake and
+    deceivability, each with its 95% bootstrap CI and per-seed values.
+
+    ``metrics_by_label`` maps a condition label to its ``eval/metrics.json`` content.
+    """
+    if not metrics_by_label:
+        raise ValueError("fig_probes needs at least one condition")
+    colors = colors or {}
+    labels = list(metrics_by_label)
+    cols = [colors.get(lb, f"C{i}") for i, lb in enumerate(labels)]
+    fig = Figure(figsize=(max(10.0, 3 * 1.1 * len(labels) + 2), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(PROBES), squeeze=False)[0]
+    for ax, (key, ylabel, title) in zip(axes, PROBES, strict=True):
+        sums = [metrics_by_label[lb][key] for lb in labels]
+        _summary_points(ax, sums, cols, show_sd=False)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        if key != "luring_delta_trap":
+            ax.set_ylim(-0.02, 1.02)
+    _summary_legend(fig, show_sd=False, loc="outside lower center", ncol=3, frameon=False)
+    fig.suptitle("Blue-centric deception probes (mean over seeds, 95% CI)")
+    return fig
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def fig_classifier(result: Mapping[str, Any]) -> Figure:
+    """SOO classifier accuracy vs number of evaluation episodes (a ``classifier.json``:
+    ``n_episodes``, ``accuracy`` and optionally ``units`` and ``mean_soo``)."""
+    n, acc = list(result["n_episodes"]), list(result["accuracy"])
+    if not n or len(n) != len(acc):
+        raise ValueError("classifier result needs equally long, non-empty n_episodes/accuracy")
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(n, acc, "o-", color="tab:blue", label="classifier accuracy")
+    ax.axhline(0.5, color="0.5", ls="--", lw=1, label="chance")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("evaluation episodes N per unit")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("accuracy (honest has lower mean SOO)")
+    ax.grid(alpha=0.3)
+    sub = []
+    if "units" in result:
+        sub.append(f"{result['units']} units (trained seed × eval seed)")
+    soo = result.get("mean_soo") or {}
+    if soo:
+        sub.append("mean SOO: " + ", ".join(f"{k} {v:.3g}" for k, v in soo.items()))
+    names = [result.get(k, {}).get("label", k) for k in ("honest", "deceptive")]
+    title = f"SOO classifier: {names[0]} vs {names[1]}" + ("\n" + "; ".join(sub) if sub else "")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def fig_learning_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    colors: Mapping[str, str] | None = None,
+    offsets: Mapping[str, int] | None = None,
+    keys: Mapping[str, str] = LEARNING_CURVES,
+) -> Figure:
+    """Learning curves: mean ± SD over seeds vs training episode of the ``charts/*``
+    scalars of ``history.jsonl`` (the same values the run logs to TensorBoard, one
+    per seed and log interval). One panel per key, one line per condition.
+
+    ``offsets`` shifts a run's episodes, e.g. a fine-tuned run by its parent's episodes
+    so that its curve continues the parent's (drawn dashed, start marked).
+    """
+    if not histories:
+        raise ValueError("fig_learning_curves needs at least one history")
+    colors = colors or {}
+    offsets = offsets or {}
+    fig = Figure(figsize=(11.0, 7.0), layout="constrained")
+    axes = fig.subplots(2, (len(keys) + 1) // 2, squeeze=False).ravel()
+    for ax, (key, name) in zip(axes, keys.items(), strict=False):
+        for i, (label, rows) in enumerate(histories.items()):
+            pts = [(r["episode"], r[f"charts/{key}"]) for r in rows if f"charts/{key}" in r]
+            if not pts:
+                continue
+            shift = int(offsets.get(label, 0))
+            ep = np.array([p[0] for p in pts], dtype=float) + shift
+            vals = np.array([p[1] for p in pts], dtype=float)  # (rows, seeds)
+            mean = vals.mean(axis=1)
+            sd = vals.std(axis=1, ddof=1) if vals.shape[1] > 1 else np.zeros_like(mean)
+            color = colors.get(label, f"C{i}")
+            extra = f", fine-tuned from episode {shift}" if shift else ""
+            ax.plot(
+                ep, mean, color=color, lw=1.5, ls="--" if shift else "-",
+                label=f"{label} ({vals.shape[1]} seeds{extra})",
+            )  # fmt: skip
+            if shift:
+                ax.axvline(shift, color=color, lw=0.8, ls=":")
+            ax.fill_between(ep, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("training episode (per seed)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    for ax in axes[len(keys) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        "Learning curves, mean ± SD over seeds (TensorBoard charts/* scalars, from history.jsonl)"
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- tables
+
+
+#: Rows of :func:`results_table`: (name, getter of a summary from metrics.json).
+TABLE_ROWS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
+    ("trap rate", lambda m: m["metrics"]["trap_rate"]),
+    ("luring Δtrap", lambda m: m["luring_delta_trap"]),
+    ("deceivability", lambda m: m["deceivability"]),
+    ("blue at fake", lambda m: m["blue_at_fake"]),
+    ("headline per episode (guard)", lambda m: m["metrics"]["headline_guard"]),
+    ("headline per episode (no guard)", lambda m: m["metrics"]["headline_noguard"]),
+    ("blue goal rate", lambda m: m["metrics"]["blue_goal_rate"]),
+    ("red goal rate", lambda m: m["metrics"]["red_goal_rate"]),
+    ("return blue", lambda m: m["metrics"]["return_blue"]),
+    ("return red", lambda m: m["metrics"]["return_red"]),
+    ("SOO value", lambda m: m["metrics"]["soo_value"]),
+)
+
+
+def results_table(metrics_by_label: Mapping[str, Mapping[str, Any]]) -> str:
+    """Text table, one row per measurement and one column per condition, of
+    "mean [95% CI]" over seeds from each condition's ``metrics.json``."""
+
+    def cell(m: Mapping[str, Any], get: Callable[[Mapping[str, Any]], Any]) -> str:
+        try:
+            s = get(m)
+        except (KeyError, TypeError):
+            return "–"
+        if s is None or not np.isfinite(s.get("mean", np.nan)):
+            return "–"
+        return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+
+    labels = list(metrics_by_label)
+    seeds = [f"n={len(metrics_by_label[lb].get('seeds', []))} seeds" for lb in labels]
+    rows = [["", *labels], ["", *seeds]]
+    rows += [
+        [name, *(cell(metrics_by_label[lb], get) for lb in labels)] for name, get in TABLE_ROWS
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(2, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- all figures
+
+
+def _suffix(radius: float | None, several: bool) -> str:
+    if not several:
+        return ""
+    return "_r" + (f"{radius:g}" if radius is not None else "unknown")
+
+
+def _radius_note(radius: float | None) -> str:
+    return f" — sight radius {radius:g}" if radius is not None else ""
+
+
+def build_figures(
+    runs: Sequence[RunData],
+    classifier: Mapping[str, Any] | None = None,
+    log: Log = print,
+) -> dict[str, Figure]:
+    """All figures that the loaded data allows, by file stem; what is skipped is logged.
+
+    Figures 2–4 are made per sight radius (stem suffix ``_r<radius>`` when the runs have
+    several); the probe figure and learning curves show every run.
+    """
+    figs: dict[str, Figure] = {}
+    runs = order_runs(runs)
+    colors = {r.label: condition_color(r.condition, i) for i, r in enumerate(runs)}
+    groups = group_by_radius(runs)
+    evaluated = [g for g in groups.values() if any(r.trajectories or r.grids for r in g)]
+    several = len(evaluated) > 1
+    for radius, group in groups.items():
+        sfx, note = _suffix(radius, several), _radius_note(radius)
+        with_traj = [r for r in group if r.trajectories is not None]
+        if with_traj:
+            try:
+                fig = fig_trajectories([(r.label, r.trajectories) for r in with_traj], note=note)
+                figs[f"fig2_trajectories{sfx}"] = fig
+            except ValueError as exc:
+                log(f"skipped Figure 2{note}: {exc}")
+        else:
+            log(f"skipped Figure 2{note}: no eval/trajectories.npz")
+        with_grids = [r for r in group if r.grids is not None]
+        if not with_grids:
+            log(f"skipped Figures 3-4{note}: no eval/grids.npz")
+            continue
+        for kind, desc in GRID_KINDS.items():
+            have = [r for r in with_grids if kind in r.grids]
+            if not have:
+                log(f"skipped Figure 3 ({kind}){note}: not in grids.npz")
+                continue
+            seeds = len(have[0].grids[kind])
+            if kind.startswith("freq"):
+                cbar = "visible records per episode with pn > x, c < y"
+            else:
+                trunc = {
+                    int(r.grids["truncation"][0 if kind == "trunc_guard" else 1])
+                    for r in have
+                    if "truncation" in r.grids
+                }
+                n_rec = str(trunc.pop()) if len(trunc) == 1 else f"N (differs: {sorted(trunc)})"
+                desc = desc.format(n=n_rec)
+                cbar = "visible records with pn > x, c < y"
+            title = f"Threshold grid{note}\n{desc}, mean over {seeds} seeds"
+            figs[f"fig3_grid_{kind}{sfx}"] = fig_threshold_grids(
+                [(r.label, r.grids[kind]) for r in have], title=title, colorbar_label=cbar
+            )
+        sets = {}
+        for kind, name in (("freq_guard", "guard 0.01"), ("freq_noguard", "no guard (paper)")):
+            have = [r for r in with_grids if kind in r.grids]
+            shapes = {r.grids[kind].shape for r in have}
+            seed_lists = {tuple(r.seeds or ()) for r in have}
+            if len(have) < 2:
+                continue
+            if len(shapes) > 1 or len(seed_lists) > 1:
+                log(f"skipped Figure 4 ({kind}){note}: runs have different seeds")
+                continue
+            sets[name] = {r.label: r.grids[kind] for r in have}
+        if sets:
+            pairs = default_pairs([r for r in with_grids if r.label in next(iter(sets.values()))])
+            figs[f"fig4_behavioural_difference{sfx}"] = fig_behavioural_difference(
+                sets, pairs, note=note
+            )
+        else:
+            log(f"skipped Figure 4{note}: needs two conditions with matching seeds")
+    with_metrics = {r.label: r.metrics for r in runs if r.metrics is not None}
+    if with_metrics:
+        figs["probes"] = fig_probes(with_metrics, colors)
+    else:
+        log("skipped probe figure: no eval/metrics.json")
+    if classifier is not None:
+        figs["classifier"] = fig_classifier(classifier)
+    histories = {r.label: r.history for r in runs if r.history}
+    if histories:
+        offsets = {
+            r.label: int(r.meta.get("parent_episode") or 0)
+            for r in runs
+            if r.meta.get("kind") == "finetune"
+        }
+        figs["learning_curves"] = fig_learning_curves(histories, colors, offsets)
+    else:
+        log("skipped learning curves: no history.jsonl")
+    return figs
+
+
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format; returns the paths."""
+    paths = []
+    for fmt in formats:
+        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: stems hold "r0.125"
+        fig.savefig(path, dpi=DPI)
+        paths.append(path)
+    return paths
+
+
+def make_all(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    classifier_json: str | Path | None = None,
+    log: Log = print,
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Load ``run_dirs``, build every figure their files allow and write each in
+    ``formats`` (PNG and PDF) into ``out_dir``; returns the written paths.
+
+    Raises ValueError when no run has any evaluation file or history, FileNotFoundError
+    for a missing classifier JSON.
+    """
+    runs = [load_run(d) for d in run_dirs]
+    for r in runs:
+        if r.metrics is None and r.trajectories is None and r.grids is None and not r.history:
+            log(f"{r.run_dir}: no eval files and no history.jsonl")
+    if all(
+        r.metrics is None and r.trajectories is None and r.grids is None and not r.history
+        for r in runs
+    ):
+        raise ValueError("none of the runs has eval files (run `soo-marl evaluate` first)")
+    classifier = None
+    if classifier_json is not None:
+        classifier = json.loads(Path(classifier_json).read_text())
+    else:
+        log("skipped classifier curve: no --classifier JSON given")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for stem, fig in build_figures(runs, classifier, log).items():
+        written += save_figure(fig, out / stem, formats)
+    return written
