@@ -56,13 +56,18 @@ def clip_episodes(n_episodes: Iterable[int], available: int) -> list[int]:
     return out
 
 
-def units(soo_value: np.ndarray, n_eval_seeds: int, per_seed: int) -> np.ndarray:
+def units(
+    soo_value: np.ndarray, n_eval_seeds: int, per_seed: int, pool: bool = False
+) -> np.ndarray:
     """Per-episode SOO means (S, K·n, T+1) → (S·K, n) units of trained × evaluation seed
-    (episode j of a trained seed belongs to evaluation seed j // n)."""
+    (episode j of a trained seed belongs to evaluation seed j // n), or with ``pool`` →
+    (S, K·n) units of trained seeds whose episodes cycle through the evaluation seeds."""
     means = metrics.episode_soo_means(soo_value)  # (S, M)
     s, m = means.shape
     if m != n_eval_seeds * per_seed:
         raise ValueError(f"{m} episodes per seed is not {n_eval_seeds} eval seeds × {per_seed}")
+    if pool:
+        return means.reshape(s, n_eval_seeds, per_seed).transpose(0, 2, 1).reshape(s, m)
     return means.reshape(s * n_eval_seeds, per_seed)
 
 
@@ -70,6 +75,7 @@ def classify(
     deceptive_dir: str | Path,
     honest_dir: str | Path,
     n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
+    pool_eval_seeds: bool = False,
 ) -> dict[str, Any]:
     """SOO classifier accuracy vs number of evaluation episodes for two evaluated runs.
 
@@ -77,7 +83,8 @@ def classify(
     (trained seeds × evaluation seeds), ``episodes_per_unit``, ``mean_soo`` (mean SOO value
     of each model over all out-of-sight steps), ``correct`` (per N, per unit), the seeds,
     and the runs' paths and labels. Raises ValueError when the runs were not evaluated on
-    the same seeds and episodes.
+    the same seeds and episodes. With ``pool_eval_seeds`` a unit is a trained seed and
+    its episodes from all evaluation seeds (up to K·n episodes per unit).
     """
     dec_dir, hon_dir = Path(deceptive_dir), Path(honest_dir)
     dec, hon = load_soo(dec_dir), load_soo(hon_dir)
@@ -92,9 +99,10 @@ def classify(
             f"soo_value shapes differ: {dec['soo_value'].shape} vs {hon['soo_value'].shape}"
         )
     k, n = len(dec["eval_seeds"]), int(dec["episodes_per_eval_seed"])
-    u_dec = units(dec["soo_value"], k, n)
-    u_hon = units(hon["soo_value"], k, n)
-    ns = clip_episodes(n_episodes, n)
+    u_dec = units(dec["soo_value"], k, n, pool_eval_seeds)
+    u_hon = units(hon["soo_value"], k, n, pool_eval_seeds)
+    per_unit = u_dec.shape[1]
+    ns = clip_episodes(n_episodes, per_unit)
     res = metrics.classifier_accuracy(u_hon, u_dec, ns)
     seeds = [int(x) for x in dec["seeds"]]
     eval_seeds = [int(x) for x in dec["eval_seeds"]]
@@ -102,13 +110,16 @@ def classify(
         "n_episodes": ns,
         "accuracy": [res.accuracy[x] for x in ns],
         "units": int(u_dec.shape[0]),
-        "episodes_per_unit": n,
+        "episodes_per_unit": per_unit,
+        "pooled_eval_seeds": pool_eval_seeds,
         "mean_soo": {
             "deceptive": metrics.mean_soo_value(dec["soo_value"], keep_axis=None),
             "honest": metrics.mean_soo_value(hon["soo_value"], keep_axis=None),
         },
         "correct": {str(x): res.correct[x].astype(int).tolist() for x in ns},
-        "unit_seeds": [[s, e] for s in seeds for e in eval_seeds],
+        "unit_seeds": (
+            [[s] for s in seeds] if pool_eval_seeds else [[s, e] for s in seeds for e in eval_seeds]
+        ),
         "seeds": seeds,
         "eval_seeds": eval_seeds,
         "deceptive": {"run": str(dec_dir), "label": _label(dec_dir)},
@@ -135,6 +146,7 @@ def write_result(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{RESULT_NAME}.json"
+    name = RESULT_NAME + ("_pooled" if result.get("pooled_eval_seeds") else "")
+    path = out / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
-    return [path, *save_figure(fig_classifier(result), out / RESULT_NAME)]
+    return [path, *save_figure(fig_classifier(result), out / name)]

@@ -281,14 +281,26 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
     default=None,
     help="output folder (default: the deceptive run's eval/)",
 )
-def classify(deceptive: Path, honest: Path, episodes: tuple[str, ...], out: Path | None) -> None:
+@click.option(
+    "--pool-eval-seeds",
+    is_flag=True,
+    help="a unit is a trained seed with episodes from all evaluation seeds (default: a unit "
+    "is a trained seed × evaluation seed pair)",
+)
+def classify(
+    deceptive: Path,
+    honest: Path,
+    episodes: tuple[str, ...],
+    out: Path | None,
+    pool_eval_seeds: bool,
+) -> None:
     """SOO classifier accuracy vs number of evaluation episodes (honest vs deceptive)."""
     from soo_marl.classify import DEFAULT_N_EPISODES, format_table, write_result
     from soo_marl.classify import classify as run_classify
 
     try:
         n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
-        result = run_classify(deceptive, honest, n_episodes)
+        result = run_classify(deceptive, honest, n_episodes, pool_eval_seeds)
         paths = write_result(result, out or deceptive / "eval")
     except (ValueError, OSError) as exc:
         _fail(exc)

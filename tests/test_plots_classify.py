@@ -49,6 +49,24 @@ def test_classify_honest_lower_is_always_right(tmp_path):
     json.dumps(res)  # JSON-ready
 
 
+def test_classify_pooled_units_are_trained_seeds(tmp_path):
+    dec = write_run(tmp_path / "dec", "deceptive", soo_level=-3.0)
+    hon = write_run(tmp_path / "hon", "honest", soo_level=-5.0)
+    res = classify(dec, hon, n_episodes=(1, 100), pool_eval_seeds=True)
+    assert res["units"] == len(SEEDS) and res["episodes_per_unit"] == len(EVAL_SEEDS) * N_PER
+    assert res["n_episodes"] == [1, len(EVAL_SEEDS) * N_PER] and res["accuracy"] == [1.0, 1.0]
+
+
+def test_pooled_units_cycle_through_eval_seeds():
+    from soo_marl.classify import units
+
+    v = np.zeros((1, 4, 3))
+    v[0, :, 0] = [10, 11, 20, 21]  # eval seed 0: episodes 10, 11; eval seed 1: 20, 21
+    v[0, :, 1:] = np.nan
+    assert units(v, 2, 2, pool=True).tolist() == [[10, 20, 11, 21]]
+    assert units(v, 2, 2).tolist() == [[10, 11], [20, 21]]
+
+
 def test_classify_honest_higher_is_always_wrong(tmp_path):
     dec = write_run(tmp_path / "dec", "deceptive", soo_level=-3.0)
     hon = write_run(tmp_path / "hon", "honest", soo_level=-1.0)
