@@ -623,50 +623,6 @@ def fig_learning_curves(
     return fig
 
 
-# --------------------------------------------------------------------------- tables
-
-
-#: Rows of :func:`results_table`: (name, getter of a summary from metrics.json).
-TABLE_ROWS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
-    ("trap rate", lambda m: m["metrics"]["trap_rate"]),
-    ("luring Δtrap", lambda m: m["luring_delta_trap"]),
-    ("deceivability", lambda m: m["deceivability"]),
-    ("blue at fake", lambda m: m["blue_at_fake"]),
-    ("headline per episode (guard)", lambda m: m["metrics"]["headline_guard"]),
-    ("headline per episode (no guard)", lambda m: m["metrics"]["headline_noguard"]),
-    ("blue goal rate", lambda m: m["metrics"]["blue_goal_rate"]),
-    ("red goal rate", lambda m: m["metrics"]["red_goal_rate"]),
-    ("return blue", lambda m: m["metrics"]["return_blue"]),
-    ("return red", lambda m: m["metrics"]["return_red"]),
-    ("SOO value", lambda m: m["metrics"]["soo_value"]),
-)
-
-
-def results_table(metrics_by_label: Mapping[str, Mapping[str, Any]]) -> str:
-    """Text table, one row per measurement and one column per condition, of
-    "mean [95% CI]" over seeds from each condition's ``metrics.json``."""
-
-    def cell(m: Mapping[str, Any], get: Callable[[Mapping[str, Any]], Any]) -> str:
-        try:
-            s = get(m)
-        except (KeyError, TypeError):
-            return "–"
-        if s is None or not np.isfinite(s.get("mean", np.nan)):
-            return "–"
-        return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
-
-    labels = list(metrics_by_label)
-    seeds = [f"n={len(metrics_by_label[lb].get('seeds', []))} seeds" for lb in labels]
-    rows = [["", *labels], ["", *seeds]]
-    rows += [
-        [name, *(cell(metrics_by_label[lb], get) for lb in labels)] for name, get in TABLE_ROWS
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(2, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- all figures
 
 

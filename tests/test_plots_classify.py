@@ -149,7 +149,9 @@ def test_probe_classifier_and_learning_figures(loaded):
     hist = {r.label: r.history for r in loaded.values()}
     fig = plots.fig_learning_curves(hist)
     assert len([ax for ax in fig.axes if ax.get_visible()]) == len(plots.LEARNING_CURVES)
-    table = plots.results_table(by_label)
+    from soo_marl import report
+
+    table = report.results_table(list(by_label.values()))
     assert "deceptive r0.125" in table and "luring Δtrap" in table
 
 
