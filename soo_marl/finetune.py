@@ -77,9 +77,9 @@ def parent_files(parent: Path) -> tuple[Path, dict]:
             break
     else:
         raise RunDirError(f"--from {parent}: no {CHECKPOINT} or {FINAL_MODEL}")
-    state = load_checkpoint(path)
-    saved = json.loads(state["config"]) if "config" in state else load_yaml(parent / CONFIG)
-    return path, saved
+    if (parent / CONFIG).exists():
+        return path, load_yaml(parent / CONFIG)
+    return path, json.loads(load_checkpoint(path)["config"])
 
 
 class FinetuneTrainer(Trainer):
