@@ -644,7 +644,7 @@ def build_figures(
     """All figures that the loaded data allows, by file stem; what is skipped is logged.
 
     Figures 2–4 are made per sight radius (stem suffix ``_r<radius>`` when the runs have
-    several); the probe figure and learning curves show every run.
+    several), and so are the learning curves; the probe figure shows every run.
     """
     figs: dict[str, Figure] = {}
     runs = order_runs(runs)
@@ -713,16 +713,18 @@ def build_figures(
         log("skipped probe figure: no eval/metrics.json")
     if classifier is not None:
         figs["classifier"] = fig_classifier(classifier)
-    histories = {r.label: r.history for r in runs if r.history}
-    if histories:
-        offsets = {
-            r.label: int(r.meta.get("parent_episode") or 0)
-            for r in runs
-            if r.meta.get("kind") == "finetune"
-        }
-        figs["learning_curves"] = fig_learning_curves(histories, colors, offsets)
-    else:
-        log("skipped learning curves: no history.jsonl")
+    for radius, group in groups.items():  # one learning-curve figure per sight radius
+        sfx = _suffix(radius, len(groups) > 1)
+        histories = {r.label: r.history for r in group if r.history}
+        if histories:
+            offsets = {
+                r.label: int(r.meta.get("parent_episode") or 0)
+                for r in group
+                if r.meta.get("kind") == "finetune"
+            }
+            figs[f"learning_curves{sfx}"] = fig_learning_curves(histories, colors, offsets)
+        else:
+            log(f"skipped learning curves{_radius_note(radius)}: no history.jsonl")
     return figs
 
 
