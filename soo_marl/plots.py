@@ -558,7 +558,12 @@ def fig_classifier(result: Mapping[str, Any]) -> Figure:
     ax.grid(alpha=0.3)
     sub = []
     if "units" in result:
-        sub.append(f"{result['units']} units (trained seed × eval seed)")
+        kind = (
+            "trained seeds, eval seeds pooled"
+            if result.get("pooled_eval_seeds")
+            else "trained seed × eval seed"
+        )
+        sub.append(f"{result['units']} units ({kind}; no out-of-sight step counts as wrong)")
     soo = result.get("mean_soo") or {}
     if soo:
         sub.append("mean SOO: " + ", ".join(f"{k} {v:.3g}" for k, v in soo.items()))
