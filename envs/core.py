@@ -130,13 +130,16 @@ class State:
     goal: np.ndarray | None = None
     #: (B, 2) fake landmark position
     fake: np.ndarray | None = None
+    #: (B, 3, 2) goal, landmark 0, landmark 1: what blue's observation is relative to
+    blue_targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.goal is None or self.fake is None:
+        if self.goal is None or self.fake is None or self.blue_targets is None:
             rows = np.arange(self.landmarks.shape[0])
             gi = np.asarray(self.goal_index)
             self.goal = self.landmarks[rows, gi]
             self.fake = self.landmarks[rows, 1 - gi]
+            self.blue_targets = np.concatenate([self.goal[:, None], self.landmarks], axis=1)
 
     @property
     def batch_size(self) -> int:
@@ -244,7 +247,15 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     pos = state.pos + vel * cfg.dt
     trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
     return State(
-        pos, vel, state.landmarks, state.goal_index, trapped, state.t + 1, state.goal, state.fake
+        pos,
+        vel,
+        state.landmarks,
+        state.goal_index,
+        trapped,
+        state.t + 1,
+        state.goal,
+        state.fake,
+        state.blue_targets,
     )
 
 
@@ -266,8 +277,7 @@ def observe(
     flag = state.trapped[:, None].astype(np.float64)
     obs_red = np.concatenate([(lm - red[:, None, :]).reshape(b, 4), -red_from_blue], axis=1)
     obs_blue = np.concatenate(
-        [state.goal - blue, (lm - blue[:, None, :]).reshape(b, 4), red_from_blue, flag, flag],
-        axis=1,
+        [(state.blue_targets - blue[:, None, :]).reshape(b, 6), red_from_blue, flag, flag], axis=1
     )
     return obs_red.astype(np.float32), obs_blue.astype(np.float32)
 
