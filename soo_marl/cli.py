@@ -217,6 +217,39 @@ def finetune(
     click.echo(f"fine-tuned {result.episodes_done} episodes per seed: {result.run_dir}")
 
 
+@main.command()
+@click.option(
+    "--preset", type=click.Choice(["quick", "paper", "test"]), default="quick", show_default=True
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="number of seeds (default: the preset's)",
+)
+@click.option(
+    "--sight-radius", type=click.FloatRange(min=0, min_open=True), default=0.125, show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/reproduce"),
+    show_default=True,
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def reproduce(preset, seeds, sight_radius, out, device, quiet):
+    """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
+    classifier, figures and report.md. Finished stages are skipped when run again."""
+    from soo_marl.reproduce import reproduce as run_reproduce
+    from soo_marl.train import RunDirError
+
+    try:
+        run_reproduce(out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet)
+    except (ValueError, RunDirError) as exc:
+        _fail(exc)
+
+
 @main.group()
 def bench() -> None:
     """Speed benchmarks (print figures; --json for machine-readable output)."""

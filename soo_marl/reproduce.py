@@ -1,0 +1,224 @@
+"""``soo-marl reproduce``: the whole pipeline (train, fine-tune, evaluate, classify, plot,
+report) in one resumable command. Finished stages are skipped on a second invocation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from soo_marl.agents.maddpg import MADDPGConfig
+from soo_marl.config import RunConfig, TrainConfig, save_yaml
+from soo_marl.envs.core import EnvConfig
+from soo_marl.finetune import FinetuneConfig, finetune
+from soo_marl.train import CHECKPOINT, FINAL_MODEL, train
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Scale of a reproduction."""
+
+    seeds: int
+    episodes: int
+    finetune_episodes: int
+    eval_episodes: int
+    maddpg: dict = field(default_factory=dict)
+    envs_per_seed: int = 10
+
+
+#: ``paper`` is SPEC scale; ``quick`` a laptop-sized default (not yet shown to reproduce the
+#: effects: see docs/results); ``test`` only checks the plumbing.
+PRESETS = {
+    "paper": Preset(seeds=8, episodes=40_000, finetune_episodes=10_000, eval_episodes=500),
+    "quick": Preset(seeds=4, episodes=6_000, finetune_episodes=2_000, eval_episodes=50),
+    "test": Preset(
+        seeds=2,
+        episodes=20,
+        finetune_episodes=20,
+        eval_episodes=3,
+        maddpg={"batch_size": 64, "buffer_size": 5_000},
+    ),
+}
+CONDITIONS = ("deceptive", "honest", "soo", "nosoo")
+
+
+def _done(run: Path) -> bool:
+    return (run / FINAL_MODEL).exists()
+
+
+def reproduce(
+    out: str | Path = "runs/reproduce",
+    preset: str = "quick",
+    seeds: int | None = None,
+    sight_radius: float = 0.125,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Path:
+    """Run every stage into ``out`` (skipping finished ones); returns ``out/report.md``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    n_seeds = seeds or p.seeds
+    if n_seeds <= 0:
+        raise ValueError("--seeds must be positive")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {c: out / c for c in CONDITIONS}
+    save_yaml(
+        {"preset": preset, "seeds": n_seeds, "sight_radius": sight_radius, "device": device},
+        out / "reproduce.yaml",
+    )
+    timings: dict[str, float] = _load_timings(out)
+    stages: list[tuple[str, Callable[[], None], Callable[[], bool]]] = []
+
+    def base(baseline: str) -> TrainConfig:
+        return TrainConfig(
+            env=EnvConfig(baseline=baseline, sight_radius=sight_radius),
+            maddpg=MADDPGConfig(**p.maddpg),
+            run=RunConfig(
+                seeds=tuple(range(n_seeds)),
+                episodes=p.episodes,
+                envs_per_seed=p.envs_per_seed,
+                device=device,
+                log_every=max(
+                    p.envs_per_seed, p.episodes // 50 // p.envs_per_seed * p.envs_per_seed
+                ),
+            ),
+        )
+
+    for b in ("deceptive", "honest"):
+        stages.append(
+            (
+                f"train {b}",
+                lambda b=b: train(
+                    base(b), runs[b], resume=(runs[b] / CHECKPOINT).exists(), progress=progress
+                ),
+                lambda b=b: _done(runs[b]),
+            )
+        )
+    for cond, weight in (("soo", 1.0), ("nosoo", 0.0)):
+        ft = FinetuneConfig(episodes=p.finetune_episodes, soo_weight=weight)
+        stages.append(
+            (
+                f"finetune {cond}",
+                lambda cond=cond, ft=ft: finetune(
+                    runs["deceptive"],
+                    ft,
+                    runs[cond],
+                    resume=(runs[cond] / CHECKPOINT).exists(),
+                    progress=progress,
+                    device=device,
+                ),
+                lambda cond=cond: _done(runs[cond]),
+            )
+        )
+    stages.append(("evaluate", lambda: _evaluate(runs, p, progress), lambda: _evaluated(runs)))
+    stages.append(("classify", lambda: _classify(runs, out), lambda: _classifier(out).exists()))
+    stages.append(("plot", lambda: _plot(runs, out, log), lambda: (out / "figures").exists()))
+    t_start = time.perf_counter()
+    for i, (name, run, done) in enumerate(stages, 1):
+        if done():
+            log(f"[{i}/{len(stages)}] {name}: done earlier, skipped")
+            continue
+        remaining = _estimate(timings, [s[0] for s in stages[i - 1 :]])
+        log(
+            f"[{i}/{len(stages)}] {name} … (elapsed {_fmt(time.perf_counter() - t_start)}"
+            + (f", about {_fmt(remaining)} left)" if remaining else ")")
+        )
+        t0 = time.perf_counter()
+        run()
+        timings[name] = time.perf_counter() - t0
+        (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    report = write_report(out, runs, timings, preset, n_seeds, sight_radius)
+    log(f"report: {report} (total {_fmt(time.perf_counter() - t_start)})")
+    return report
+
+
+def _load_timings(out: Path) -> dict[str, float]:
+    path = out / "timings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _estimate(timings: dict[str, float], names: list[str]) -> float:
+    return sum(timings.get(n, 0.0) for n in names)
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"
+
+
+def _evaluated(runs: dict[str, Path]) -> bool:
+    return all((r / "eval" / "metrics.json").exists() for r in runs.values())
+
+
+def _evaluate(runs: dict[str, Path], p: Preset, progress: bool) -> None:
+    from soo_marl.evaluate import evaluate_runs
+
+    evaluate_runs(list(runs.values()), episodes=p.eval_episodes, progress=progress)
+
+
+def _classifier(out: Path) -> Path:
+    return out / "classifier" / "classifier_pooled.json"
+
+
+def _classify(runs: dict[str, Path], out: Path) -> None:
+    from soo_marl.classify import classify, write_result
+
+    res = classify(runs["deceptive"], runs["honest"], pool_eval_seeds=True)
+    write_result(res, out / "classifier")
+
+
+def _plot(runs: dict[str, Path], out: Path, log: Callable[[str], None]) -> None:
+    from soo_marl.plots import make_all
+
+    make_all(list(runs.values()), out / "figures", _classifier(out), log=log)
+
+
+def write_report(
+    out: Path,
+    runs: dict[str, Path],
+    timings: dict[str, float],
+    preset: str,
+    seeds: int,
+    sight_radius: float,
+) -> Path:
+    """``report.md``: results table, probe table, classifier, figures, timings."""
+    from soo_marl import report
+
+    ms = report.load_metrics(list(runs.values()))
+    clf = json.loads(_classifier(out).read_text())
+    figs = sorted((out / "figures").glob("*.png"))
+    lines = [
+        f"# soo-marl reproduction (preset {preset}, {seeds} seeds, sight radius {sight_radius})",
+        "",
+        "Mean [95% bootstrap CI] over trained seeds.",
+        "",
+        report.results_table(ms),
+        "",
+        "## Probes and cross-play (trap rate of each red with …)",
+        "",
+        report.probe_table(ms),
+        "",
+        "## SOO classifier (trained seeds, evaluation seeds pooled)",
+        "",
+        "| episodes | " + " | ".join(str(n) for n in clf["n_episodes"]) + " |",
+        "|---|" + "---|" * len(clf["n_episodes"]),
+        "| accuracy | " + " | ".join(f"{a:.3f}" for a in clf["accuracy"]) + " |",
+        "",
+        "## Figures",
+        "",
+        *[f"![{f.stem}](figures/{f.name})" for f in figs],
+        "",
+        "## Wall time per stage",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
