@@ -147,11 +147,10 @@ class MADDPG(nn.Module):
         for i, d in enumerate(self.obs_dims):
             pad_obs[i, :d] = torch.arange(start, start + d)
             start += d
-        act_cols, act_owner, start = [], [], 0
+        act_cols, act_owner = [], []
         for i, d in enumerate(self.act_dims):
             act_cols += [i * a + j for j in range(d)]
             act_owner += [i] * d
-            start += d
         own = torch.zeros(n, self.joint_act_dim, dtype=torch.bool)
         own[torch.tensor(act_owner), torch.arange(self.joint_act_dim)] = True
         act_mask = torch.zeros(n, a)

@@ -162,8 +162,6 @@ class Trainer:
                 f"--resume: the config differs from the one in {self.run_dir / CONFIG} "
                 "(only episodes, device, checkpoint/log intervals may change)"
             )
-        if self.config.run.episodes < old.run.episodes:
-            pass  # stopping earlier than planned is allowed
         save_yaml({"meta": meta, **self.config.to_dict()}, self.run_dir / CONFIG)
 
     # -- persistence ---------------------------------------------------------------------
