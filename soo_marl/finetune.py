@@ -25,6 +25,7 @@ from soo_marl.train import (
     RunDirError,
     Trainer,
     TrainResult,
+    find_run_file,
     load_checkpoint,
 )
 
@@ -71,12 +72,7 @@ def parent_files(parent: Path) -> tuple[Path, dict]:
     parent = Path(parent)
     if not (parent / CONFIG).exists() and not (parent / FINAL_MODEL).exists():
         raise RunDirError(f"--from {parent}: no trained run there")
-    for name in (CHECKPOINT, FINAL_MODEL):
-        if (parent / name).exists():
-            path = parent / name
-            break
-    else:
-        raise RunDirError(f"--from {parent}: no {CHECKPOINT} or {FINAL_MODEL}")
+    path = find_run_file(parent, (CHECKPOINT, FINAL_MODEL))
     if (parent / CONFIG).exists():
         return path, load_yaml(parent / CONFIG)
     return path, json.loads(load_checkpoint(path)["config"])

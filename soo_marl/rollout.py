@@ -42,16 +42,17 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load ``final_model.pt``/``checkpoint.pt`` (a file, or a run dir holding one)."""
-    from soo_marl.train import CHECKPOINT, FINAL_MODEL, RunDirError, load_checkpoint
+    from soo_marl.train import (
+        CHECKPOINT,
+        FINAL_MODEL,
+        RunDirError,
+        find_run_file,
+        load_checkpoint,
+    )
 
     path = Path(path)
     if path.is_dir():
-        for name in (FINAL_MODEL, CHECKPOINT):
-            if (path / name).exists():
-                path = path / name
-                break
-        else:
-            raise RunDirError(f"{path} holds no {FINAL_MODEL} or {CHECKPOINT}")
+        path = find_run_file(path, (FINAL_MODEL, CHECKPOINT))
     state = load_checkpoint(path)
     raw = json.loads(state["config"])
     meta = raw.pop("meta", {})
@@ -117,12 +118,14 @@ def rollout(
     actions = np.empty((t_len, b, 2, 2))
     rewards = np.empty((t_len, b, 2))
     for t in range(t_len + 1):
-        o_red, o_blue = core.observe(env_cfg, state)
+        out = core.outputs(env_cfg, state)  # observations, sight and rewards in one pass
         pos[t], trapped[t] = state.pos, state.trapped
-        visible[t], obs_blue_all[t] = core.red_visible(env_cfg, state), o_blue
+        visible[t], obs_blue_all[t] = out.visible, out.obs_blue
+        if t > 0:
+            rewards[t - 1] = out.rewards  # the reward of step t-1 is read off state t
         if t == t_len:
             break
-        joint = torch.from_numpy(np.concatenate([o_red, o_blue], 1)).to(device)
+        joint = torch.from_numpy(np.concatenate([out.obs_red, out.obs_blue], 1)).to(device)
         joint = joint.view(s_count, n, -1)
         a_red = red.act(joint)[..., : core.ACTION_DIM].reshape(b, 2).cpu().numpy()
         if isinstance(blue, str):
@@ -131,7 +134,6 @@ def rollout(
             a_blue = blue.act(joint)[..., core.ACTION_DIM :].reshape(b, 2).cpu().numpy()
         actions[t] = np.stack([a_red, a_blue], axis=1)
         state = core.step(env_cfg, state, np.clip(actions[t], -1.0, 1.0))
-        rewards[t] = core.rewards(env_cfg, state)
 
     def shaped(x: np.ndarray) -> np.ndarray:  # (T, B, ...) → (S, N, T, ...)
         x = np.moveaxis(x, 0, 1)

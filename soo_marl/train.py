@@ -64,6 +64,14 @@ def load_checkpoint(path: Path) -> dict:
         raise RunDirError(f"cannot read checkpoint {path}: {exc.__class__.__name__}") from exc
 
 
+def find_run_file(run_dir: Path, names: tuple[str, ...]) -> Path:
+    """The first of ``names`` that exists in ``run_dir`` (e.g. final model or checkpoint)."""
+    for name in names:
+        if (Path(run_dir) / name).exists():
+            return Path(run_dir) / name
+    raise RunDirError(f"{run_dir} holds no {' or '.join(names)}")
+
+
 @dataclass
 class TrainResult:
     """What a finished (or interrupted) run leaves behind."""
