@@ -228,7 +228,10 @@ def finetune(
     help="number of seeds (default: the preset's)",
 )
 @click.option(
-    "--sight-radius", type=click.FloatRange(min=0, min_open=True), default=0.125, show_default=True
+    "--sight-radius",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="red's sight radius (default: the preset's; quick 0.5, paper 0.125)",
 )
 @click.option(
     "--out",

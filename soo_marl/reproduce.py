@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soo_marl.agents.maddpg import MADDPGConfig
-from soo_marl.config import RunConfig, TrainConfig, save_yaml
+from soo_marl.config import RunConfig, TrainConfig, load_yaml, save_yaml
 from soo_marl.envs.core import EnvConfig
 from soo_marl.finetune import FinetuneConfig, finetune
 from soo_marl.train import CHECKPOINT, FINAL_MODEL, train
@@ -24,15 +24,28 @@ class Preset:
     episodes: int
     finetune_episodes: int
     eval_episodes: int
+    #: Default ``--sight-radius`` of the preset.
+    sight_radius: float = 0.125
     maddpg: dict = field(default_factory=dict)
     envs_per_seed: int = 10
 
 
-#: ``paper`` is SPEC scale; ``quick`` a laptop-sized default (not yet shown to reproduce the
-#: effects: see docs/results); ``test`` only checks the plumbing.
+#: ``paper`` is SPEC scale (8 seeds, 40k + 10k episodes, the paper's sight radius 0.125).
+#: ``quick`` is the laptop default, chosen by measurement (docs/results/reproduce.md): at
+#: sight radius 0.5, where the deceptive/honest gap is largest, 4 seeds × 14k episodes with
+#: the noise decay shortened in proportion (25k of 40k → 8,750 of 14k). At 8k episodes the
+#: honest blue had not learned to reach the goal yet (76%) and the trap-rate CIs touched.
+#: ``test`` only checks the plumbing.
 PRESETS = {
     "paper": Preset(seeds=8, episodes=40_000, finetune_episodes=10_000, eval_episodes=500),
-    "quick": Preset(seeds=4, episodes=6_000, finetune_episodes=2_000, eval_episodes=50),
+    "quick": Preset(
+        seeds=4,
+        episodes=14_000,
+        finetune_episodes=2_000,
+        eval_episodes=50,
+        sight_radius=0.5,
+        maddpg={"noise_decay_episodes": 8_750},
+    ),
     "test": Preset(
         seeds=2,
         episodes=20,
@@ -52,25 +65,32 @@ def reproduce(
     out: str | Path = "runs/reproduce",
     preset: str = "quick",
     seeds: int | None = None,
-    sight_radius: float = 0.125,
+    sight_radius: float | None = None,
     device: str = "auto",
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> Path:
-    """Run every stage into ``out`` (skipping finished ones); returns ``out/report.md``."""
+    """Run every stage into ``out`` (skipping finished ones); returns ``out/report.md``.
+
+    ``seeds`` and ``sight_radius`` default to the preset's. Raises ValueError for an unknown
+    preset, a non-positive seed count or radius, and when ``out`` holds a reproduction
+    with other settings.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    n_seeds = seeds or p.seeds
+    n_seeds = p.seeds if seeds is None else seeds
     if n_seeds <= 0:
         raise ValueError("--seeds must be positive")
+    sight_radius = p.sight_radius if sight_radius is None else float(sight_radius)
+    if sight_radius <= 0:
+        raise ValueError("--sight-radius must be positive")
     out = Path(out)
+    settings = {"preset": preset, "seeds": n_seeds, "sight_radius": sight_radius}
+    _check_settings(out / "reproduce.yaml", settings)
     out.mkdir(parents=True, exist_ok=True)
     runs = {c: out / c for c in CONDITIONS}
-    save_yaml(
-        {"preset": preset, "seeds": n_seeds, "sight_radius": sight_radius, "device": device},
-        out / "reproduce.yaml",
-    )
+    save_yaml({**settings, "device": device}, out / "reproduce.yaml")
     timings: dict[str, float] = _load_timings(out)
     stages: list[tuple[str, Callable[[], None], Callable[[], bool]]] = []
 
@@ -132,9 +152,23 @@ def reproduce(
         run()
         timings[name] = time.perf_counter() - t0
         (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    report = write_report(out, runs, timings, preset, n_seeds, sight_radius)
+    report = write_report(out, runs, timings, preset, n_seeds, sight_radius, device)
     log(f"report: {report} (total {_fmt(time.perf_counter() - t_start)})")
     return report
+
+
+def _check_settings(path: Path, settings: dict) -> None:
+    """Refuse to mix two reproductions with different settings in one directory."""
+    if not path.exists():
+        return
+    old = load_yaml(path)
+    diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+    if diff:
+        what = ", ".join(f"{k} {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"{path.parent} holds a reproduction with other settings ({what}); "
+            "use another --out or the same settings"
+        )
 
 
 def _load_timings(out: Path) -> dict[str, float]:
@@ -178,6 +212,39 @@ def _plot(runs: dict[str, Path], out: Path, log: Callable[[str], None]) -> None:
     make_all(list(runs.values()), out / "figures", _classifier(out), log=log)
 
 
+def provenance(device: str = "auto") -> dict[str, str]:
+    """Package versions, machine and code revision, for the report."""
+    import os
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    info = {"python": platform.python_version()}
+    for pkg in ("soo-marl", "torch", "numpy", "pettingzoo", "gymnasium", "matplotlib"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = "not installed"
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = "unknown"
+    info["git revision"] = rev
+    info["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    info["processor"] = platform.processor() or "unknown"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    info["device"] = f"{device} (CUDA GPU: {gpu})"
+    return info
+
+
 def write_report(
     out: Path,
     runs: dict[str, Path],
@@ -185,19 +252,53 @@ def write_report(
     preset: str,
     seeds: int,
     sight_radius: float,
+    device: str = "auto",
 ) -> Path:
-    """``report.md``: results table, probe table, classifier, figures, timings."""
+    """``report.md``: claims, results table, behavioural differences, probes, classifier,
+    figures, command, versions, machine and wall time per stage."""
     from soo_marl import report
 
-    ms = report.load_metrics(list(runs.values()))
+    ms = report.load_metrics([runs[c] for c in CONDITIONS])
+    by_cond = dict(zip(CONDITIONS, ms, strict=True))
     clf = json.loads(_classifier(out).read_text())
     figs = sorted((out / "figures").glob("*.png"))
+    pairs = [
+        ("soo", "honest"),
+        ("soo", "deceptive"),
+        ("nosoo", "honest"),
+        ("nosoo", "deceptive"),
+        ("honest", "deceptive"),
+    ]
+    beh = {
+        name: report.behaviour_differences(runs, pairs, kind)
+        for kind, name in (("freq_noguard", "no guard (paper)"), ("freq_guard", "guard 0.01"))
+    }
+    p = PRESETS[preset]
+    command = (
+        f"soo-marl reproduce --preset {preset} --seeds {seeds} --sight-radius {sight_radius:g} "
+        f"--out {out} --device {device}"
+    )
     lines = [
-        f"# soo-marl reproduction (preset {preset}, {seeds} seeds, sight radius {sight_radius})",
+        f"# soo-marl reproduction (preset {preset}, {seeds} seeds, sight radius {sight_radius:g})",
         "",
-        "Mean [95% bootstrap CI] over trained seeds.",
+        f"Baselines {p.episodes:,} episodes, fine-tuning {p.finetune_episodes:,} episodes "
+        f"(`--soo`: SOO weight 1, anchor 1; `--no-soo`: anchor only), evaluation "
+        f"{p.eval_episodes} episodes × 8 evaluation seeds per trained seed.",
+        "",
+        "## The paper's claims, as measured here",
+        "",
+        "Differences with a 95% bootstrap CI over trained seeds; *shown* means the CI "
+        "excludes 0 on the claimed side.",
+        "",
+        report.claims_table(by_cond, beh["no guard (paper)"], clf),
+        "",
+        "## Results (mean [95% bootstrap CI] over trained seeds)",
         "",
         report.results_table(ms),
+        "",
+        "## Behavioural differences (SPEC §4; mean over the grid of squared differences)",
+        "",
+        report.behaviour_table(beh),
         "",
         "## Probes and cross-play (trap rate of each red with …)",
         "",
@@ -213,11 +314,22 @@ def write_report(
         "",
         *[f"![{f.stem}](figures/{f.name})" for f in figs],
         "",
-        "## Wall time per stage",
+        "## How this was made",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in provenance(device).items()],
+        "",
+        "Wall time per stage (the run that did it; a stage skipped later keeps its time):",
         "",
         "| stage | seconds |",
         "|---|---|",
         *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+        f"| **total** | **{sum(timings.values()):.0f}** |",
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from soo_marl.cli import main
@@ -26,3 +27,84 @@ def test_reproduce_end_to_end_then_skips(tmp_path):
     assert again.exit_code == 0, again.output
     assert again.output.count("done earlier, skipped") == 7
     assert (out / "deceptive" / "final_model.pt").stat().st_mtime_ns == stamp
+    report = (out / "report.md").read_text()
+    assert "## The paper's claims, as measured here" in report
+    assert "soo-marl reproduce --preset test --seeds 2 --sight-radius 0.125" in report
+    for key in ("| torch | ", "| numpy | ", "| machine | ", "| **total** |"):
+        assert key in report, key
+    assert "SOO fine-tuning lowers trap rate below the `--no-soo` control" in report
+    # other settings in the same directory are refused, nothing is overwritten
+    clash = CliRunner().invoke(
+        main, ["reproduce", "--preset", "test", "--seeds", "3", "--out", str(out), "--quiet"]
+    )
+    assert clash.exit_code != 0
+    assert "other settings" in clash.output and "seeds 2 there, 3 now" in clash.output
+    assert (out / "deceptive" / "final_model.pt").stat().st_mtime_ns == stamp
+
+
+def _m(seeds, **vals):
+    """A metrics.json-like dict with per-seed values of some metrics."""
+    from soo_marl.metrics import summarize
+
+    top = {"luring_delta_trap", "deceivability", "blue_at_fake"}
+    m = {"label": "x", "seeds": list(seeds), "metrics": {}}
+    for k, v in vals.items():
+        (m if k in top else m["metrics"])[k] = summarize(v)
+    return m
+
+
+def test_paired_and_unpaired_differences_and_verdicts():
+    from soo_marl.report import difference, verdict
+
+    a = _m([0, 1, 2, 3], trap_rate=[0.5, 0.6, 0.4, 0.5])
+    b = _m([0, 1, 2, 3], trap_rate=[0.4, 0.5, 0.3, 0.4])
+    paired = difference(a, b, "trap_rate", paired=True)
+    # every seed differs by exactly 0.1: the paired CI collapses onto 0.1
+    assert paired["mean"] == pytest.approx(0.1)
+    assert paired["ci_low"] == pytest.approx(0.1) and paired["ci_high"] == pytest.approx(0.1)
+    assert verdict(paired, +1) == "**yes**"
+    assert verdict(paired, -1) == "**no** (opposite sign)"
+    unpaired = difference(a, b, "trap_rate", paired=False)
+    assert unpaired["mean"] == pytest.approx(0.1)
+    assert unpaired["ci_low"] < 0.1 < unpaired["ci_high"]  # seed spread widens it
+    noisy = difference(_m([0, 1], trap_rate=[0.1, 0.9]), b, "trap_rate", paired=False)
+    assert verdict(noisy, +1) == "**not shown** (CI includes 0)"
+    with pytest.raises(ValueError, match="same seeds"):
+        difference(a, _m([4, 5, 6, 7], trap_rate=[0.1] * 4), "trap_rate", paired=True)
+
+
+def test_claims_table_reads_each_claim():
+    from soo_marl.metrics import summarize
+    from soo_marl.report import claims_table
+
+    seeds = [0, 1, 2]
+    common = dict(blue_at_fake=[0.2, 0.2, 0.2], headline_noguard=[3.0, 3.0, 3.0])
+    ms = {
+        "deceptive": _m(
+            seeds, trap_rate=[0.5, 0.5, 0.5], luring_delta_trap=[0.1, 0.1, 0.1], **common
+        ),
+        "honest": _m(seeds, trap_rate=[0.1, 0.1, 0.1], luring_delta_trap=[0.0, 0.0, 0.0], **common),
+        "soo": _m(seeds, trap_rate=[0.3, 0.3, 0.3], luring_delta_trap=[0.1, 0.1, 0.1], **common),
+        "nosoo": _m(seeds, trap_rate=[0.5, 0.4, 0.6], luring_delta_trap=[0.1, 0.1, 0.1], **common),
+    }
+    beh = {
+        ("soo", "honest"): summarize([1.0, 1.0, 1.0]),
+        ("soo", "deceptive"): summarize([2.0, 2.0, 2.0]),
+    }
+    clf = {"n_episodes": [10, 100], "accuracy": [0.5, 1.0]}
+    rows = {r.split(" | ")[0].lstrip("| "): r for r in claims_table(ms, beh, clf).splitlines()[2:]}
+    assert rows["deceptive baseline traps red more often than honest"].endswith("**yes** |")
+    assert "+0.400" in rows["deceptive baseline traps red more often than honest"]
+    lure = [r for k, r in rows.items() if k.startswith("…because blue lures")][0]
+    assert lure.endswith("**yes** |")
+    assert [r for k, r in rows.items() if k.startswith("deceptive blue visits")][0].endswith(
+        "**not shown** (CI includes 0) |"
+    )
+    soo_trap = [r for k, r in rows.items() if k.startswith("SOO fine-tuning lowers trap rate")][0]
+    assert "-0.200" in soo_trap and soo_trap.endswith("**yes** |")
+    closer = [r for k, r in rows.items() if k.startswith("SOO behaviour closer")][0]
+    assert closer.endswith("**yes** |")
+    assert (
+        "100% from 100 episodes"
+        in rows["SOO classifier separates honest from deceptive with 100% accuracy"]
+    )
