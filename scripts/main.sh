@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up .venv, then run it (for now: a GIF of two random-policy episodes).
+# The main job: set up .venv, then reproduce the whole experiment at the `quick` preset
+# (both baselines, SOO and --no-soo fine-tuning, evaluation, classifier, figures) into
+# runs/reproduce/report.md. Extra arguments go to `soo-marl reproduce`, e.g.
+#   bash scripts/main.sh --preset paper --out runs/reproduce_paper
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 . .venv/bin/activate
-soo-marl render --policy random --episodes 2 --out runs/episode.gif "$@"
+soo-marl reproduce "$@"

@@ -108,3 +108,15 @@ def test_claims_table_reads_each_claim():
         "100% from 100 episodes"
         in rows["SOO classifier separates honest from deceptive with 100% accuracy"]
     )
+
+
+def test_remaining_time_estimate_uses_siblings_and_scales_finetuning():
+    from soo_marl.reproduce import FINETUNE_COST, Preset, estimate_remaining
+
+    p = Preset(seeds=2, episodes=1000, finetune_episodes=250, eval_episodes=5)
+    names = ["train honest", "finetune soo", "finetune nosoo", "evaluate", "plot"]
+    assert estimate_remaining({}, names, p) == 0.0
+    after_first = estimate_remaining({"train deceptive": 100.0}, names, p)
+    assert after_first == pytest.approx(100.0 + 2 * 25.0 * FINETUNE_COST)
+    known = {"train deceptive": 100.0, "train honest": 90.0, "finetune soo": 60.0, "evaluate": 7.0}
+    assert estimate_remaining(known, names[2:], p) == pytest.approx(60.0 + 7.0)
