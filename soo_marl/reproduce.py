@@ -55,6 +55,8 @@ PRESETS = {
     ),
 }
 CONDITIONS = ("deceptive", "honest", "soo", "nosoo")
+#: Versions, machine and code revision when the first stage ran (``provenance()``).
+PROVENANCE = "provenance.json"
 
 
 def _done(run: Path) -> bool:
@@ -148,6 +150,8 @@ def reproduce(
             f"[{i}/{len(stages)}] {name} … (elapsed {_fmt(time.perf_counter() - t_start)}"
             + (f", about {_fmt(remaining)} left)" if remaining else ")")
         )
+        if not (out / PROVENANCE).exists():
+            (out / PROVENANCE).write_text(json.dumps(provenance(device), indent=1))
         t0 = time.perf_counter()
         run()
         timings[name] = time.perf_counter() - t0
@@ -250,7 +254,7 @@ def provenance(device: str = "auto") -> dict[str, str]:
             info[pkg] = "not installed"
     try:
         rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
             check=True,
@@ -260,10 +264,20 @@ def provenance(device: str = "auto") -> dict[str, str]:
         rev = "unknown"
     info["git revision"] = rev
     info["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
-    info["processor"] = platform.processor() or "unknown"
+    info["processor"] = _cpu_model() or platform.processor() or "unknown"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     info["device"] = f"{device} (CUDA GPU: {gpu})"
     return info
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def write_report(
@@ -295,6 +309,9 @@ def write_report(
         for kind, name in (("freq_noguard", "no guard (paper)"), ("freq_guard", "guard 0.01"))
     }
     p = PRESETS[preset]
+    now = provenance(device)
+    prov_path = out / PROVENANCE
+    ran_with = json.loads(prov_path.read_text()) if prov_path.exists() else now
     command = (
         f"soo-marl reproduce --preset {preset} --seeds {seeds} --sight-radius {sight_radius:g} "
         f"--out {out} --device {device}"
@@ -343,7 +360,10 @@ def write_report(
         "",
         "| | |",
         "|---|---|",
-        *[f"| {k} | {v} |" for k, v in provenance(device).items()],
+        *[f"| {k} | {v} |" for k, v in ran_with.items()],
+        "",
+        f"Recorded when the first stage ran; this report was written at code revision "
+        f"{now['git revision']}.",
         "",
         "Wall time per stage (the run that did it; a stage skipped later keeps its time):",
         "",

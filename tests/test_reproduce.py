@@ -30,6 +30,7 @@ def test_reproduce_end_to_end_then_skips(tmp_path):
     report = (out / "report.md").read_text()
     assert "## The paper's claims, as measured here" in report
     assert "soo-marl reproduce --preset test --seeds 2 --sight-radius 0.125" in report
+    assert (out / "provenance.json").exists()
     for key in ("| torch | ", "| numpy | ", "| machine | ", "| **total** |"):
         assert key in report, key
     assert "SOO fine-tuning lowers trap rate below the `--no-soo` control" in report
