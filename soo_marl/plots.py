@@ -563,13 +563,14 @@ def fig_classifier(result: Mapping[str, Any]) -> Figure:
             if result.get("pooled_eval_seeds")
             else "trained seed × eval seed"
         )
-        sub.append(f"{result['units']} units ({kind}; no out-of-sight step counts as wrong)")
+        sub.append(f"{result['units']} units ({kind})")
+        sub.append("a unit with no out-of-sight step counts as wrong")
     soo = result.get("mean_soo") or {}
     if soo:
         sub.append("mean SOO: " + ", ".join(f"{k} {v:.3g}" for k, v in soo.items()))
     names = [result.get(k, {}).get("label", k) for k in ("honest", "deceptive")]
-    title = f"SOO classifier: {names[0]} vs {names[1]}" + ("\n" + "; ".join(sub) if sub else "")
-    ax.set_title(title, fontsize=10)
+    title = "\n".join([f"SOO classifier: {names[0]} vs {names[1]}", *sub])
+    ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right", fontsize=9)
     return fig
 
