@@ -31,7 +31,7 @@ class Preset:
 
 
 #: ``paper`` is SPEC scale (8 seeds, 40k + 10k episodes, the paper's sight radius 0.125).
-#: ``quick`` is the laptop default, chosen by measurement (docs/results/reproduce.md): at
+#: ``quick`` is the laptop default, chosen by measurement (README, docs/results/quick): at
 #: sight radius 0.5, where the deceptive/honest gap is largest, 4 seeds × 14k episodes with
 #: the noise decay shortened in proportion (25k of 40k → 8,750 of 14k). At 8k episodes the
 #: honest blue had not learned to reach the goal yet (76%) and the trap-rate CIs touched.
