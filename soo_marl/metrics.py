@@ -350,6 +350,38 @@ def summarize(
     return {**out, "mean": mean, "sd": sd, "ci_low": float(low), "ci_high": float(high)}
 
 
+def summarize_difference(
+    a: Iterable[float] | np.ndarray,
+    b: Iterable[float] | np.ndarray,
+    n_boot: int = N_BOOT,
+    ci: float = CONFIDENCE,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean of ``a`` minus mean of ``b`` (independent groups of per-seed values) with a
+    percentile-bootstrap CI that resamples each group on its own.
+
+    NaN values are dropped; ``n`` is the smaller group's size. With an empty group,
+    mean and CI are NaN. Deterministic (``default_rng(seed)``). For matched seeds use
+    :func:`summarize` on the per-seed differences instead.
+    """
+    va, vb = (np.asarray(x, float).ravel() for x in (a, b))
+    va, vb = va[~np.isnan(va)], vb[~np.isnan(vb)]
+    n = int(min(va.size, vb.size))
+    if n == 0:
+        return {"n": 0, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+    rng = np.random.default_rng(seed)
+    boot_a = va[rng.integers(0, va.size, (n_boot, va.size))].mean(1)
+    boot_b = vb[rng.integers(0, vb.size, (n_boot, vb.size))].mean(1)
+    alpha = (1.0 - ci) / 2.0
+    low, high = np.quantile(boot_a - boot_b, [alpha, 1.0 - alpha])
+    return {
+        "n": n,
+        "mean": float(va.mean() - vb.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+    }
+
+
 # --------------------------------------------------------------------------- SOO classifier
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from soo_marl.metrics import behavioural_difference, summarize
+from soo_marl.metrics import behavioural_difference, summarize, summarize_difference
 
 #: (key in metrics.json, column title); keys under "metrics" unless listed as top-level.
 MAIN_COLUMNS = (
@@ -114,32 +114,18 @@ def _values(m: dict, key: str) -> np.ndarray:
     return np.asarray(s["values"] if s else [], float)
 
 
-def difference(a: dict, b: dict, key: str, paired: bool, n_boot: int = 10_000) -> dict:
+def difference(a: dict, b: dict, key: str, paired: bool) -> dict:
     """Mean of ``a`` minus mean of ``b`` for one metric, with a 95% bootstrap CI.
 
     ``paired`` (for runs fine-tuned from the same parent seeds): per-seed differences are
     resampled together; otherwise each run's seeds are resampled independently.
     """
     va, vb = _values(a, key), _values(b, key)
-    if paired:
-        if va.shape != vb.shape or list(a["seeds"]) != list(b["seeds"]):
-            raise ValueError(
-                f"paired difference needs the same seeds: {a['seeds']} vs {b['seeds']}"
-            )
-        return summarize(va - vb, n_boot=n_boot)
-    if va.size == 0 or vb.size == 0:
-        return {"n": 0, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-    rng = np.random.default_rng(0)
-    boot = va[rng.integers(0, va.size, (n_boot, va.size))].mean(1) - vb[
-        rng.integers(0, vb.size, (n_boot, vb.size))
-    ].mean(1)
-    low, high = np.quantile(boot, [0.025, 0.975])
-    return {
-        "n": int(min(va.size, vb.size)),
-        "mean": float(va.mean() - vb.mean()),
-        "ci_low": float(low),
-        "ci_high": float(high),
-    }
+    if not paired:
+        return summarize_difference(va, vb)
+    if va.shape != vb.shape or list(a["seeds"]) != list(b["seeds"]):
+        raise ValueError(f"paired difference needs the same seeds: {a['seeds']} vs {b['seeds']}")
+    return summarize(va - vb)
 
 
 def verdict(diff: dict, expected_sign: int) -> str:

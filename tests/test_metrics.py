@@ -273,6 +273,16 @@ def test_summarize_known_values():
     assert empty["n"] == 0 and np.isnan(empty["mean"])
 
 
+def test_summarize_difference_of_independent_groups():
+    d = metrics.summarize_difference([3.0, 3.0, 3.0], [1.0, 1.0, np.nan], n_boot=500)
+    # constant groups: every resample gives 3 - 1, NaN dropped, n = smaller group
+    assert d == {"n": 2, "mean": 2.0, "ci_low": 2.0, "ci_high": 2.0}
+    spread = metrics.summarize_difference([0.0, 1.0, 2.0, 3.0], [1.0, 1.0], n_boot=2000)
+    assert spread["mean"] == 0.5 and spread["ci_low"] < 0.5 < spread["ci_high"]
+    assert -1.0 <= spread["ci_low"] and spread["ci_high"] <= 2.0
+    assert np.isnan(metrics.summarize_difference([], [1.0])["mean"])
+
+
 def test_episode_soo_means_without_warnings():
     soo = np.array([[np.nan, 1.0, 3.0], [np.nan, np.nan, np.nan]])
     with warnings.catch_warnings():
