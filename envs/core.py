@@ -1,4 +1,4 @@
-"""Batched core of the physical-deception environment (SPEC §1).
+"""Batched core of the physical-deception environment (docs/spec.md §1).
 
 Every rule of the environment lives here once: the start distribution, the physics
 (damping and wall contact force), the trap and red's freeze, the sight radius, both
@@ -11,8 +11,10 @@ Agent axis convention: index 0 is red (``adversary_0``), index 1 is blue (``agen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -32,7 +34,7 @@ RESET_DRAWS = 9
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Every constant of SPEC §1, with the SPEC values as defaults."""
+    """Every constant of docs/spec.md §1, with the values given there as defaults."""
 
     #: Which blue reward to use: ``"deceptive"`` (trap bonus) or ``"honest"``.
     baseline: str = "deceptive"
@@ -200,6 +202,15 @@ def reset(
     return reset_from_uniforms(cfg, _uniform_draws(rng, batch_size))
 
 
+@lru_cache(maxsize=32, typed=True)
+def _wall_offsets(half_width: float, ndim: int) -> np.ndarray:
+    """Read-only (2, 1, …, 1) array [a, −a] that shifts positions of ``ndim`` dimensions to
+    the walls at −a and +a (built once, not on every step)."""
+    offsets = np.array([half_width, -half_width]).reshape((2,) + (1,) * ndim)
+    offsets.flags.writeable = False
+    return offsets
+
+
 def wall_force(cfg: EnvConfig, pos: np.ndarray) -> np.ndarray:
     """Soft contact force of the four walls on agents at ``pos`` (any shape ending in 2).
 
@@ -207,29 +218,48 @@ def wall_force(cfg: EnvConfig, pos: np.ndarray) -> np.ndarray:
     with d = x − w the signed distance along the wall's normal.
     """
     k = cfg.contact_margin
-    a = cfg.arena_half_width
-    d = pos + np.array([a, -a]).reshape((2,) + (1,) * pos.ndim)  # to the wall at −a, +a
+    d = pos + _wall_offsets(cfg.arena_half_width, pos.ndim)  # to the wall at −a, +a
     penetration = np.logaddexp(0.0, (cfg.wall_contact_distance - np.abs(d)) / k)
     f = np.sign(d) * penetration
     return (cfg.contact_force * k) * (f[0] + f[1])
 
 
+def within_offset(d: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
+    """True where the offsets ``d`` (any shape ending in 2: x, y) are shorter than ``radius``
+    (``<``), or at most ``radius`` long with ``strict=False``."""
+    sq = d * d
+    # x² + y² as one add: bit-identical to summing the last axis, and far cheaper than a
+    # reduction over an axis of length 2 (which numpy loops over element by element)
+    d2 = sq[..., 0] + sq[..., 1]
+    return d2 < radius**2 if strict else d2 <= radius**2
+
+
 def within(a: np.ndarray, b: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
     """Centre distance of points ``a`` and ``b`` (any matching shapes ending in 2) below
     ``radius`` (``<``), or at most ``radius`` with ``strict=False``."""
-    d = a - b
-    d2 = np.add.reduce(d * d, axis=-1)
-    return d2 < radius**2 if strict else d2 <= radius**2
+    return within_offset(a - b, radius, strict)
+
+
+def at_landmark_offset(cfg: EnvConfig, d: np.ndarray) -> np.ndarray:
+    """True where an agent is "at" a landmark ``d`` away from it (centre distance < 0.16);
+    the sign of ``d`` does not matter."""
+    return within_offset(d, cfg.at_landmark_distance)
 
 
 def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.ndarray:
     """True where an agent at ``pos`` is "at" ``landmark`` (centre distance < 0.16)."""
-    return within(pos, landmark, cfg.at_landmark_distance)
+    return at_landmark_offset(cfg, pos - landmark)
+
+
+def in_sight_offset(cfg: EnvConfig, red_from_blue: np.ndarray) -> np.ndarray:
+    """True where red and blue, ``red_from_blue`` = red − blue apart, see each other
+    (centre distance ≤ sight radius)."""
+    return within_offset(red_from_blue, cfg.sight_radius, strict=False)
 
 
 def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.ndarray:
     """True where red and blue see each other (centre distance ≤ sight radius)."""
-    return within(red_pos, blue_pos, cfg.sight_radius, strict=False)
+    return in_sight_offset(cfg, red_pos - blue_pos)
 
 
 def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
@@ -242,7 +272,7 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         state.vel * (1.0 - cfg.damping)
         + ((cfg.sensitivity * actions + wall_force(cfg, state.pos)) / cfg.mass) * cfg.dt
     )
-    if state.trapped.any():
+    if np.logical_or.reduce(state.trapped):  # any world trapped (cheaper than .any())
         vel[state.trapped, RED] = 0.0
     pos = state.pos + vel * cfg.dt
     trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
@@ -264,22 +294,45 @@ def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:
     return in_sight(cfg, state.pos[:, RED], state.pos[:, BLUE])
 
 
+def target_offsets(state: State) -> np.ndarray:
+    """(B, 2 agents, 3, 2): goal, landmark 0 and landmark 1 minus each agent's position.
+
+    One subtraction serves both observations and the goal test of :func:`outputs`.
+    """
+    return state.blue_targets[:, None] - state.pos[:, :, None]
+
+
+def _observations(
+    state: State, targets: np.ndarray, red_from_blue: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both observation layouts (docs/spec.md §1) as float32, from :func:`target_offsets`
+    and red − blue already zeroed where out of sight."""
+    b = state.batch_size
+    flag = state.trapped[:, None]
+    # concatenating straight to float32 rounds each float64 value once, as astype would
+    obs_red = np.concatenate(
+        [targets[:, RED, 1:].reshape(b, 4), -red_from_blue],
+        axis=1,
+        dtype=np.float32,
+        casting="same_kind",
+    )
+    obs_blue = np.concatenate(
+        [targets[:, BLUE].reshape(b, 6), red_from_blue, flag, flag],
+        axis=1,
+        dtype=np.float32,
+        casting="same_kind",
+    )
+    return obs_red, obs_blue
+
+
 def observe(
     cfg: EnvConfig, state: State, visible: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Observations (float32): red (B, 6) and blue (B, 10), layouts of SPEC §1."""
-    b = state.batch_size
-    red, blue = state.pos[:, RED], state.pos[:, BLUE]
+    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1."""
+    red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
     if visible is None:
-        visible = red_visible(cfg, state)
-    red_from_blue = (red - blue) * visible[:, None]
-    lm = state.landmarks
-    flag = state.trapped[:, None].astype(np.float64)
-    obs_red = np.concatenate([(lm - red[:, None, :]).reshape(b, 4), -red_from_blue], axis=1)
-    obs_blue = np.concatenate(
-        [(state.blue_targets - blue[:, None, :]).reshape(b, 6), red_from_blue, flag, flag], axis=1
-    )
-    return obs_red.astype(np.float32), obs_blue.astype(np.float32)
+        visible = in_sight_offset(cfg, red_from_blue)
+    return _observations(state, target_offsets(state), red_from_blue * visible[:, None])
 
 
 def at_goal(cfg: EnvConfig, state: State) -> np.ndarray:
@@ -299,9 +352,11 @@ def rewards(
     if visible is None:
         visible = red_visible(cfg, state)
     r = goal_flags * cfg.goal_reward
-    r[:, RED] += visible * cfg.red_sight_reward
+    red = r[:, RED]  # views: adding in place writes into r without a copy back
+    red += visible * cfg.red_sight_reward
     if cfg.baseline == "deceptive":
-        r[:, BLUE] += state.trapped * cfg.trap_reward
+        blue = r[:, BLUE]
+        blue += state.trapped * cfg.trap_reward
     return r
 
 
@@ -319,10 +374,14 @@ class Outputs(NamedTuple):
 
 
 def outputs(cfg: EnvConfig, state: State) -> Outputs:
-    """Observations, rewards, sight and goal flags of a state, sharing the distance work."""
-    visible = red_visible(cfg, state)
-    goal_flags = at_goal(cfg, state)
-    obs_red, obs_blue = observe(cfg, state, visible)
+    """Observations, rewards, sight and goal flags of a state, sharing the distance work:
+    red − blue serves sight and both observations, :func:`target_offsets` serves both
+    observations and the goal test."""
+    red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
+    visible = in_sight_offset(cfg, red_from_blue)
+    targets = target_offsets(state)
+    goal_flags = at_landmark_offset(cfg, targets[:, :, 0])
+    obs_red, obs_blue = _observations(state, targets, red_from_blue * visible[:, None])
     return Outputs(obs_red, obs_blue, rewards(cfg, state, visible, goal_flags), visible, goal_flags)
 
 
@@ -355,7 +414,9 @@ def validate_joint_actions(
     per_agent = (ACTION_DIM,) if batch_size is None else (batch_size, ACTION_DIM)
     try:
         a = np.asarray(actions, dtype=np.float64)
-        ok = a.shape == (len(agents), *per_agent) and bool(np.isfinite(a).all())
+        # a finite sum means every entry is finite (NaN and ±inf never sum to a finite
+        # value); a sum that overflows merely sends finite actions down the slow path
+        ok = a.shape == (len(agents), *per_agent) and math.isfinite(np.add.reduce(a, axis=None))
     except (TypeError, ValueError):
         ok = False
     if not ok:

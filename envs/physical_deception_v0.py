@@ -11,12 +11,13 @@ from pettingzoo.utils import parallel_to_aec, wrappers
 
 from soo_marl.envs import core
 
-AGENTS = ("adversary_0", "agent_0")  # red, blue
+RED_ID, BLUE_ID = "adversary_0", "agent_0"
+AGENTS = (RED_ID, BLUE_ID)
 RENDER_MODES = (None, "rgb_array")
 
 
 class PhysicalDeceptionEnv(ParallelEnv):
-    """Red (``adversary_0``) must find the goal; blue (``agent_0``) knows it (SPEC §1).
+    """Red (``adversary_0``) must find the goal; blue (``agent_0``) knows it (docs/spec.md §1).
 
     Actions are forces in ``Box(-1, 1, (2,))``; values outside [-1, 1] are clipped, a
     wrong shape, NaN or inf raise ``ValueError``. ``infos[agent]`` carries
@@ -63,22 +64,32 @@ class PhysicalDeceptionEnv(ParallelEnv):
         return self._action_spaces[agent]
 
     def _outputs(self) -> tuple[dict, dict, np.ndarray]:
-        """Observations, infos (one independent dict per agent) and rewards of the state."""
+        """Observations, infos (one independent dict per agent) and rewards of the state.
+
+        Nothing handed out aliases the state: the observations are fresh arrays from
+        :func:`core.outputs`, and each agent's info arrays are views into its own block of
+        one fresh copy of positions and landmarks, so callers may mutate them freely.
+        """
         s = self.state_
         out = core.outputs(self.cfg, s)
-        pos = s.pos[0]
-        landmarks = s.landmarks[0]
+        # (4, 2, 2): [positions, landmarks] for red, then the same for blue, in one copy
+        copies = np.concatenate((s.pos, s.landmarks, s.pos, s.landmarks))
         goal_index, trapped = int(s.goal_index[0]), bool(s.trapped[0])
         infos = {
-            a: {
-                "positions": {AGENTS[0]: pos[0].copy(), AGENTS[1]: pos[1].copy()},
-                "landmarks": landmarks.copy(),
+            RED_ID: {
+                "positions": {RED_ID: copies[0, 0], BLUE_ID: copies[0, 1]},
+                "landmarks": copies[1],
                 "goal_index": goal_index,
                 "trapped": trapped,
-            }
-            for a in AGENTS
+            },
+            BLUE_ID: {
+                "positions": {RED_ID: copies[2, 0], BLUE_ID: copies[2, 1]},
+                "landmarks": copies[3],
+                "goal_index": goal_index,
+                "trapped": trapped,
+            },
         }
-        obs = {AGENTS[0]: out.obs_red[0], AGENTS[1]: out.obs_blue[0]}
+        obs = {RED_ID: out.obs_red[0], BLUE_ID: out.obs_blue[0]}
         return obs, infos, out.rewards[0]
 
     def reset(
@@ -98,16 +109,17 @@ class PhysicalDeceptionEnv(ParallelEnv):
         """Apply both agents' actions for one step."""
         if not self.agents:
             raise RuntimeError("episode is over; call reset()")
-        missing = [a for a in AGENTS if a not in actions]
-        if missing:
+        if RED_ID not in actions or BLUE_ID not in actions:
+            missing = [a for a in AGENTS if a not in actions]
             raise ValueError(f"missing action(s) for {missing}")
-        a = core.validate_joint_actions([actions[ag] for ag in AGENTS], AGENTS)[None]
+        a = core.validate_joint_actions((actions[RED_ID], actions[BLUE_ID]), AGENTS)[None]
         self.state_ = core.step(self.cfg, self.state_, a)
         obs, infos, r = self._outputs()
-        rewards = {AGENTS[0]: float(r[0]), AGENTS[1]: float(r[1])}
+        r_red, r_blue = r.tolist()
+        rewards = {RED_ID: r_red, BLUE_ID: r_blue}
         truncated = self.state_.t >= self.cfg.max_cycles
-        truncations = {ag: truncated for ag in AGENTS}
-        terminations = {ag: False for ag in AGENTS}
+        truncations = {RED_ID: truncated, BLUE_ID: truncated}
+        terminations = {RED_ID: False, BLUE_ID: False}
         if truncated:
             self.agents = []
         return obs, rewards, terminations, truncations, infos
