@@ -224,42 +224,46 @@ def wall_force(cfg: EnvConfig, pos: np.ndarray) -> np.ndarray:
     return (cfg.contact_force * k) * (f[0] + f[1])
 
 
-def within_offset(d: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
-    """True where the offsets ``d`` (any shape ending in 2: x, y) are shorter than ``radius``
-    (``<``), or at most ``radius`` long with ``strict=False``."""
+def squared_length(d: np.ndarray) -> np.ndarray:
+    """x² + y² of the offsets ``d`` (any shape ending in 2: x, y)."""
     sq = d * d
-    # x² + y² as one add: bit-identical to summing the last axis, and far cheaper than a
-    # reduction over an axis of length 2 (which numpy loops over element by element)
-    d2 = sq[..., 0] + sq[..., 1]
+    # one add of the two columns: bit-identical to summing the last axis, and far cheaper
+    # than a reduction over an axis of length 2 (which numpy loops over pair by pair)
+    return sq[..., 0] + sq[..., 1]
+
+
+def within_squared(d2: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
+    """True where squared distances ``d2`` are below ``radius``² (``<``), or at most
+    ``radius``² with ``strict=False``."""
     return d2 < radius**2 if strict else d2 <= radius**2
 
 
 def within(a: np.ndarray, b: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
     """Centre distance of points ``a`` and ``b`` (any matching shapes ending in 2) below
     ``radius`` (``<``), or at most ``radius`` with ``strict=False``."""
-    return within_offset(a - b, radius, strict)
+    return within_squared(squared_length(a - b), radius, strict)
 
 
-def at_landmark_offset(cfg: EnvConfig, d: np.ndarray) -> np.ndarray:
-    """True where an agent is "at" a landmark ``d`` away from it (centre distance < 0.16);
-    the sign of ``d`` does not matter."""
-    return within_offset(d, cfg.at_landmark_distance)
+def at_landmark_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
+    """True where an agent whose squared centre distance to a landmark is ``d2`` is "at"
+    it (centre distance < 0.16)."""
+    return within_squared(d2, cfg.at_landmark_distance)
 
 
 def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.ndarray:
     """True where an agent at ``pos`` is "at" ``landmark`` (centre distance < 0.16)."""
-    return at_landmark_offset(cfg, pos - landmark)
+    return at_landmark_squared(cfg, squared_length(pos - landmark))
 
 
-def in_sight_offset(cfg: EnvConfig, red_from_blue: np.ndarray) -> np.ndarray:
-    """True where red and blue, ``red_from_blue`` = red − blue apart, see each other
+def in_sight_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
+    """True where red and blue, at squared centre distance ``d2``, see each other
     (centre distance ≤ sight radius)."""
-    return within_offset(red_from_blue, cfg.sight_radius, strict=False)
+    return within_squared(d2, cfg.sight_radius, strict=False)
 
 
 def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.ndarray:
     """True where red and blue see each other (centre distance ≤ sight radius)."""
-    return in_sight_offset(cfg, red_pos - blue_pos)
+    return in_sight_squared(cfg, squared_length(red_pos - blue_pos))
 
 
 def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
@@ -268,11 +272,11 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     Order: integrate both agents (a red trapped before this step stays frozen), then
     update the trap flag from red's new position.
     """
-    vel = (
-        state.vel * (1.0 - cfg.damping)
-        + ((cfg.sensitivity * actions + wall_force(cfg, state.pos)) / cfg.mass) * cfg.dt
-    )
-    if np.logical_or.reduce(state.trapped):  # any world trapped (cheaper than .any())
+    force = cfg.sensitivity * actions + wall_force(cfg, state.pos)
+    if cfg.mass != 1.0:  # x / 1.0 == x exactly, so the default mass skips a pass
+        force = force / cfg.mass
+    vel = state.vel * (1.0 - cfg.damping) + force * cfg.dt
+    if np.count_nonzero(state.trapped):  # any world trapped (far cheaper than .any())
         vel[state.trapped, RED] = 0.0
     pos = state.pos + vel * cfg.dt
     trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
@@ -309,18 +313,17 @@ def _observations(
     and red − blue already zeroed where out of sight."""
     b = state.batch_size
     flag = state.trapped[:, None]
-    # concatenating straight to float32 rounds each float64 value once, as astype would
+    # concatenating straight to float32 (same_kind casting) rounds each float64 value
+    # once, exactly as astype would
     obs_red = np.concatenate(
         [targets[:, RED, 1:].reshape(b, 4), -red_from_blue],
         axis=1,
         dtype=np.float32,
-        casting="same_kind",
     )
     obs_blue = np.concatenate(
         [targets[:, BLUE].reshape(b, 6), red_from_blue, flag, flag],
         axis=1,
         dtype=np.float32,
-        casting="same_kind",
     )
     return obs_red, obs_blue
 
@@ -331,7 +334,7 @@ def observe(
     """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1."""
     red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
     if visible is None:
-        visible = in_sight_offset(cfg, red_from_blue)
+        visible = in_sight_squared(cfg, squared_length(red_from_blue))
     return _observations(state, target_offsets(state), red_from_blue * visible[:, None])
 
 
@@ -378,9 +381,10 @@ def outputs(cfg: EnvConfig, state: State) -> Outputs:
     red − blue serves sight and both observations, :func:`target_offsets` serves both
     observations and the goal test."""
     red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
-    visible = in_sight_offset(cfg, red_from_blue)
+    visible = in_sight_squared(cfg, squared_length(red_from_blue))
     targets = target_offsets(state)
-    goal_flags = at_landmark_offset(cfg, targets[:, :, 0])
+    # squaring all of targets (contiguous) beats squaring its strided goal column
+    goal_flags = at_landmark_squared(cfg, squared_length(targets)[:, :, 0])
     obs_red, obs_blue = _observations(state, targets, red_from_blue * visible[:, None])
     return Outputs(obs_red, obs_blue, rewards(cfg, state, visible, goal_flags), visible, goal_flags)
 
@@ -414,9 +418,9 @@ def validate_joint_actions(
     per_agent = (ACTION_DIM,) if batch_size is None else (batch_size, ACTION_DIM)
     try:
         a = np.asarray(actions, dtype=np.float64)
-        # a finite sum means every entry is finite (NaN and ±inf never sum to a finite
-        # value); a sum that overflows merely sends finite actions down the slow path
-        ok = a.shape == (len(agents), *per_agent) and math.isfinite(np.add.reduce(a, axis=None))
+        # a finite sum of squares means every entry is finite (NaN and ±inf never give a
+        # finite one); one that overflows merely sends finite actions down the slow path
+        ok = a.shape == (len(agents), *per_agent) and math.isfinite(np.vdot(a, a))
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -64,33 +64,33 @@ class PhysicalDeceptionEnv(ParallelEnv):
         return self._action_spaces[agent]
 
     def _outputs(self) -> tuple[dict, dict, np.ndarray]:
-        """Observations, infos (one independent dict per agent) and rewards of the state.
+        """Observations, infos (one independent dict per agent) and (1, 2) rewards of the state.
 
-        Nothing handed out aliases the state: the observations are fresh arrays from
-        :func:`core.outputs`, and each agent's info arrays are views into its own block of
-        one fresh copy of positions and landmarks, so callers may mutate them freely.
+        Nothing handed out aliases the state, so callers may mutate it freely: the
+        observations are fresh arrays from :func:`core.outputs`, and each agent's info holds
+        its own copies of positions (one row per agent) and landmarks.
         """
         s = self.state_
         out = core.outputs(self.cfg, s)
-        # (4, 2, 2): [positions, landmarks] for red, then the same for blue, in one copy
-        copies = np.concatenate((s.pos, s.landmarks, s.pos, s.landmarks))
+        pos, landmarks = s.pos[0], s.landmarks[0]
         goal_index, trapped = int(s.goal_index[0]), bool(s.trapped[0])
+        red_pos, blue_pos = pos.copy(), pos.copy()  # one copy per agent's info
         infos = {
             RED_ID: {
-                "positions": {RED_ID: copies[0, 0], BLUE_ID: copies[0, 1]},
-                "landmarks": copies[1],
+                "positions": {RED_ID: red_pos[0], BLUE_ID: red_pos[1]},
+                "landmarks": landmarks.copy(),
                 "goal_index": goal_index,
                 "trapped": trapped,
             },
             BLUE_ID: {
-                "positions": {RED_ID: copies[2, 0], BLUE_ID: copies[2, 1]},
-                "landmarks": copies[3],
+                "positions": {RED_ID: blue_pos[0], BLUE_ID: blue_pos[1]},
+                "landmarks": landmarks.copy(),
                 "goal_index": goal_index,
                 "trapped": trapped,
             },
         }
         obs = {RED_ID: out.obs_red[0], BLUE_ID: out.obs_blue[0]}
-        return obs, infos, out.rewards[0]
+        return obs, infos, out.rewards
 
     def reset(
         self, seed: int | None = None, options: dict | None = None
@@ -115,7 +115,7 @@ class PhysicalDeceptionEnv(ParallelEnv):
         a = core.validate_joint_actions((actions[RED_ID], actions[BLUE_ID]), AGENTS)[None]
         self.state_ = core.step(self.cfg, self.state_, a)
         obs, infos, r = self._outputs()
-        r_red, r_blue = r.tolist()
+        ((r_red, r_blue),) = r.tolist()
         rewards = {RED_ID: r_red, BLUE_ID: r_blue}
         truncated = self.state_.t >= self.cfg.max_cycles
         truncations = {RED_ID: truncated, BLUE_ID: truncated}
