@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,48 +21,78 @@ from torch import nn
 from soo_marl.agents.networks import StackedMLP, member_generators
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass
 class MADDPGConfig:
-    """MADDPG hyper-parameters; defaults are SPEC §2's reference values."""
+    """MADDPG hyper-parameters; defaults are the reference values of docs/spec.md §2."""
 
-    #: Hidden layer widths of actors and critics.
-    hidden: tuple[int, ...] = (64, 64)
-    #: LeakyReLU negative slope.
-    negative_slope: float = 0.01
-    #: Actor output layer weights start in U(±actor_output_init).
-    actor_output_init: float = 3e-3
-    #: Adam learning rate of the actors.
-    lr_actor: float = 0.01
-    #: Adam learning rate of the critics.
-    lr_critic: float = 0.01
-    #: Gradient-norm clip per network (per member).
-    grad_clip: float = 0.5
-    #: Discount factor γ.
-    gamma: float = 0.95
-    #: Soft target update rate τ (after every update round).
-    tau: float = 0.01
-    #: Replay capacity per seed, in transitions.
-    buffer_size: int = 1_000_000
-    #: Transitions per sampled batch (per seed).
-    batch_size: int = 1024
-    #: One update round per this many environment steps of a seed.
-    steps_per_update: int = 100
-    #: Standardise sampled rewards by the buffer's per-agent mean and std.
-    normalize_rewards: bool = True
-    #: Weight of the action regulariser mean(μ(o)²) in the actor loss.
-    action_reg: float = 1e-3
-    #: BatchNorm running-statistics momentum.
-    bn_momentum: float = 0.1
-    #: Ornstein-Uhlenbeck mean-reversion θ.
-    ou_theta: float = 0.15
-    #: Ornstein-Uhlenbeck σ.
-    ou_sigma: float = 0.2
-    #: Exploration noise scale at episode 0.
-    noise_scale_start: float = 0.3
-    #: Exploration noise scale after the decay.
-    noise_scale_end: float = 0.0
-    #: Episodes over which the noise scale decays linearly.
-    noise_decay_episodes: int = 25_000
+    hidden: tuple[int, ...] = field(
+        default=(64, 64), metadata=_help("hidden layer widths of actors and critics")
+    )
+    negative_slope: float = field(default=0.01, metadata=_help("LeakyReLU negative slope"))
+    actor_output_init: float = field(
+        default=3e-3, metadata=_help("actor output-layer weights start in U(±this)")
+    )
+    lr_actor: float = field(default=0.01, metadata=_help("Adam learning rate of the actors"))
+    lr_critic: float = field(default=0.01, metadata=_help("Adam learning rate of the critics"))
+    grad_clip: float = field(
+        default=0.5, metadata=_help("gradient-norm clip per network of each seed and agent")
+    )
+    gamma: float = field(default=0.95, metadata=_help("discount factor γ"))
+    tau: float = field(
+        default=0.01, metadata=_help("soft target-update rate τ (after every update round)")
+    )
+    buffer_size: int = field(
+        default=1_000_000, metadata=_help("replay capacity per seed, in transitions")
+    )
+    batch_size: int = field(default=1024, metadata=_help("transitions per sampled batch and seed"))
+    steps_per_update: int = field(
+        default=100, metadata=_help("one update round per this many environment steps of a seed")
+    )
+    normalize_rewards: bool = field(
+        default=True,
+        metadata=_help("standardise sampled rewards by the buffer's per-agent mean and SD"),
+    )
+    action_reg: float = field(
+        default=1e-3,
+        metadata=_help("weight of the action regulariser mean(μ(o)²) in the actor loss"),
+    )
+    bn_momentum: float = field(
+        default=0.1, metadata=_help("momentum of the input BatchNorm's running statistics")
+    )
+    ou_theta: float = field(default=0.15, metadata=_help("Ornstein-Uhlenbeck mean reversion θ"))
+    ou_sigma: float = field(default=0.2, metadata=_help("Ornstein-Uhlenbeck σ"))
+    noise_scale_start: float = field(
+        default=0.3, metadata=_help("exploration-noise scale at episode 0")
+    )
+    noise_scale_end: float = field(
+        default=0.0, metadata=_help("exploration-noise scale after the decay")
+    )
+    noise_decay_episodes: int = field(
+        default=25_000,
+        metadata=_help(
+            "episodes over which the noise scale falls linearly from start to end (a run "
+            "shorter than this never reaches the end value)"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if not self.hidden or min(self.hidden) <= 0:
+            raise ValueError(f"hidden widths must be positive, got {list(self.hidden)}")
+        for name in ("buffer_size", "batch_size", "steps_per_update"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("lr_actor", "lr_critic", "grad_clip", "tau", "bn_momentum"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.noise_decay_episodes < 0:
+            raise ValueError(f"noise_decay_episodes must be ≥ 0, got {self.noise_decay_episodes}")
 
     def noise_scale(self, episode: np.ndarray | int) -> np.ndarray:
         """Exploration noise scale at (per-seed) episode index ``episode``."""
@@ -160,6 +190,12 @@ class MADDPG(nn.Module):
         self.register_buffer("act_cols", torch.tensor(act_cols), persistent=False)
         self.register_buffer("own_action", own[None, :, None, :], persistent=False)
         self.register_buffer("act_mask", act_mask[None, :, None, :], persistent=False)
+
+    @torch.no_grad()
+    def copy_targets(self) -> None:
+        """Set the target networks to copies of the actors and critics."""
+        self.target_actor.load_state_dict(self.actor.state_dict())
+        self.target_critic.load_state_dict(self.critic.state_dict())
 
     @property
     def device(self) -> torch.device:
@@ -262,13 +298,14 @@ class MADDPG(nn.Module):
     def update(
         self,
         batch: dict[str, torch.Tensor],
-        actor_extra_loss: Callable[[MADDPG, dict], torch.Tensor] | None = None,
+        actor_extra_loss: Callable[[MADDPG, dict], torch.Tensor | None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One update round: critics, then actors, then soft target updates.
 
         ``batch`` holds (S, N, ·) tensors ``obs``, ``act``, ``rew`` (already normalised),
         ``next_obs``. ``actor_extra_loss(self, batch)`` may add a per-member (S·n,) loss
-        to the actor objective (SOO fine-tuning uses it). Returns per-member losses.
+        to the actor objective (SOO fine-tuning uses it; None adds nothing). Returns
+        per-member losses.
         """
         critic_loss = self.critic_step(batch)
         actor_loss, pre = self.actor_losses(batch)
@@ -276,7 +313,8 @@ class MADDPG(nn.Module):
         extra = None
         if actor_extra_loss is not None:
             extra = actor_extra_loss(self, batch)
-            total = total + extra
+            if extra is not None:
+                total = total + extra
         self._step(self.actor, self.actor_opt, total)
         self.soft_update()
         self.update_rounds += 1

@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from soo_marl import __version__
-from soo_marl.cli_options import build_config, config_options, parse_seeds
+from soo_marl.cli_options import (
+    build_config,
+    config_options,
+    dataclass_options,
+    given,
+    parse_int_list,
+    parse_seeds,
+)
+from soo_marl.finetune import FinetuneConfig
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,13 +84,12 @@ def _fail(exc: Exception) -> None:
     "env__max_cycles",
     type=int,
     default=None,
-    help="[env] episode length (default 50)",
+    help="[env] episode length in steps (default: 50)",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @config_options
 def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, **options):
     """Train S seeds of MADDPG (deceptive or honest baseline) in one process."""
-    from soo_marl.train import RunDirError
     from soo_marl.train import train as run_training
 
     try:
@@ -90,7 +97,7 @@ def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, 
         config = build_config(options, config_file, baseline=baseline, seeds=seeds)
         run_dir = run_dir or Path("runs") / baseline
         result = run_training(config, run_dir, resume=resume, progress=not quiet)
-    except (ValueError, RunDirError) as exc:
+    except ValueError as exc:
         _fail(exc)
     state = "interrupted at" if result.interrupted else "finished"
     took = f"{result.wall_time_s:.0f} s"
@@ -113,19 +120,28 @@ def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, 
     show_default=True,
     help="evaluation seeds (space- or comma-separated)",
 )
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--quiet", is_flag=True)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda"
+)
+@click.option("--quiet", is_flag=True, help="no progress bar and no summary table")
 def evaluate(runs, episodes, eval_seeds, device, quiet):
-    """Deterministic evaluation, blue-centric probes and cross-play of trained RUNS."""
+    """Deterministic evaluation, blue-centric probes and cross-play of trained RUNS.
+
+    Writes eval/metrics.json, eval/trajectories.npz and eval/grids.npz into each run."""
+    from soo_marl import rundir
+    from soo_marl.config import resolve_device
     from soo_marl.evaluate import evaluate_runs, format_summary
-    from soo_marl.train import RunDirError
 
     try:
-        seeds = [int(x) for x in eval_seeds.replace(",", " ").split()]
-        results = evaluate_runs(runs, episodes, seeds, device=device, progress=not quiet)
-    except (ValueError, RunDirError) as exc:
+        seeds = list(parse_int_list(eval_seeds, "--eval-seeds"))
+        dev = str(resolve_device(device))
+        results = evaluate_runs(runs, episodes, seeds, device=dev, progress=not quiet)
+    except ValueError as exc:
         _fail(exc)
-    click.echo(format_summary(results))
+    if not quiet:
+        click.echo(format_summary(results))
+    for r in results.values():
+        click.echo(f"wrote {rundir.eval_dir(r['run'])}/ ({r['label']})")
 
 
 @main.command()
@@ -142,30 +158,14 @@ def evaluate(runs, episodes, eval_seeds, device, quiet):
     show_default=True,
     help="--no-soo is the anchor-only control (SOO weight 0)",
 )
-@click.option("--episodes", type=int, default=10_000, show_default=True)
-@click.option("--soo-weight", type=float, default=1.0, show_default=True, help="λ_soo")
-@click.option("--anchor-weight", type=float, default=1.0, show_default=True, help="λ_anchor")
-@click.option(
-    "--soo-layers", type=click.Choice(["h1h2", "h2", "action"]), default="h1h2", show_default=True
-)
-@click.option("--soo-radius", type=float, default=0.125, show_default=True, help="R_soo")
-@click.option("--freeze-red", is_flag=True, help="keep red's actor fixed")
-@click.option(
-    "--noise",
-    type=click.Choice(["continue", "restart"]),
-    default="continue",
-    show_default=True,
-    help="exploration schedule: continue the parent's or restart it",
-)
-@click.option("--fresh-buffer", is_flag=True, help="do not start from the parent's replay buffer")
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="default: <parent>_soo or <parent>_nosoo",
 )
-@click.option("--resume", is_flag=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="continue the fine-tuning in --run-dir exactly")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
 @click.option(
     "--sight-radius",
     "env__sight_radius",
@@ -173,46 +173,25 @@ def evaluate(runs, episodes, eval_seeds, device, quiet):
     default=None,
     help="must match the parent's (checked)",
 )
-@click.option("--quiet", is_flag=True)
-def finetune(
-    parent,
-    soo,
-    episodes,
-    soo_weight,
-    anchor_weight,
-    soo_layers,
-    soo_radius,
-    freeze_red,
-    noise,
-    fresh_buffer,
-    run_dir,
-    resume,
-    device,
-    quiet,
-    **overrides,
-):
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@dataclass_options(FinetuneConfig, "ft")
+def finetune(parent, soo, run_dir, resume, device, quiet, **options):
     """SOO fine-tuning of every seed of a deceptive baseline (or its --no-soo control)."""
-    from soo_marl.finetune import FinetuneConfig
     from soo_marl.finetune import finetune as run_finetune
-    from soo_marl.train import RunDirError
 
     try:
-        ft = FinetuneConfig(
-            episodes=episodes,
-            soo_weight=soo_weight if soo else 0.0,
-            anchor_weight=anchor_weight,
-            soo_layers=soo_layers,
-            soo_radius=soo_radius,
-            freeze_red=freeze_red,
-            noise=noise,
-            reuse_buffer=not fresh_buffer,
-        )
-        run_dir = run_dir or parent.with_name(parent.name + ("_soo" if soo else "_nosoo"))
-        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = given(options, "ft")
+        if not soo:
+            settings["soo_weight"] = 0.0
+        ft = FinetuneConfig(**settings)
+        suffix = "_soo" if ft.soo_weight > 0 else "_nosoo"
+        run_dir = run_dir or parent.with_name(parent.name + suffix)
+        overrides = {k: v for k, v in options.items() if v is not None and k.startswith("env__")}
         result = run_finetune(
-            parent, ft, run_dir, resume=resume, progress=not quiet, overrides=given, device=device
-        )
-    except (ValueError, RunDirError) as exc:
+            parent, ft, run_dir, resume=resume, progress=not quiet, overrides=overrides,
+            device=device,
+        )  # fmt: skip
+    except ValueError as exc:
         _fail(exc)
     click.echo(f"fine-tuned {result.episodes_done} episodes per seed: {result.run_dir}")
 
@@ -245,11 +224,10 @@ def reproduce(preset, seeds, sight_radius, out, device, quiet):
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
     from soo_marl.reproduce import reproduce as run_reproduce
-    from soo_marl.train import RunDirError
 
     try:
         run_reproduce(out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet)
-    except (ValueError, RunDirError) as exc:
+    except ValueError as exc:
         _fail(exc)
 
 
@@ -331,8 +309,8 @@ def classify(
     pool_eval_seeds: bool,
 ) -> None:
     """SOO classifier accuracy vs number of evaluation episodes (honest vs deceptive)."""
-    from soo_marl.classify import DEFAULT_N_EPISODES, format_table, write_result
-    from soo_marl.classify import classify as run_classify
+    from soo_marl.analysis.classify import DEFAULT_N_EPISODES, format_table, write_result
+    from soo_marl.analysis.classify import classify as run_classify
 
     try:
         n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
@@ -371,7 +349,7 @@ def plot(
     runs: tuple[Path, ...], out: Path, classifier_json: Path | None, formats: tuple[str, ...]
 ) -> None:
     """Figures 2-4, probes, classifier curve and learning curves of evaluated RUNS."""
-    from soo_marl.plots import FORMATS, make_all
+    from soo_marl.analysis.plots import FORMATS, make_all
 
     try:
         paths = make_all(runs, out, classifier_json, log=click.echo, formats=formats or FORMATS)

@@ -1,4 +1,8 @@
-"""Run configuration: environment, MADDPG and run settings in one YAML-able object."""
+"""Run configuration: environment, MADDPG and run settings in one YAML-able object.
+
+Every field of the config dataclasses carries its help text in ``metadata["help"]``; the
+command line (:mod:`soo_marl.cli_options`) and the docs read it from there.
+"""
 
 from __future__ import annotations
 
@@ -8,33 +12,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.envs.core import EnvConfig
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
 
 @dataclass
 class RunConfig:
     """How a training run is executed (not what is learned)."""
 
-    #: Independently trained seeds, all run in one process.
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
-    #: Episodes per seed (SPEC §2: 40,000 for baselines).
-    episodes: int = 40_000
-    #: Parallel environments per seed (episodes run E at a time; the update ratio of one
-    #: round per 100 env steps of a seed is kept).
-    envs_per_seed: int = 10
-    #: "auto" (CUDA when available), "cpu" or "cuda".
-    device: str = "auto"
-    #: Episodes between checkpoints (a final one is always written).
-    checkpoint_every: int = 5_000
-    #: Episodes between logged scalars.
-    log_every: int = 200
-    #: Torch CPU threads (0: leave torch's default).
-    torch_threads: int = 0
+    seeds: tuple[int, ...] = field(
+        default=DEFAULT_SEEDS, metadata=_help("independently trained seeds, all in one process")
+    )
+    episodes: int = field(
+        default=40_000, metadata=_help("episodes per seed (docs/spec.md §2: 40,000 for baselines)")
+    )
+    envs_per_seed: int = field(
+        default=10,
+        metadata=_help(
+            "parallel environments per seed: episodes run this many at a time, keeping one "
+            "update round per 100 env steps of a seed"
+        ),
+    )
+    device: str = field(
+        default="auto", metadata=_help("auto (CUDA when available), cpu, cuda or cuda:N")
+    )
+    checkpoint_every: int = field(
+        default=5_000,
+        metadata=_help("episodes between checkpoints (a final one is always written)"),
+    )
+    log_every: int = field(default=200, metadata=_help("episodes between logged scalars"))
+    torch_threads: int = field(
+        default=0, metadata=_help("torch CPU threads (0: leave torch's default)")
+    )
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -45,13 +64,15 @@ class RunConfig:
         for name in ("episodes", "envs_per_seed", "checkpoint_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be 0 or positive, got {self.torch_threads}")
         if self.episodes % self.envs_per_seed:
             raise ValueError(
                 f"episodes ({self.episodes}) must be a multiple of envs_per_seed "
                 f"({self.envs_per_seed})"
             )
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"unknown device {self.device!r}; allowed: auto, cpu, cuda")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"unknown device {self.device!r}; allowed: auto, cpu, cuda, cuda:N")
 
 
 @dataclass
@@ -68,17 +89,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from plain data; unknown keys are an error."""
-        return cls(
-            env=_build(EnvConfig, data.get("env", {}), "env"),
-            maddpg=_build(MADDPGConfig, data.get("maddpg", {}), "maddpg"),
-            run=_build(RunConfig, data.get("run", {}), "run"),
-        )
+        """Build from plain data; unknown sections or keys and wrong types are errors."""
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown config section(s) {sorted(unknown)}; allowed: {', '.join(SECTIONS)}"
+            )
+        return cls(**{s: build_section(c, data.get(s) or {}, s) for s, c in SECTIONS.items()})
 
     def learning_dict(self) -> dict[str, Any]:
         """The fields that determine what is learned (run/logging settings excluded)."""
         d = self.to_dict()
         return {"env": d["env"], "maddpg": d["maddpg"], "envs_per_seed": d["run"]["envs_per_seed"]}
+
+
+#: The sections of a config file and their dataclasses.
+SECTIONS: dict[str, type] = {"env": EnvConfig, "maddpg": MADDPGConfig, "run": RunConfig}
+
+
+def field_help(cls: type, name: str) -> str:
+    """The help text stored with a config dataclass field."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("help", "")
 
 
 def _plain(x: Any) -> Any:
@@ -89,28 +120,75 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _build(cls: type, data: dict[str, Any], section: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(names)
+def coerce(value: Any, default: Any, where: str) -> Any:
+    """``value`` as the type of the field's ``default`` (int, float, bool, str or a tuple of
+    them); a clear ValueError naming ``where`` when it cannot be."""
+
+    def fail() -> ValueError:
+        kind = type(default).__name__ if not isinstance(default, tuple) else "list"
+        return ValueError(f"{where} must be a {kind}, got {value!r}")
+
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise fail()
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        item = default[0] if default else value[0] if value else 0
+        return tuple(coerce(v, item, where) for v in value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        if int(value) != value:
+            raise fail()
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    return value
+
+
+def build_section(cls: type, data: dict[str, Any], section: str) -> Any:
+    """One config dataclass from plain data, with unknown keys and wrong types refused."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {section!r} must be a mapping, got {data!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown {section} config field(s): {sorted(unknown)}")
-    kwargs = {}
-    for k, v in data.items():
-        default = getattr(cls(), k) if k in names else None
-        kwargs[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
+        raise ValueError(
+            f"unknown {section} config field(s) {sorted(unknown)}; allowed: {sorted(names)}"
+        )
+    defaults = cls()
+    kwargs = {k: coerce(v, getattr(defaults, k), f"{section}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 
 
 def save_yaml(data: dict[str, Any], path: Path) -> None:
     """Write plain data as YAML atomically."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     tmp.replace(path)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping (safe loader only)."""
-    data = yaml.safe_load(Path(path).read_text())
+    """Read a YAML mapping (safe loader only); a ValueError of one line if it is not one."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ValueError(f"{path} is not valid YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a YAML mapping")
     return data
@@ -123,3 +201,12 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map "auto" to CUDA when available, else CPU; refuse CUDA where there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)

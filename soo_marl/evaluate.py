@@ -9,7 +9,6 @@ from those arrays by the pure functions of :mod:`soo_marl.metrics`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from soo_marl import metrics, soo
+from soo_marl import metrics, rundir, soo
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
-from soo_marl.rollout import (
-    DEFAULT_EVAL_SEEDS,
-    SCRIPTED_BLUES,
-    LoadedModel,
-    load_model,
-    rollout,
-    start_uniforms,
-)
+from soo_marl.rollout import DEFAULT_EVAL_SEEDS, SCRIPTED_BLUES, rollout, start_uniforms
+from soo_marl.rundir import LoadedModel, load_model
 
 #: Episodes per evaluation seed (so 8 × 500 = 4,000 per trained seed by default).
 DEFAULT_EPISODES = 500
@@ -55,16 +48,9 @@ class Evaluated:
     records: dict[str, metrics.DeceptiveRecords]
 
 
-def run_label(loaded: LoadedModel) -> str:
-    """Short condition name, e.g. "deceptive r0.125" or "soo r0.5"."""
-    meta = loaded.meta
-    name = meta.get("condition") or meta.get("baseline", "run")
-    return f"{name} r{loaded.config.env.sight_radius:g}"
-
-
 @torch.no_grad()
 def blue_soo_values(model: MADDPG, obs_blue: np.ndarray, radius: float, seed: int) -> np.ndarray:
-    """Blue's SOO value per step, (S, N, T+1); NaN where red is in sight (SPEC §4)."""
+    """Blue's SOO value per step, (S, N, T+1); NaN where red is in sight (docs/spec.md §4)."""
     s, n, t1, d = obs_blue.shape
     obs = torch.from_numpy(obs_blue.reshape(s, n * t1, d)).to(model.device)
     mask = soo.self_mask(obs)
@@ -92,11 +78,10 @@ def saturation(model: MADDPG, joint_obs: torch.Tensor) -> dict[str, np.ndarray]:
 
 def replay_saturation(model: MADDPG, run_dir: Path, batch: int = 1024) -> dict | None:
     """Saturation on a replay batch of each seed's buffer (None without a checkpoint)."""
-    path = Path(run_dir) / "checkpoint.pt"
+    path = Path(run_dir) / rundir.CHECKPOINT
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    obs = state["buffer"]["data"]["obs"]
+    obs = rundir.load_checkpoint(path, mmap=True)["buffer"]["data"]["obs"]
     if obs.shape[1] == 0:
         return None
     rng = np.random.default_rng(0)
@@ -183,11 +168,10 @@ def evaluate_runs(
         traj["soo_value"] = blue_soo_values(
             lm.model, traj.pop("obs_blue"), soo_radius, SOO_DRAW_SEED
         )
-        evaluated.append(Evaluated(run_label(lm), lm, traj, _records(traj)))
-    labels = [e.label for e in evaluated]
-    if len(set(labels)) != len(labels):
-        for i, e in enumerate(evaluated):
-            e.label = f"{e.label} ({Path(run_dirs[i]).name})"
+        evaluated.append(Evaluated(lm.label, lm, traj, _records(traj)))
+    labels = rundir.unique_labels([e.label for e in evaluated], run_dirs)
+    for e, label in zip(evaluated, labels, strict=True):
+        e.label = label
     # the paper-style truncation: every condition cut to the same number of visible records
     trunc_n = {
         g: metrics.common_truncation(*(e.records[g] for e in evaluated), keep_axis=0)
@@ -234,12 +218,15 @@ def _evaluate_one(
     for g, rec in e.records.items():
         grids[f"freq_{g}"] = metrics.threshold_frequency(*rec, keep_axis=0)
         grids[f"trunc_{g}"] = metrics.truncated_grid(*rec, trunc_n[g], keep_axis=0)
-    out_dir = Path(e.loaded.path).parent / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_trajectories(out_dir / "trajectories.npz", e.traj, model.seeds, eval_seeds, episodes)
-    np.savez_compressed(out_dir / "grids.npz", **grids, truncation=np.array(list(trunc_n.values())))
+    run_dir = e.loaded.run_dir
+    save_trajectories(run_dir, e.traj, model.seeds, eval_seeds, episodes)
+    rundir.write_npz(
+        rundir.eval_dir(run_dir) / rundir.GRIDS,
+        **grids,
+        truncation=np.array(list(trunc_n.values())),
+    )
     result = {
-        "run": str(Path(e.loaded.path).parent),
+        "run": str(run_dir),
         "label": e.label,
         "meta": {
             **e.loaded.meta,
@@ -255,7 +242,7 @@ def _evaluate_one(
             "saturated_actors": int(sat["saturated"].sum()),
             "actors": int(sat["saturated"].size),
         },
-        "saturation_replay": replay_saturation(model, Path(e.loaded.path).parent),
+        "saturation_replay": replay_saturation(model, run_dir),
         "probes": probes,
         "luring_delta_trap": _summary(luring),
         "deceivability": probes["to_fake"]["trap_rate"],
@@ -264,17 +251,19 @@ def _evaluate_one(
         "truncation_records": trunc_n,
         "grids_mean": {k: v.mean(axis=0).round(6).tolist() for k, v in grids.items()},
     }
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    rundir.write_metrics(run_dir, result)
     return result
 
 
 def _joint_obs_sample(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> np.ndarray:
     """Joint observations (S, N, 16) at every 5th state of the evaluation episodes."""
+    pos = np.stack([traj["red_pos"], traj["blue_pos"]], axis=-2)[:, :, ::5]
+    n_states = pos.shape[2]
     state = core.State(
-        pos=np.stack([traj["red_pos"], traj["blue_pos"]], axis=-2)[:, :, ::5].reshape(-1, 2, 2),
+        pos=pos.reshape(-1, 2, 2),
         vel=np.zeros((1, 2, 2)),
-        landmarks=np.repeat(traj["landmarks"][:, :, None], 11, axis=2).reshape(-1, 2, 2),
-        goal_index=np.repeat(traj["goal_index"][:, :, None], 11, axis=2).reshape(-1),
+        landmarks=np.repeat(traj["landmarks"][:, :, None], n_states, axis=2).reshape(-1, 2, 2),
+        goal_index=np.repeat(traj["goal_index"][:, :, None], n_states, axis=2).reshape(-1),
         trapped=traj["trapped"][:, :, ::5].reshape(-1),
         t=0,
     )
@@ -284,31 +273,25 @@ def _joint_obs_sample(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> np.nd
 
 
 def save_trajectories(
-    path: Path,
+    run_dir: Path,
     traj: dict[str, np.ndarray],
     seeds: Sequence[int],
     eval_seeds: Sequence[int],
     episodes: int,
-) -> None:
-    """Write the export format (float32 positions/actions; see README)."""
+) -> Path:
+    """Write a run's ``eval/trajectories.npz`` (float32 positions/actions; docs/spec.md §4)."""
     arrays = {}
     for k in TRAJECTORY_KEYS:
         v = traj[k]
         arrays[k] = v.astype(np.float32) if v.dtype == np.float64 else v
     arrays["goal_index"] = traj["goal_index"].astype(np.int8)
-    np.savez_compressed(
-        path,
+    return rundir.write_npz(
+        rundir.eval_dir(run_dir) / rundir.TRAJECTORIES,
         **arrays,
         seeds=np.asarray(seeds),
         eval_seeds=np.asarray(eval_seeds),
         episodes_per_eval_seed=np.asarray(episodes),
     )
-
-
-def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
-    """Read an exported trajectories file (no pickles)."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 def format_summary(results: dict[str, dict]) -> str:

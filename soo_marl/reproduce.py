@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soo_marl import rundir
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.config import RunConfig, TrainConfig, load_yaml, save_yaml
 from soo_marl.envs.core import EnvConfig
 from soo_marl.finetune import FinetuneConfig, finetune
-from soo_marl.train import CHECKPOINT, FINAL_MODEL, train
+from soo_marl.train import train
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,10 @@ PRESETS = {
         maddpg={"batch_size": 64, "buffer_size": 5_000},
     ),
 }
-CONDITIONS = ("deceptive", "honest", "soo", "nosoo")
+#: Conditions of a reproduction and their run directories under ``--out``.
+RUN_DIRS = {"deceptive": "deceptive", "honest": "honest", "soo": "soo", "no-soo": "nosoo"}
 #: Versions, machine and code revision when the first stage ran (``provenance()``).
 PROVENANCE = "provenance.json"
-
-
-def _done(run: Path) -> bool:
-    return (run / FINAL_MODEL).exists()
 
 
 def reproduce(
@@ -91,7 +89,7 @@ def reproduce(
     settings = {"preset": preset, "seeds": n_seeds, "sight_radius": sight_radius}
     _check_settings(out / "reproduce.yaml", settings)
     out.mkdir(parents=True, exist_ok=True)
-    runs = {c: out / c for c in CONDITIONS}
+    runs = {c: out / d for c, d in RUN_DIRS.items()}
     save_yaml({**settings, "device": device}, out / "reproduce.yaml")
     timings: dict[str, float] = _load_timings(out)
     stages: list[tuple[str, Callable[[], None], Callable[[], bool]]] = []
@@ -116,12 +114,15 @@ def reproduce(
             (
                 f"train {b}",
                 lambda b=b: train(
-                    base(b), runs[b], resume=(runs[b] / CHECKPOINT).exists(), progress=progress
+                    base(b),
+                    runs[b],
+                    resume=(runs[b] / rundir.CHECKPOINT).exists(),
+                    progress=progress,
                 ),
-                lambda b=b: _done(runs[b]),
+                lambda b=b: rundir.has_model(runs[b]),
             )
         )
-    for cond, weight in (("soo", 1.0), ("nosoo", 0.0)):
+    for cond, weight in ((rundir.SOO, 1.0), (rundir.NO_SOO, 0.0)):
         ft = FinetuneConfig(episodes=p.finetune_episodes, soo_weight=weight)
         stages.append(
             (
@@ -130,11 +131,11 @@ def reproduce(
                     runs["deceptive"],
                     ft,
                     runs[cond],
-                    resume=(runs[cond] / CHECKPOINT).exists(),
+                    resume=(runs[cond] / rundir.CHECKPOINT).exists(),
                     progress=progress,
                     device=device,
                 ),
-                lambda cond=cond: _done(runs[cond]),
+                lambda cond=cond: rundir.has_model(runs[cond]),
             )
         )
     stages.append(("evaluate", lambda: _evaluate(runs, p, progress), lambda: _evaluated(runs)))
@@ -156,7 +157,7 @@ def reproduce(
         run()
         timings[name] = time.perf_counter() - t0
         (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    report = write_report(out, runs, timings, preset, n_seeds, sight_radius, device)
+    report = _write_report(out, runs, timings, preset, n_seeds, sight_radius, device)
     log(f"report: {report} (total {_fmt(time.perf_counter() - t_start)})")
     return report
 
@@ -211,7 +212,7 @@ def _fmt(seconds: float) -> str:
 
 
 def _evaluated(runs: dict[str, Path]) -> bool:
-    return all((r / "eval" / "metrics.json").exists() for r in runs.values())
+    return all(rundir.read_metrics(r) is not None for r in runs.values())
 
 
 def _evaluate(runs: dict[str, Path], p: Preset, progress: bool) -> None:
@@ -225,14 +226,14 @@ def _classifier(out: Path) -> Path:
 
 
 def _classify(runs: dict[str, Path], out: Path) -> None:
-    from soo_marl.classify import classify, write_result
+    from soo_marl.analysis.classify import classify, write_result
 
     res = classify(runs["deceptive"], runs["honest"], pool_eval_seeds=True)
     write_result(res, out / "classifier")
 
 
 def _plot(runs: dict[str, Path], out: Path, log: Callable[[str], None]) -> None:
-    from soo_marl.plots import make_all
+    from soo_marl.analysis.plots import make_all
 
     make_all(list(runs.values()), out / "figures", _classifier(out), log=log)
 
@@ -280,34 +281,17 @@ def _cpu_model() -> str | None:
     return None
 
 
-def write_report(
+def _write_report(
     out: Path,
     runs: dict[str, Path],
     timings: dict[str, float],
     preset: str,
     seeds: int,
     sight_radius: float,
-    device: str = "auto",
+    device: str,
 ) -> Path:
-    """``report.md``: claims, results table, behavioural differences, probes, classifier,
-    figures, command, versions, machine and wall time per stage."""
-    from soo_marl import report
+    from soo_marl.analysis.report import write_report
 
-    ms = report.load_metrics([runs[c] for c in CONDITIONS])
-    by_cond = dict(zip(CONDITIONS, ms, strict=True))
-    clf = json.loads(_classifier(out).read_text())
-    figs = sorted((out / "figures").glob("*.png"))
-    pairs = [
-        ("soo", "honest"),
-        ("soo", "deceptive"),
-        ("nosoo", "honest"),
-        ("nosoo", "deceptive"),
-        ("honest", "deceptive"),
-    ]
-    beh = {
-        name: report.behaviour_differences(runs, pairs, kind)
-        for kind, name in (("freq_noguard", "no guard (paper)"), ("freq_guard", "guard 0.01"))
-    }
     p = PRESETS[preset]
     now = provenance(device)
     prov_path = out / PROVENANCE
@@ -316,62 +300,20 @@ def write_report(
         f"soo-marl reproduce --preset {preset} --seeds {seeds} --sight-radius {sight_radius:g} "
         f"--out {out} --device {device}"
     )
-    lines = [
-        f"# soo-marl reproduction (preset {preset}, {seeds} seeds, sight radius {sight_radius:g})",
-        "",
+    title = f"soo-marl reproduction (preset {preset}, {seeds} seeds, sight radius {sight_radius:g})"
+    scale = (
         f"Baselines {p.episodes:,} episodes, fine-tuning {p.finetune_episodes:,} episodes "
         f"(`--soo`: SOO weight 1, anchor 1; `--no-soo`: anchor only), evaluation "
-        f"{p.eval_episodes} episodes × 8 evaluation seeds per trained seed.",
-        "",
-        "## The paper's claims, as measured here",
-        "",
-        "Differences with a 95% bootstrap CI over trained seeds; *shown* means the CI "
-        "excludes 0 on the claimed side.",
-        "",
-        report.claims_table(by_cond, beh["no guard (paper)"], clf),
-        "",
-        "## Results (mean [95% bootstrap CI] over trained seeds)",
-        "",
-        report.results_table(ms),
-        "",
-        "## Behavioural differences (SPEC §4; mean over the grid of squared differences)",
-        "",
-        report.behaviour_table(beh),
-        "",
-        "## Probes and cross-play (trap rate of each red with …)",
-        "",
-        report.probe_table(ms),
-        "",
-        "## SOO classifier (trained seeds, evaluation seeds pooled)",
-        "",
-        "| episodes | " + " | ".join(str(n) for n in clf["n_episodes"]) + " |",
-        "|---|" + "---|" * len(clf["n_episodes"]),
-        "| accuracy | " + " | ".join(f"{a:.3f}" for a in clf["accuracy"]) + " |",
-        "",
-        "## Figures",
-        "",
-        *[f"![{f.stem}](figures/{f.name})" for f in figs],
-        "",
-        "## How this was made",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-        "| | |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in ran_with.items()],
-        "",
-        f"Recorded when the first stage ran; this report was written at code revision "
-        f"{now['git revision']}.",
-        "",
-        "Wall time per stage (the run that did it; a stage skipped later keeps its time):",
-        "",
-        "| stage | seconds |",
-        "|---|---|",
-        *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
-        f"| **total** | **{sum(timings.values()):.0f}** |",
-    ]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        f"{p.eval_episodes} episodes × 8 evaluation seeds per trained seed."
+    )
+    return write_report(
+        out,
+        runs,
+        json.loads(_classifier(out).read_text()),
+        title=title,
+        scale=scale,
+        command=command,
+        provenance=ran_with,
+        revision=now["git revision"],
+        timings=timings,
+    )

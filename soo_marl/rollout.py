@@ -7,67 +7,18 @@ different models (cross-play) or blue may be scripted (probes).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from soo_marl.agents.maddpg import MADDPG
-from soo_marl.config import TrainConfig
 from soo_marl.envs import core
 
-#: Scripted blue policies of the blue-centric probes (SPEC §4).
+#: Scripted blue policies of the blue-centric probes (docs/spec.md §4).
 SCRIPTED_BLUES = ("to_goal", "to_fake", "still")
 #: Default evaluation seeds (the published code's).
 DEFAULT_EVAL_SEEDS = (155, 714, 1908, 1549, 1195, 1812, 542, 2844)
-
-
-@dataclass
-class LoadedModel:
-    """A trained stack of seeds with the config it was trained under."""
-
-    model: MADDPG
-    config: TrainConfig
-    meta: dict
-    path: Path
-
-    @property
-    def seeds(self) -> list[int]:
-        """Trained seeds, in stack order."""
-        return self.model.seeds
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load ``final_model.pt``/``checkpoint.pt`` (a file, or a run dir holding one)."""
-    from soo_marl.train import (
-        CHECKPOINT,
-        FINAL_MODEL,
-        RunDirError,
-        find_run_file,
-        load_checkpoint,
-    )
-
-    path = Path(path)
-    if path.is_dir():
-        path = find_run_file(path, (FINAL_MODEL, CHECKPOINT))
-    state = load_checkpoint(path)
-    raw = json.loads(state["config"])
-    meta = raw.pop("meta", {})
-    config = TrainConfig.from_dict(raw)
-    model = MADDPG(config.maddpg, state["seeds"], state["obs_dims"], state["act_dims"])
-    weights = state["model"] if "model" in state else state["learner"]["model"]
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or any(not k.startswith("target") for k in missing):
-        raise RunDirError(f"{path}: weights do not match the model ({unexpected or missing})")
-    if missing:  # weights-only export: targets start as copies of the networks
-        model.target_actor.load_state_dict(model.actor.state_dict())
-        model.target_critic.load_state_dict(model.critic.state_dict())
-    meta.setdefault("kind", state.get("kind", "train"))
-    meta["episode"] = int(state.get("episode", 0))
-    return LoadedModel(model.to(device).eval(), config, meta, path)
 
 
 def start_uniforms(eval_seeds: Sequence[int], episodes: int) -> np.ndarray:

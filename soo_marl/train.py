@@ -1,75 +1,38 @@
-"""Training loop: S seeds of MADDPG in one process on a vectorised environment."""
+"""The training loop: S seeds of MADDPG in one process on a vectorised environment.
+
+:func:`run_training` is the whole loop, top to bottom. What differs between training a
+baseline and fine-tuning one is handed to it as a :class:`Plan` — the run's metadata, how a
+new run starts, and :class:`~soo_marl.objectives.Objective` parts (extra actor-loss terms,
+work around update rounds) — never by subclassing. Checkpoints, logs and the run-directory
+layout are small helpers below it and in :mod:`soo_marl.rundir`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
+from soo_marl import rundir
 from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
-from soo_marl.config import TrainConfig, load_yaml, save_yaml
+from soo_marl.config import TrainConfig, resolve_device
+from soo_marl.objectives import Batch, LiveStep, Objective, to_numpy
+from soo_marl.progress import Progress
 from soo_marl.vecenv import DeceptionVecEnv
 
-CHECKPOINT = "checkpoint.pt"
-FINAL_MODEL = "final_model.pt"
-CONFIG = "config.yaml"
-HISTORY = "history.jsonl"
-
-
-class RunDirError(ValueError):
-    """A run directory that cannot be used as asked (another run's, missing, corrupt)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """Map "auto" to CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
-
-
-def seed_streams(seed: int) -> dict[str, np.random.Generator]:
-    """Independent RNG streams of one training seed (env, exploration noise, sampling)."""
-    children = np.random.SeedSequence(int(seed)).spawn(3)
-    return {
-        k: np.random.default_rng(c)
-        for k, c in zip(("env", "noise", "sample"), children, strict=True)
-    }
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint safely (``weights_only=True``); clear error if unreadable."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunDirError(f"no checkpoint at {path}") from None
-    except Exception as exc:  # corrupt, truncated or not a checkpoint
-        raise RunDirError(f"cannot read checkpoint {path}: {exc.__class__.__name__}") from exc
-
-
-def find_run_file(run_dir: Path, names: tuple[str, ...]) -> Path:
-    """The first of ``names`` that exists in ``run_dir`` (e.g. final model or checkpoint)."""
-    for name in names:
-        if (Path(run_dir) / name).exists():
-            return Path(run_dir) / name
-    raise RunDirError(f"{run_dir} holds no {' or '.join(names)}")
+#: Display names of the agents in logged tags (``charts/return_red``).
+SHORT_NAMES = {"adversary_0": "red", "agent_0": "blue"}
 
 
 @dataclass
@@ -83,105 +46,24 @@ class TrainResult:
     wall_time_s: float
 
 
-class Trainer:
-    """Owns the model, buffers, RNG streams and counters of one run directory."""
+@dataclass
+class TrainState:
+    """Everything that changes while a run trains, and goes into its checkpoint."""
 
-    #: Kind of run recorded in config.yaml ("train"; fine-tuning overrides it).
-    kind = "train"
+    model: MADDPG
+    buffer: StackedReplayBuffer
+    #: Per seed: independent "env", "noise" and "sample" random streams.
+    streams: list[dict[str, np.random.Generator]]
+    #: Episodes completed per seed.
+    episode: int = 0
+    #: Environment steps taken per seed.
+    env_steps: int = 0
+    steps_since_update: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        run_dir: str | Path,
-        env_factory: Callable[[int, int], Any] | None = None,
-    ) -> None:
-        self.config = config
-        self.run_dir = Path(run_dir)
-        rc = config.run
-        if rc.torch_threads:
-            torch.set_num_threads(rc.torch_threads)
-        self.device = resolve_device(rc.device)
-        self.seeds = list(rc.seeds)
-        s, e = len(self.seeds), rc.envs_per_seed
-        if env_factory is None:
-            self.env = DeceptionVecEnv(config.env, s, e)
-        else:
-            self.env = env_factory(s, e)
-        self.model = MADDPG(config.maddpg, self.seeds, self.env.obs_dims, self.env.act_dims)
-        self.model.to(self.device)
-        self.buffer = StackedReplayBuffer(
-            s,
-            config.maddpg.buffer_size,
-            self.model.joint_obs_dim,
-            self.model.joint_act_dim,
-            self.model.n_agents,
-            self.device,
-        )
-        self.streams = [seed_streams(x) for x in self.seeds]
-        self.episode = 0  # episodes completed per seed
-        self.steps_since_update = 0
-        self.env_steps = 0  # per seed
-        self.history: list[dict] = []
-        self._window: dict[str, list[np.ndarray]] = {}
-        self._stop = False
-
-    # -- run-dir bookkeeping -------------------------------------------------------------
-    def run_meta(self) -> dict[str, Any]:
-        """Extra entries written to config.yaml next to the config."""
-        return {"kind": self.kind, "baseline": self.config.env.baseline}
-
-    def prepare_run_dir(self, resume: bool) -> None:
-        """Create or check the run dir; refuse to overwrite another run."""
-        cfg_path = self.run_dir / CONFIG
-        ckpt = self.run_dir / CHECKPOINT
-        if resume:
-            if not cfg_path.exists():
-                raise RunDirError(f"--resume: {self.run_dir} holds no run (no {CONFIG})")
-            saved = load_yaml(cfg_path)
-            self._check_compatible(saved)
-            if ckpt.exists():
-                self.load(load_checkpoint(ckpt))
-            return
-        if cfg_path.exists() or ckpt.exists():
-            saved = load_yaml(cfg_path) if cfg_path.exists() else {}
-            other = saved.get("meta", {}).get("baseline")
-            if other and other != self.config.env.baseline:
-                raise RunDirError(
-                    f"{self.run_dir} holds a {other!r} run; choose another --run-dir for "
-                    f"{self.config.env.baseline!r}"
-                )
-            raise RunDirError(
-                f"{self.run_dir} already holds a run; use --resume to continue it or "
-                "choose another --run-dir"
-            )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml({"meta": self.run_meta(), **self.config.to_dict()}, cfg_path)
-
-    def _check_compatible(self, saved: dict) -> None:
-        meta = saved.get("meta", {})
-        if meta.get("baseline") != self.config.env.baseline:
-            raise RunDirError(
-                f"{self.run_dir} holds a {meta.get('baseline')!r} run, "
-                f"not {self.config.env.baseline!r}"
-            )
-        old = TrainConfig.from_dict({k: v for k, v in saved.items() if k != "meta"})
-        if old.learning_dict() != self.config.learning_dict() or old.run.seeds != tuple(self.seeds):
-            raise RunDirError(
-                f"--resume: the config differs from the one in {self.run_dir / CONFIG} "
-                "(only episodes, device, checkpoint/log intervals may change)"
-            )
-        save_yaml({"meta": meta, **self.config.to_dict()}, self.run_dir / CONFIG)
-
-    # -- persistence ---------------------------------------------------------------------
-    def state(self) -> dict:
-        """Complete resumable state (tensors, numbers and strings only)."""
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors, numbers and strings only (loadable with ``weights_only=True``)."""
         return {
-            "format": 1,
-            "seeds": self.seeds,
-            "agents": list(self.env.agents),
-            "obs_dims": list(self.env.obs_dims),
-            "act_dims": list(self.env.act_dims),
-            "config": json.dumps({"meta": self.run_meta(), **self.config.to_dict()}),
             "learner": self.model.full_state(),
             "buffer": self.buffer.state_dict(),
             "rng": json.dumps(
@@ -193,10 +75,12 @@ class Trainer:
             "history": json.dumps(self.history),
         }
 
-    def load(self, state: dict) -> None:
-        """Restore :meth:`state` output into this trainer."""
-        if list(state["seeds"]) != self.seeds:
-            raise RunDirError(f"checkpoint seeds {state['seeds']} differ from {self.seeds}")
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        if list(state["seeds"]) != self.model.seeds:
+            raise rundir.RunDirError(
+                f"checkpoint seeds {state['seeds']} differ from {self.model.seeds}"
+            )
         self.model.load_full_state(state["learner"])
         self.buffer.load_state_dict(state["buffer"])
         for st, saved in zip(self.streams, json.loads(state["rng"]), strict=True):
@@ -207,166 +91,43 @@ class Trainer:
         self.env_steps = int(state["env_steps"])
         self.history = json.loads(state["history"])
 
-    def save_checkpoint(self) -> None:
-        """Atomically write the resumable checkpoint."""
-        atomic_torch_save(self.state(), self.run_dir / CHECKPOINT)
 
-    def export_model(self, path: Path | None = None) -> Path:
-        """Write final weights only (actors and critics, no buffers): a few hundred kB."""
-        path = path or self.run_dir / FINAL_MODEL
-        model = {k: v for k, v in self.model.state_dict().items() if not k.startswith("target")}
-        atomic_torch_save(
-            {
-                "format": 1,
-                "kind": self.kind,
-                "seeds": self.seeds,
-                "agents": list(self.env.agents),
-                "obs_dims": list(self.env.obs_dims),
-                "act_dims": list(self.env.act_dims),
-                "config": json.dumps({"meta": self.run_meta(), **self.config.to_dict()}),
-                "episode": self.episode,
-                "model": model,
-            },
-            path,
-        )
-        return path
+@dataclass
+class Plan:
+    """What :func:`run_training` runs besides plain MADDPG."""
 
-    # -- the loop ------------------------------------------------------------------------
-    def noise_episode_offset(self) -> int:
-        """Episodes added to the exploration schedule's index (0 for plain training)."""
-        return 0
+    config: TrainConfig
+    #: The ``meta`` block of config.yaml (see :mod:`soo_marl.rundir`).
+    meta: dict[str, Any]
+    objectives: Sequence[Objective] = ()
+    #: Added to the episode index of the exploration-noise schedule.
+    noise_offset: int = 0
+    #: Sets up a new run's starting state (e.g. loads a parent); not called on resume.
+    start: Callable[[TrainState], None] | None = None
 
-    def actor_extra_loss(self) -> Callable | None:
-        """Extra per-member actor loss (none for plain MADDPG)."""
-        return None
 
-    def after_update(self, out: dict[str, torch.Tensor]) -> None:
-        """Collect per-member losses of one update round for logging."""
-        n = self.model.n_agents
-        for key in ("critic", "actor"):
-            v = out[key].view(len(self.seeds), n).cpu().numpy()
-            for i, a in enumerate(self.env.agents):
-                self._window.setdefault(f"losses/{key}_{a}", []).append(v[:, i])
+def seed_streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent RNG streams of one training seed (env, exploration noise, sampling)."""
+    children = np.random.SeedSequence(int(seed)).spawn(3)
+    return {
+        k: np.random.default_rng(c)
+        for k, c in zip(("env", "noise", "sample"), children, strict=True)
+    }
 
-    def run_episode_batch(self) -> dict[str, np.ndarray]:
-        """Play E episodes per seed with exploration noise, storing and learning."""
-        mc = self.config.maddpg
-        s, e = len(self.seeds), self.config.run.envs_per_seed
-        act_dim = self.model.joint_act_dim
-        ep_idx = self.noise_episode_offset() + self.episode + np.arange(e)
-        scale = mc.noise_scale(ep_idx)[None, :, None]  # (1, E, 1)
-        ou = np.zeros((s, e, act_dim))
-        obs = self.env.reset([st["env"] for st in self.streams])
-        returns = np.zeros((s, e, self.model.n_agents))
-        done = False
-        while not done:
-            obs_t = torch.from_numpy(obs).to(self.device)
-            act = self.model.act(obs_t).cpu().numpy().astype(np.float64)
-            noise = np.stack([st["noise"].standard_normal((e, act_dim)) for st in self.streams])
-            ou += mc.ou_theta * (-ou) + mc.ou_sigma * noise
-            act = np.clip(act + scale * ou, -1.0, 1.0)
-            next_obs, rew, done = self.env.step(act)
-            returns += rew
-            self.buffer.add(
-                obs_t,
-                torch.from_numpy(act.astype(np.float32)).to(self.device),
-                torch.from_numpy(rew.astype(np.float32)).to(self.device),
-                torch.from_numpy(next_obs).to(self.device),
-            )
-            obs = next_obs
-            self.env_steps += e
-            self.steps_since_update += e
-            while self.steps_since_update >= mc.steps_per_update:
-                self.steps_since_update -= mc.steps_per_update
-                if len(self.buffer) >= mc.batch_size:
-                    batch = self.buffer.sample(
-                        [st["sample"] for st in self.streams], mc.batch_size, mc.normalize_rewards
-                    )
-                    self.after_update(self.model.update(batch, self.actor_extra_loss()))
-        self.episode += e
-        stats = {f"charts/return_{a}": returns[..., i] for i, a in enumerate(self._short())}
-        for k, v in self.env.episode_stats().items():
-            stats[f"charts/{k}"] = v
-        return stats
 
-    def _short(self) -> list[str]:
-        names = {"adversary_0": "red", "agent_0": "blue"}
-        return [names.get(a, a) for a in self.env.agents]
-
-    def _flush_logs(self, writers: list, sps: float) -> dict[str, list[float]]:
-        means = {k: np.mean(np.stack(v), axis=0) for k, v in self._window.items()}
-        self._window = {}
-        row = {"episode": self.episode, "env_steps": self.env_steps, "SPS": sps}
-        for k, v in means.items():
-            row[k] = [float(x) for x in v]
-        self.history.append(row)
-        with open(self.run_dir / HISTORY, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        for i, w in enumerate(writers):
-            for k, v in means.items():
-                w.add_scalar(k, float(v[i]), self.episode)
-            w.add_scalar("charts/SPS", sps, self.episode)
-            w.flush()
-        return {k: [float(x) for x in v] for k, v in means.items()}
-
-    def train(self, resume: bool = False, progress: bool = True) -> TrainResult:
-        """Run (or continue) to ``config.run.episodes`` episodes per seed."""
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm.auto import tqdm
-
-        self.prepare_run_dir(resume)
-        rc = self.config.run
-        writers = [
-            SummaryWriter(str(self.run_dir / "tb" / f"seed_{x}"), purge_step=self.episode or None)
-            for x in self.seeds
-        ]
-        if resume:  # drop history rows logged after the checkpoint
-            self._rewrite_history()
-        last: dict[str, list[float]] = {}
-        old_handler = signal.getsignal(signal.SIGINT)
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, self._request_stop)
-        t0 = time.perf_counter()
-        steps0 = self.env_steps
-        bar = tqdm(
-            total=rc.episodes, initial=self.episode, disable=not progress, unit="ep", smoothing=0.05
-        )
-        try:
-            while self.episode < rc.episodes and not self._stop:
-                stats = self.run_episode_batch()
-                for k, v in stats.items():
-                    self._window.setdefault(k, []).append(v.mean(axis=1))
-                bar.update(rc.envs_per_seed)
-                if self.episode % rc.log_every == 0 or self.episode >= rc.episodes:
-                    sps = (self.env_steps - steps0) * len(self.seeds) / (time.perf_counter() - t0)
-                    last = self._flush_logs(writers, sps)
-                    bar.set_postfix(
-                        trap=f"{np.mean(last.get('charts/trap_rate', [np.nan])):.2f}",
-                        R_blue=f"{np.mean(last.get('charts/return_blue', [np.nan])):.1f}",
-                        R_red=f"{np.mean(last.get('charts/return_red', [np.nan])):.1f}",
-                    )
-                if self.episode % rc.checkpoint_every == 0 or self.episode >= rc.episodes:
-                    self.save_checkpoint()
-            if self._stop:
-                self.save_checkpoint()
-            self.export_model()
-        finally:
-            bar.close()
-            for w in writers:
-                w.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-        return TrainResult(self.run_dir, self.episode, self._stop, last, time.perf_counter() - t0)
-
-    def _request_stop(self, signum: int, frame: object) -> None:
-        """First Ctrl-C: finish the current episodes, checkpoint and stop."""
-        self._stop = True
-
-    def _rewrite_history(self) -> None:
-        path = self.run_dir / HISTORY
-        with open(path, "w") as f:
-            for row in self.history:
-                f.write(json.dumps(row) + "\n")
+def new_state(config: TrainConfig, env: Any, device: torch.device) -> TrainState:
+    """Fresh networks, an empty buffer and the RNG streams of ``config.run.seeds``."""
+    seeds = list(config.run.seeds)
+    model = MADDPG(config.maddpg, seeds, env.obs_dims, env.act_dims).to(device)
+    buffer = StackedReplayBuffer(
+        len(seeds),
+        config.maddpg.buffer_size,
+        model.joint_obs_dim,
+        model.joint_act_dim,
+        model.n_agents,
+        device,
+    )
+    return TrainState(model, buffer, [seed_streams(s) for s in seeds])
 
 
 def train(
@@ -376,5 +137,228 @@ def train(
     progress: bool = True,
     env_factory: Callable[[int, int], Any] | None = None,
 ) -> TrainResult:
-    """Train ``config.run.seeds`` in one process into ``run_dir`` (see :class:`Trainer`)."""
-    return Trainer(config, run_dir, env_factory).train(resume=resume, progress=progress)
+    """Train ``config.run.seeds`` from scratch in one process into ``run_dir``.
+
+    ``env_factory(n_seeds, envs_per_seed)`` replaces the physical-deception environment
+    (e.g. :class:`~soo_marl.vecenv.PettingZooVecEnv` over another PettingZoo env).
+    """
+    plan = Plan(config, rundir.train_meta(config.env.baseline))
+    return run_training(plan, run_dir, resume, progress, env_factory)
+
+
+def run_training(
+    plan: Plan,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    env_factory: Callable[[int, int], Any] | None = None,
+) -> TrainResult:
+    """Run (or continue) ``plan`` to ``plan.config.run.episodes`` episodes per seed.
+
+    A new run refuses a directory that holds another run; ``resume`` continues the run in
+    ``run_dir`` exactly from its checkpoint. Checkpoints are written every
+    ``checkpoint_every`` episodes, on the first Ctrl-C (after finishing the current
+    episodes) and at the end; the final model only when all episodes are done.
+    """
+    cfg, rc = plan.config, plan.config.run
+    run_dir = Path(run_dir)
+    if rc.torch_threads:
+        torch.set_num_threads(rc.torch_threads)
+    device = resolve_device(rc.device)
+    n_seeds, e = len(rc.seeds), rc.envs_per_seed
+    env = env_factory(n_seeds, e) if env_factory else DeceptionVecEnv(cfg.env, n_seeds, e)
+    state = new_state(cfg, env, device)
+    rundir.prepare(run_dir, cfg, plan.meta, resume)
+    head = rundir.header(state.model, env.agents, cfg, plan.meta)
+    checkpoint = run_dir / rundir.CHECKPOINT
+    if resume and checkpoint.exists():
+        saved = rundir.load_checkpoint(checkpoint)
+        state.load_state_dict(saved)
+        for part in plan.objectives:
+            part.load_state_dict(saved, state.model)
+    elif plan.start is not None:
+        plan.start(state)
+    if resume:  # drop history rows logged after the checkpoint
+        rundir.write_history(run_dir, state.history)
+
+    def save_checkpoint() -> None:
+        parts = {k: v for p in plan.objectives for k, v in p.state_dict().items()}
+        rundir.save_checkpoint(run_dir, head, {**state.state_dict(), **parts})
+
+    log = Logger(run_dir, rc.seeds, env.agents, state)
+    t0, steps0 = time.perf_counter(), state.env_steps
+    last: dict[str, list[float]] = {}
+    bar = Progress(rc.episodes, state.episode, desc=run_dir.name, enabled=progress)
+    with stop_on_ctrl_c() as stop, log, bar:
+        while state.episode < rc.episodes and not stop.requested:
+            play_episodes(state, env, plan, log)
+            bar.update(e)
+            if state.episode % rc.log_every == 0 or state.episode >= rc.episodes:
+                sps = (state.env_steps - steps0) * n_seeds / (time.perf_counter() - t0)
+                last = log.flush(state.episode, state.env_steps, sps)
+                bar.set_postfix(**progress_values(last))
+            if state.episode % rc.checkpoint_every == 0 or state.episode >= rc.episodes:
+                save_checkpoint()
+        if stop.requested:
+            save_checkpoint()
+        else:
+            rundir.export_model(run_dir, state.model, head, plan.meta["kind"], state.episode)
+    return TrainResult(run_dir, state.episode, stop.requested, last, time.perf_counter() - t0)
+
+
+def play_episodes(state: TrainState, env: Any, plan: Plan, log: Logger) -> None:
+    """Play E episodes per seed with exploration noise, storing every transition and
+    running each update round as it falls due (one per ``steps_per_update`` env steps)."""
+    model, mc = state.model, plan.config.maddpg
+    s, e = model.n_seeds, plan.config.run.envs_per_seed
+    act_dim = model.joint_act_dim
+    ep_idx = plan.noise_offset + state.episode + np.arange(e)
+    scale = mc.noise_scale(ep_idx)[None, :, None]  # (1, E, 1)
+    ou = np.zeros((s, e, act_dim))
+    obs = env.reset([st["env"] for st in state.streams])
+    returns = np.zeros((s, e, model.n_agents))
+    done = False
+    while not done:
+        obs_t = torch.from_numpy(obs).to(model.device)
+        act = model.act(obs_t).cpu().numpy().astype(np.float64)
+        noise = np.stack([st["noise"].standard_normal((e, act_dim)) for st in state.streams])
+        ou += mc.ou_theta * (-ou) + mc.ou_sigma * noise
+        act = np.clip(act + scale * ou, -1.0, 1.0)
+        next_obs, rew, done = env.step(act)
+        returns += rew
+        state.buffer.add(
+            obs_t,
+            torch.from_numpy(act.astype(np.float32)).to(model.device),
+            torch.from_numpy(rew.astype(np.float32)).to(model.device),
+            torch.from_numpy(next_obs).to(model.device),
+        )
+        obs = next_obs
+        state.env_steps += e
+        state.steps_since_update += e
+        while state.steps_since_update >= mc.steps_per_update:
+            state.steps_since_update -= mc.steps_per_update
+            if len(state.buffer) >= mc.batch_size:
+                live = LiveStep(obs_t, scale * ou, act, model.update_rounds)
+                update_round(state, plan, live, log)
+    state.episode += e
+    for i, a in enumerate(env.agents):
+        log.add(f"charts/return_{SHORT_NAMES.get(a, a)}", returns[..., i].mean(axis=1))
+    for k, v in env.episode_stats().items():
+        log.add(f"charts/{k}", v.mean(axis=1))
+
+
+def update_round(state: TrainState, plan: Plan, live: LiveStep, log: Logger) -> None:
+    """One update round: the parts' work before it, the MADDPG round with their extra
+    actor losses, their work after it; losses and the parts' scalars are logged."""
+    model, mc = state.model, plan.config.maddpg
+    for part in plan.objectives:
+        part.before_round(model, live)
+    rngs = [st["sample"] for st in state.streams]
+    batch = state.buffer.sample(rngs, mc.batch_size, mc.normalize_rewards)
+    out = model.update(batch, extra_actor_loss(plan.objectives))
+    for key in ("critic", "actor"):
+        v = out[key].view(model.n_seeds, model.n_agents).cpu().numpy()
+        for i, agent in enumerate(log.agents):
+            log.add(f"losses/{key}_{agent}", v[:, i])
+    for part in plan.objectives:
+        part.after_round(model)
+        for k, v in to_numpy(part.logs()).items():
+            log.add(k, v)
+
+
+def extra_actor_loss(
+    parts: Sequence[Objective],
+) -> Callable[[MADDPG, Batch], torch.Tensor] | None:
+    """The sum of the parts' extra actor losses, as :meth:`MADDPG.update` takes it; None
+    when no part has one (plain MADDPG)."""
+    if not parts:
+        return None
+
+    def extra(model: MADDPG, batch: Batch) -> torch.Tensor | None:
+        terms = [t for t in (p.actor_loss(model, batch) for p in parts) if t is not None]
+        if not terms:
+            return None
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+
+    return extra
+
+
+class Logger:
+    """Averages per-seed scalars over each log interval; writes history.jsonl and
+    TensorBoard (``tb/seed_<s>/``)."""
+
+    def __init__(
+        self, run_dir: Path, seeds: Sequence[int], agents: Sequence[str], state: TrainState
+    ) -> None:
+        self.run_dir, self.seeds, self.agents, self.state = run_dir, list(seeds), agents, state
+        self._window: dict[str, list[np.ndarray]] = {}
+        self._writers: list[Any] = []
+
+    def __enter__(self) -> Logger:
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = self.state.episode or None
+        self._writers = [
+            SummaryWriter(str(self.run_dir / rundir.TENSORBOARD / f"seed_{s}"), purge_step=purge)
+            for s in self.seeds
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self._writers:
+            w.close()
+
+    def add(self, key: str, per_seed: np.ndarray) -> None:
+        """One (S,) value per seed; the interval's mean is logged."""
+        self._window.setdefault(key, []).append(per_seed)
+
+    def flush(self, episode: int, env_steps: int, sps: float) -> dict[str, list[float]]:
+        """Write the interval's means as one history row and TensorBoard scalars."""
+        means = {k: np.mean(np.stack(v), axis=0) for k, v in self._window.items()}
+        self._window = {}
+        row: dict[str, Any] = {"episode": episode, "env_steps": env_steps, "SPS": sps}
+        for k, v in means.items():
+            row[k] = [float(x) for x in v]
+        self.state.history.append(row)
+        rundir.append_history(self.run_dir, row)
+        for i, w in enumerate(self._writers):
+            for k, v in means.items():
+                w.add_scalar(k, float(v[i]), episode)
+            w.add_scalar("charts/SPS", sps, episode)
+            w.flush()
+        return {k: [float(x) for x in v] for k, v in means.items()}
+
+
+def progress_values(last: dict[str, list[float]]) -> dict[str, str]:
+    """The progress bar's latest trap rate and returns (means over seeds)."""
+    out = {}
+    for key, name, digits in (
+        ("charts/trap_rate", "trap", 2),
+        ("charts/return_blue", "R_blue", 1),
+        ("charts/return_red", "R_red", 1),
+    ):
+        if key in last:
+            out[name] = f"{np.mean(last[key]):.{digits}f}"
+    return out
+
+
+@contextmanager
+def stop_on_ctrl_c() -> Iterator[SimpleNamespace]:
+    """While inside, the first Ctrl-C sets ``.requested`` instead of raising, so the loop
+    can finish its episodes and checkpoint. Outside the main thread nothing is caught."""
+    flag = SimpleNamespace(requested=False)
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def request(signum: int, frame: object) -> None:
+        flag.requested = True
+
+    old = signal.signal(signal.SIGINT, request)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)

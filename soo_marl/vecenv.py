@@ -120,13 +120,14 @@ class PettingZooVecEnv:
         return {}
 
 
-def mean_episode_return(
+def mean_policy_return(
     vec_env: DeceptionVecEnv | PettingZooVecEnv,
     policy: Callable[[np.ndarray], np.ndarray],
     rngs: Sequence[np.random.Generator],
     rounds: int = 1,
 ) -> np.ndarray:
-    """Mean undiscounted episode return per seed and agent, (S, n), of ``policy``.
+    """Mean undiscounted episode return per seed and agent, (S, n), of ``policy`` played
+    on ``vec_env`` for ``rounds`` batches of episodes.
 
     ``policy`` maps joint observations (S, E, Σ obs) to joint actions in [-1, 1].
     """

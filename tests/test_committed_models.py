@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from soo_marl import metrics
-from soo_marl.rollout import load_model, rollout, start_uniforms
+from soo_marl.rollout import rollout, start_uniforms
+from soo_marl.rundir import load_model
 
 MODELS = Path(__file__).resolve().parents[1] / "docs" / "results" / "models"
 SETS = sorted(p for p in MODELS.iterdir() if p.is_dir()) if MODELS.exists() else []

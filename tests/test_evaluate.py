@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from soo_marl import metrics
+from soo_marl import metrics, rundir
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.cli import main
 from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs.core import EnvConfig
-from soo_marl.evaluate import evaluate_runs, load_trajectories
+from soo_marl.evaluate import evaluate_runs
 from soo_marl.train import train
 
 
@@ -34,7 +34,7 @@ def test_evaluate_exports_and_metrics_are_recomputable(two_runs):
     assert set(res) == {"deceptive r0.125", "honest r0.125"}
     for run in runs:
         saved = json.loads((run / "eval" / "metrics.json").read_text())
-        tr = load_trajectories(run / "eval" / "trajectories.npz")
+        tr = rundir.read_trajectories(run)
         assert tr["red_pos"].shape == (2, 12, 51, 2) and tr["actions_blue"].shape == (2, 12, 50, 2)
         assert list(tr["eval_seeds"]) == [155, 714] and int(tr["episodes_per_eval_seed"]) == 6
         # recompute from the file alone
@@ -49,7 +49,7 @@ def test_evaluate_exports_and_metrics_are_recomputable(two_runs):
         # SOO value: NaN exactly where red is in sight
         assert np.array_equal(np.isnan(tr["soo_value"]), tr["red_visible"])
         # all conditions saw the same start states
-        other = load_trajectories(runs[0] / "eval" / "trajectories.npz")
+        other = rundir.read_trajectories(runs[0])
         assert np.array_equal(tr["landmarks"], other["landmarks"])
         assert np.array_equal(tr["red_pos"][:, :, 0], other["red_pos"][:, :, 0])
         # luring = own trap rate − trap rate with a to_goal blue, per seed
@@ -69,14 +69,14 @@ def test_evaluate_cli_errors(tmp_path):
 
 
 def test_report_tables_quote_saved_numbers(two_runs):
-    from soo_marl import report
+    from soo_marl.analysis import tables
 
     runs = [two_runs / "deceptive", two_runs / "honest"]
     evaluate_runs(runs, episodes=4, eval_seeds=[155], progress=False)
-    ms = report.load_metrics(runs)
-    table = report.results_table(ms).splitlines()
+    ms = [rundir.require_metrics(r) for r in runs]
+    table = tables.results_table(ms).splitlines()
     assert len(table) == 4 and table[2].startswith("| deceptive r0.125 | 2 |")
-    assert report.fmt(ms[0]["metrics"]["trap_rate"]) in table[2]
-    assert "to_fake" in report.probe_table(ms)
+    assert tables.fmt(ms[0]["metrics"]["trap_rate"]) in table[2]
+    assert "to_fake" in tables.probe_table(ms)
     with pytest.raises(FileNotFoundError, match="soo-marl evaluate"):
-        report.load_metrics([two_runs / "nowhere"])
+        rundir.require_metrics(two_runs / "nowhere")

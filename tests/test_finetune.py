@@ -11,8 +11,10 @@ from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.cli import main
 from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs.core import EnvConfig
-from soo_marl.finetune import FinetuneConfig, FinetuneTrainer, finetune
-from soo_marl.train import RunDirError, train
+from soo_marl.finetune import FinetuneConfig, finetune, finetune_plan
+from soo_marl.rundir import RunDirError
+from soo_marl.train import extra_actor_loss, new_state, train
+from soo_marl.vecenv import DeceptionVecEnv
 
 SMALL = dict(batch_size=64, buffer_size=5000)
 
@@ -34,10 +36,27 @@ def parent(tmp_path_factory):
     return root
 
 
+class Tuning:
+    """A fine-tuning plan with its starting state (parent loaded), as the loop gets them."""
+
+    def __init__(self, parent, **ft):
+        self.plan = finetune_plan(
+            parent / "deceptive", FinetuneConfig(episodes=20, **ft), device="cpu"
+        )
+        env = DeceptionVecEnv(self.plan.config.env, 2, self.plan.config.run.envs_per_seed)
+        self.state = new_state(self.plan.config, env, torch.device("cpu"))
+        self.plan.start(self.state)
+        self.model, self.buffer = self.state.model, self.state.buffer
+
+    def extra(self, batch):
+        return extra_actor_loss(self.plan.objectives)(self.model, batch)
+
+    def logs(self):
+        return {k: v for p in self.plan.objectives for k, v in p.logs().items()}
+
+
 def _trainer(parent, tmp_path, **ft):
-    t = FinetuneTrainer(parent / "deceptive", FinetuneConfig(episodes=20, **ft), tmp_path / "ft")
-    t.prepare_run_dir(resume=False)
-    return t
+    return Tuning(parent, **ft)
 
 
 def _batch(t):
@@ -49,7 +68,7 @@ def test_soo_and_anchor_gradients_reach_only_blue_actor(parent, tmp_path):
     with torch.no_grad():  # move blue away from the frozen copy so the anchor term is live
         for p in t.model.actor.parameters():
             p.add_(0.01)
-    extra = t.actor_extra_loss()(t.model, _batch(t))
+    extra = t.extra(_batch(t))
     assert extra.shape == (4,) and extra[0] == 0 and extra[2] == 0 and extra[1] > 0
     params = list(t.model.actor.parameters()) + list(t.model.critic.parameters())
     grads = torch.autograd.grad(extra.sum(), params, allow_unused=True)
@@ -80,24 +99,42 @@ def test_soo_steps_lower_the_soo_value_on_a_fixed_batch(parent, tmp_path):
     opt = torch.optim.Adam(t.model.actor.parameters(), lr=1e-2)
     for _ in range(30):
         opt.zero_grad()
-        t.actor_extra_loss()(t.model, batch).sum().backward()
+        t.extra(batch).sum().backward()
         opt.step()
     assert value() < before - 0.5
 
 
-def test_no_soo_is_the_same_path_with_zero_weight(parent, tmp_path):
-    a = _trainer(parent, tmp_path / "a", soo_weight=0.0, anchor_weight=1.0)
-    b = _trainer(parent, tmp_path / "b", soo_weight=1.0, anchor_weight=1.0)
-    with torch.no_grad():
-        for m in (a.model, b.model):
+def test_extra_loss_is_weighted_soo_plus_anchor_on_out_of_sight_rows(parent, tmp_path):
+    """Blue's extra loss is W·SOO + A·anchor, each recomputed here from the pure SOO
+    functions; W = 0 (the --no-soo control) leaves the anchor term alone."""
+    w, a = 2.0, 3.0
+    t = _trainer(parent, tmp_path, soo_weight=w, anchor_weight=a)
+    control = _trainer(parent, tmp_path, soo_weight=0.0, anchor_weight=a)
+    with torch.no_grad():  # move blue away from the frozen copy so the anchor term is live
+        for m in (t.model, control.model):
             for p in m.actor.parameters():
                 p.add_(0.01)
-    batch = _batch(a)
-    la = a.actor_extra_loss()(a.model, batch)
-    lb = b.actor_extra_loss()(b.model, batch)
-    assert torch.allclose(la[1::2], a._soo_log["soo/anchor_loss"])
-    assert torch.allclose(lb[1::2], b._soo_log["soo/anchor_loss"] + b._soo_log["soo/loss"])
-    assert a.run_meta()["condition"] == "no-soo" and b.run_meta()["condition"] == "soo"
+    batch = _batch(t)
+    gen_state = t.plan.objectives[1].generator.get_state()
+    extra = t.extra(batch).detach()
+    # recompute: same other observations (same generator state), same rows
+    obs_blue = batch["obs"][..., 6:]
+    mask = soo.self_mask(obs_blue)
+    other = soo.other_observation(obs_blue, torch.Generator().set_state(gen_state))
+    with torch.no_grad():
+        soo_l = soo.soo_loss(
+            soo.blue_activations(t.model, obs_blue), soo.blue_activations(t.model, other), mask
+        )
+        parent_act = soo.blue_activations(t.plan.objectives[0].reference, obs_blue, "action")
+        anchor = soo.anchor_loss(
+            soo.blue_activations(t.model, obs_blue, "action"), parent_act, mask
+        )
+    assert torch.all(soo_l > 0) and torch.all(anchor > 0)
+    assert torch.allclose(extra[1::2], w * soo_l + a * anchor, rtol=1e-5)
+    assert torch.count_nonzero(extra[0::2]) == 0  # red gets nothing
+    assert torch.allclose(control.extra(batch).detach()[1::2], a * anchor, rtol=1e-5)
+    assert t.plan.meta["condition"] == "soo" and control.plan.meta["condition"] == "no-soo"
+    assert torch.allclose(t.logs()["soo/anchor_loss"], anchor)
 
 
 def test_freeze_red_and_exact_resume(parent, tmp_path):
@@ -105,7 +142,7 @@ def test_freeze_red_and_exact_resume(parent, tmp_path):
     finetune(parent / "deceptive", ft, tmp_path / "full", progress=False)
     half = FinetuneConfig(episodes=20, freeze_red=True)
     finetune(parent / "deceptive", half, tmp_path / "split", progress=False)
-    FinetuneTrainer(parent / "deceptive", ft, tmp_path / "split").train(resume=True, progress=False)
+    finetune(parent / "deceptive", ft, tmp_path / "split", resume=True, progress=False)
     load = lambda d: torch.load(d / "final_model.pt", weights_only=True)["model"]  # noqa: E731
     full, split = load(tmp_path / "full"), load(tmp_path / "split")
     parent_w = torch.load(parent / "deceptive" / "final_model.pt", weights_only=True)["model"]
@@ -119,9 +156,10 @@ def test_freeze_red_and_exact_resume(parent, tmp_path):
 
 def test_refusals(parent, tmp_path):
     with pytest.raises(RunDirError, match="deceptive baseline is required"):
-        FinetuneTrainer(parent / "honest", FinetuneConfig(episodes=10), tmp_path / "x")
+        finetune(parent / "honest", FinetuneConfig(episodes=10), tmp_path / "x")
     with pytest.raises(RunDirError, match="no trained run"):
-        FinetuneTrainer(tmp_path / "missing", FinetuneConfig(episodes=10), tmp_path / "y")
+        finetune(tmp_path / "missing", FinetuneConfig(episodes=10), tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     res = CliRunner().invoke(
         main, ["finetune", "--from", str(parent / "deceptive"), "--sight-radius", "0.5",
                "--run-dir", str(tmp_path / "z")],

@@ -25,6 +25,7 @@ def _images(nb: nbformat.NotebookNode) -> int:
     )
 
 
+@pytest.mark.slow
 def test_notebook_rebuilds_figures_and_table(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     write_runs(root)

@@ -6,8 +6,9 @@ import torch
 
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.config import RunConfig, TrainConfig
-from soo_marl.train import Trainer
-from soo_marl.vecenv import PettingZooVecEnv, mean_episode_return
+from soo_marl.rundir import load_model
+from soo_marl.train import train
+from soo_marl.vecenv import PettingZooVecEnv, mean_policy_return
 
 simple_spread_v3 = pytest.importorskip("mpe2.simple_spread_v3")
 
@@ -16,6 +17,7 @@ def make_env():
     return simple_spread_v3.parallel_env(N=2, continuous_actions=True, max_cycles=25)
 
 
+@pytest.mark.slow
 def test_maddpg_beats_random_on_simple_spread(tmp_path):
     cfg = TrainConfig(
         maddpg=MADDPGConfig(
@@ -23,18 +25,21 @@ def test_maddpg_beats_random_on_simple_spread(tmp_path):
         ),
         run=RunConfig(seeds=(0,), episodes=800, envs_per_seed=8, log_every=200),
     )
-    trainer = Trainer(
-        cfg, tmp_path / "spread", env_factory=lambda s, e: PettingZooVecEnv(make_env, s, e)
+    train(
+        cfg,
+        tmp_path / "spread",
+        progress=False,
+        env_factory=lambda s, e: PettingZooVecEnv(make_env, s, e),
     )
-    assert trainer.env.obs_dims == (12, 12) and trainer.env.act_dims == (5, 5)
-    trainer.train(progress=False)
+    model = load_model(tmp_path / "spread").model
+    assert model.obs_dims == [12, 12] and model.act_dims == [5, 5]
     eval_env = PettingZooVecEnv(make_env, 1, 20)
     rng = lambda: [np.random.default_rng(123)]  # noqa: E731 - same start states for both
-    learned = mean_episode_return(
-        eval_env, lambda o: trainer.model.act(torch.from_numpy(o)).numpy(), rng(), rounds=2
+    learned = mean_policy_return(
+        eval_env, lambda o: model.act(torch.from_numpy(o)).numpy(), rng(), rounds=2
     )
     g = np.random.default_rng(0)
-    random = mean_episode_return(
+    random = mean_policy_return(
         eval_env, lambda o: g.uniform(-1, 1, (o.shape[0], o.shape[1], 10)), rng(), rounds=2
     )
     # the agents share the team reward; learned must beat random by a clear margin

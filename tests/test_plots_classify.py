@@ -9,8 +9,10 @@ from click.testing import CliRunner
 from matplotlib.figure import Figure
 from synthetic_eval import EVAL_SEEDS, N_PER, SEEDS, write_run, write_runs
 
-from soo_marl import metrics, plots
-from soo_marl.classify import classify, clip_episodes
+from soo_marl import metrics
+from soo_marl.analysis import compare, figures, plots, tables
+from soo_marl.analysis.classify import classify, clip_episodes
+from soo_marl.analysis.runs import default_pairs, load_run
 from soo_marl.cli import main
 
 STEMS = [
@@ -32,7 +34,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(runs):
-    return {c: plots.load_run(p) for c, p in runs.items()}
+    return {c: load_run(p) for c, p in runs.items()}
 
 
 # --------------------------------------------------------------------------- classifier
@@ -58,7 +60,7 @@ def test_classify_pooled_units_are_trained_seeds(tmp_path):
 
 
 def test_pooled_units_cycle_through_eval_seeds():
-    from soo_marl.classify import units
+    from soo_marl.analysis.classify import units
 
     v = np.zeros((1, 4, 3))
     v[0, :, 0] = [10, 11, 20, 21]  # eval seed 0: episodes 10, 11; eval seed 1: 20, 21
@@ -94,10 +96,10 @@ def test_clip_episodes():
 
 def test_fig_trajectories_grid_of_panels(loaded):
     conds = [(r.label, r.trajectories) for r in loaded.values()]
-    eps = plots.pick_episodes(conds[0][1], 3)
+    eps = figures.pick_episodes(conds[0][1], 3)
     assert len(set(eps)) == 3
     assert {j // N_PER for j in eps} == set(range(len(EVAL_SEEDS)))  # both eval seeds used
-    fig = plots.fig_trajectories(conds, eps)
+    fig = figures.fig_trajectories(conds, eps)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3 * len(conds)
     ax = fig.axes[0]
@@ -108,12 +110,12 @@ def test_fig_trajectories_requires_same_starts(loaded):
     other = {k: v.copy() for k, v in loaded["honest"].trajectories.items()}
     other["landmarks"] = other["landmarks"] + 0.1
     with pytest.raises(ValueError, match="start states"):
-        plots.fig_trajectories([("a", loaded["deceptive"].trajectories), ("b", other)], [0])
+        figures.fig_trajectories([("a", loaded["deceptive"].trajectories), ("b", other)], [0])
 
 
 def test_fig_threshold_grids_share_colour_scale(loaded):
     grids = [(r.label, r.grids["freq_guard"]) for r in loaded.values()]
-    fig = plots.fig_threshold_grids(grids)
+    fig = figures.fig_threshold_grids(grids)
     assert len(fig.axes) == len(grids) + 1  # panels + one colourbar
     clims = {ax.images[0].get_clim() for ax in fig.axes[: len(grids)]}
     assert len(clims) == 1
@@ -125,33 +127,31 @@ def test_fig_threshold_grids_share_colour_scale(loaded):
 
 def test_behavioural_difference_pairs_and_figure(loaded):
     runs = list(loaded.values())
-    pairs = plots.default_pairs(runs)
+    pairs = default_pairs(runs)
     assert pairs == [
         ("soo r0.125", "honest r0.125"),
         ("soo r0.125", "deceptive r0.125"),
         ("honest r0.125", "deceptive r0.125"),
     ]
     grids = {r.label: r.grids["freq_guard"] for r in runs}
-    diffs = plots.behavioural_differences(grids, pairs)
+    diffs = compare.behavioural_differences(grids, pairs)
     expected = metrics.behavioural_difference(grids["soo r0.125"], grids["honest r0.125"])
     assert np.allclose(diffs[pairs[0]]["values"], expected)
     assert diffs[pairs[0]]["mean"] < diffs[pairs[1]]["mean"]  # SOO nearer honest
     sets = {"guard": grids, "no guard": {r.label: r.grids["freq_noguard"] for r in runs}}
-    fig = plots.fig_behavioural_difference(sets, pairs)
+    fig = figures.fig_behavioural_difference(sets, pairs)
     assert len(fig.axes) == 2
 
 
 def test_probe_classifier_and_learning_figures(loaded):
     by_label = {r.label: r.metrics for r in loaded.values()}
-    assert len(plots.fig_probes(by_label).axes) == len(plots.PROBES)
+    assert len(figures.fig_probes(by_label).axes) == len(figures.PROBES)
     clf = {"n_episodes": [1, 5], "accuracy": [0.5, 1.0], "units": 4}
-    assert len(plots.fig_classifier(clf).axes) == 1
+    assert len(figures.fig_classifier(clf).axes) == 1
     hist = {r.label: r.history for r in loaded.values()}
-    fig = plots.fig_learning_curves(hist)
-    assert len([ax for ax in fig.axes if ax.get_visible()]) == len(plots.LEARNING_CURVES)
-    from soo_marl import report
-
-    table = report.results_table(list(by_label.values()))
+    fig = figures.fig_learning_curves(hist)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == len(figures.LEARNING_CURVES)
+    table = tables.results_table(list(by_label.values()))
     assert "deceptive r0.125" in table and "luring Δtrap" in table
 
 
@@ -185,9 +185,7 @@ def test_several_sight_radii_get_suffixed_stems(runs, tmp_path):
     m = json.loads((wide / "eval" / "metrics.json").read_text())
     m["meta"]["sight_radius"], m["label"] = 0.5, "honest r0.5"
     (wide / "eval" / "metrics.json").write_text(json.dumps(m))
-    figs = plots.build_figures(
-        [plots.load_run(runs["deceptive"]), plots.load_run(wide)], log=lambda m: None
-    )
+    figs = plots.build_figures([load_run(runs["deceptive"]), load_run(wide)], log=lambda m: None)
     assert {"fig2_trajectories_r0.125", "fig2_trajectories_r0.5", "probes"} <= set(figs)
     paths = plots.save_figure(figs["fig2_trajectories_r0.5"], tmp_path / "fig2_r0.5", ("png",))
     assert [p.name for p in paths] == ["fig2_r0.5.png"]

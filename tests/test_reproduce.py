@@ -5,9 +5,12 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from soo_marl import rundir
+from soo_marl.analysis.tables import fmt
 from soo_marl.cli import main
 
 
+@pytest.mark.slow
 def test_reproduce_end_to_end_then_skips(tmp_path):
     out = tmp_path / "rep"
     res = CliRunner().invoke(main, ["reproduce", "--preset", "test", "--out", str(out), "--quiet"])
@@ -17,9 +20,16 @@ def test_reproduce_end_to_end_then_skips(tmp_path):
     assert any("fig2_trajectories" in link for link in links)
     for link in links:  # every file the report links to exists
         assert (out / link).is_file(), link
+    rows: dict[str, str] = {}
+    for r in report.splitlines():  # the first row of each label: the results table
+        rows.setdefault(r.split(" | ")[0].lstrip("| "), r)
     for cond in ("deceptive", "honest", "soo", "nosoo"):
-        assert cond.replace("nosoo", "no-soo") in report or cond in report
-        assert (out / cond / "eval" / "metrics.json").exists()
+        m = rundir.require_metrics(out / cond)  # every condition evaluated …
+        row = rows[m["label"]]  # … with its own row in the results table, quoting its numbers
+        assert f"| {len(m['seeds'])} | {fmt(m['metrics']['trap_rate'])} |" in row
+        assert row.endswith(f"| {fmt(m['metrics']['soo_value'])} |")
+    labels = {rundir.require_metrics(out / c)["label"] for c in ("soo", "nosoo")}
+    assert labels == {"soo r0.125", "no-soo r0.125"}
     stamp = (out / "deceptive" / "final_model.pt").stat().st_mtime_ns
     again = CliRunner().invoke(
         main, ["reproduce", "--preset", "test", "--out", str(out), "--quiet"]
@@ -55,7 +65,7 @@ def _m(seeds, **vals):
 
 
 def test_paired_and_unpaired_differences_and_verdicts():
-    from soo_marl.report import difference, verdict
+    from soo_marl.analysis.compare import difference, verdict
 
     a = _m([0, 1, 2, 3], trap_rate=[0.5, 0.6, 0.4, 0.5])
     b = _m([0, 1, 2, 3], trap_rate=[0.4, 0.5, 0.3, 0.4])
@@ -75,8 +85,8 @@ def test_paired_and_unpaired_differences_and_verdicts():
 
 
 def test_claims_table_reads_each_claim():
+    from soo_marl.analysis.tables import claims_table
     from soo_marl.metrics import summarize
-    from soo_marl.report import claims_table
 
     seeds = [0, 1, 2]
     common = dict(blue_at_fake=[0.2, 0.2, 0.2], headline_noguard=[3.0, 3.0, 3.0])
@@ -86,7 +96,7 @@ def test_claims_table_reads_each_claim():
         ),
         "honest": _m(seeds, trap_rate=[0.1, 0.1, 0.1], luring_delta_trap=[0.0, 0.0, 0.0], **common),
         "soo": _m(seeds, trap_rate=[0.3, 0.3, 0.3], luring_delta_trap=[0.1, 0.1, 0.1], **common),
-        "nosoo": _m(seeds, trap_rate=[0.5, 0.4, 0.6], luring_delta_trap=[0.1, 0.1, 0.1], **common),
+        "no-soo": _m(seeds, trap_rate=[0.5, 0.4, 0.6], luring_delta_trap=[0.1, 0.1, 0.1], **common),
     }
     beh = {
         ("soo", "honest"): summarize([1.0, 1.0, 1.0]),

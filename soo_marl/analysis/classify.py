@@ -1,4 +1,4 @@
-"""SOO classifier (SPEC §4): does the mean SOO value tell the honest model from the
+"""SOO classifier (docs/spec.md §4): does the mean SOO value tell the honest model from the
 deceptive one, given N evaluation episodes?
 
 Both runs must have been evaluated (``soo-marl evaluate``) with the same trained seeds,
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from soo_marl import metrics
+from soo_marl import metrics, rundir
 
 #: Default numbers of episodes N (clipped to the episodes available per unit).
 DEFAULT_N_EPISODES: tuple[int, ...] = (1, *range(100, 1501, 100))
@@ -31,21 +31,16 @@ def load_soo(run_dir: str | Path) -> dict[str, np.ndarray]:
 
     Raises FileNotFoundError (no evaluation) or ValueError (a file without SOO values).
     """
-    path = Path(run_dir) / "eval" / "trajectories.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no eval/{path.name} (run `soo-marl evaluate` first)")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in _FIELDS if k not in z.files]
-        if missing:
-            raise ValueError(f"{path}: missing {', '.join(missing)}")
-        return {k: z[k] for k in _FIELDS}
+    arrays = rundir.read_trajectories(run_dir, _FIELDS, required=True)
+    missing = [k for k in _FIELDS if k not in arrays]
+    if missing:
+        raise ValueError(f"{run_dir}: {rundir.TRAJECTORIES} lacks {', '.join(missing)}")
+    return arrays
 
 
 def _label(run_dir: Path) -> str:
-    path = run_dir / "eval" / "metrics.json"
-    if path.exists():
-        return str(json.loads(path.read_text()).get("label", run_dir.name))
-    return run_dir.name
+    m = rundir.read_metrics(run_dir)
+    return str(m.get("label", run_dir.name)) if m else run_dir.name
 
 
 def clip_episodes(n_episodes: Iterable[int], available: int) -> list[int]:
@@ -142,7 +137,8 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 def write_result(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write ``classifier.json`` and the accuracy curve (``classifier.png``/``.pdf``)."""
-    from soo_marl.plots import fig_classifier, save_figure
+    from soo_marl.analysis.figures import fig_classifier
+    from soo_marl.analysis.plots import save_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,48 +1,26 @@
-"""Figures of the reproduction (SPEC §5) from the files ``soo-marl evaluate`` writes.
+"""Figures of the reproduction (docs/spec.md §5), drawn from data already in memory.
 
-Every ``fig_*`` function takes data already in memory and returns a
-:class:`matplotlib.figure.Figure` built without pyplot (no global figure state, no GUI
-backend: files are rendered by Agg), so the same functions serve the CLI, the tests and
-the notebook. :func:`load_run` reads one run directory, :func:`build_figures` turns a
-set of loaded runs into named figures and :func:`make_all` does both and writes a PNG
-and a PDF of each figure.
-
-Conditions are identified by their evaluation label (``metrics.json``'s ``"label"``, e.g.
-``"deceptive r0.125"``) and ordered deceptive → SOO → no-SOO control → honest within a
-sight radius.
+Every ``fig_*`` function returns a :class:`matplotlib.figure.Figure` built without pyplot
+(no global figure state, no GUI backend: files are rendered by Agg), so the same functions
+serve the CLI, the tests and the notebook.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from soo_marl import metrics
+from soo_marl import metrics, rundir
+from soo_marl.analysis.compare import behavioural_differences
 from soo_marl.envs import core
 
-#: Grids of ``eval/grids.npz`` and how to describe them.
-GRID_KINDS: dict[str, str] = {
-    "freq_guard": "records per episode, displacement guard 0.01",
-    "freq_noguard": "records per episode, no displacement guard (paper's counter)",
-    "trunc_guard": "first {n} visible records per seed, displacement guard 0.01",
-    "trunc_noguard": "first {n} visible records per seed, no guard (as the paper's figure)",
-}
-#: Trajectory arrays the figures need (``soo_value``, actions and rewards are not loaded).
-TRAJECTORY_FIELDS = (
-    "red_pos", "blue_pos", "landmarks", "goal_index", "trapped", "red_visible",
-    "seeds", "eval_seeds", "episodes_per_eval_seed",
-)  # fmt: skip
 #: history.jsonl columns of the learning curves (TensorBoard tags without "charts/").
 LEARNING_CURVES: dict[str, str] = {
     "trap_rate": "trap rate",
@@ -50,126 +28,12 @@ LEARNING_CURVES: dict[str, str] = {
     "return_blue": "blue episode return",
     "return_red": "red episode return",
 }
-#: Display order of conditions (unknown ones go last, in the given order).
-CONDITION_ORDER = ("deceptive", "soo", "no-soo", "honest")
 CONDITION_COLORS = {
     "deceptive": "tab:orange",
-    "soo": "tab:green",
-    "no-soo": "tab:gray",
+    rundir.SOO: "tab:green",
+    rundir.NO_SOO: "tab:gray",
     "honest": "tab:purple",
 }
-#: Order of the first member of a behavioural-difference pair: "SOO vs honest" etc.
-PAIR_ORDER = ("soo", "no-soo", "honest", "deceptive")
-FORMATS = ("png", "pdf")
-DPI = 150
-
-Log = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- loading
-
-
-@dataclass
-class RunData:
-    """Everything the figures read from one run directory (missing parts are None)."""
-
-    run_dir: Path
-    label: str
-    #: "deceptive", "honest", "soo", "no-soo" (config meta ``condition`` or ``baseline``).
-    condition: str
-    sight_radius: float | None
-    meta: dict[str, Any] = field(default_factory=dict)
-    #: ``eval/metrics.json``.
-    metrics: dict[str, Any] | None = None
-    #: :data:`TRAJECTORY_FIELDS` of ``eval/trajectories.npz``.
-    trajectories: dict[str, np.ndarray] | None = None
-    #: ``eval/grids.npz`` (:data:`GRID_KINDS` and ``truncation``).
-    grids: dict[str, np.ndarray] | None = None
-    #: Rows of ``history.jsonl``.
-    history: list[dict[str, Any]] | None = None
-
-    @property
-    def seeds(self) -> list[int] | None:
-        """Trained seeds, from metrics.json or the trajectories."""
-        if self.metrics is not None:
-            return [int(s) for s in self.metrics["seeds"]]
-        if self.trajectories is not None:
-            return [int(s) for s in self.trajectories["seeds"]]
-        return None
-
-
-def _read_npz(path: Path, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if keys is None or k in keys}
-
-
-def read_history(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``history.jsonl`` (one JSON object per log interval)."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
-
-
-def load_run(run_dir: str | Path) -> RunData:
-    """Read a run directory's evaluation files, config meta and training history.
-
-    Nothing is required: absent files leave their field None, and figures that need
-    them are skipped by :func:`build_figures`.
-    """
-    run_dir = Path(run_dir)
-    cfg_meta: dict[str, Any] = {}
-    sight_radius = None
-    if (run_dir / "config.yaml").exists():
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        cfg_meta = dict(cfg.get("meta") or {})
-        sight_radius = (cfg.get("env") or {}).get("sight_radius")
-    ev = run_dir / "eval"
-    m = json.loads((ev / "metrics.json").read_text()) if (ev / "metrics.json").exists() else None
-    meta = {**cfg_meta, **((m or {}).get("meta") or {})}
-    condition = str(meta.get("condition") or meta.get("baseline") or run_dir.name)
-    if meta.get("sight_radius") is not None:
-        sight_radius = meta["sight_radius"]
-    sight_radius = None if sight_radius is None else float(sight_radius)
-    if m is not None:
-        label = str(m["label"])
-    elif sight_radius is not None:
-        label = f"{condition} r{sight_radius:g}"
-    else:
-        label = condition
-    traj = ev / "trajectories.npz"
-    grids = ev / "grids.npz"
-    hist = run_dir / "history.jsonl"
-    return RunData(
-        run_dir=run_dir,
-        label=label,
-        condition=condition,
-        sight_radius=sight_radius,
-        meta=meta,
-        metrics=m,
-        trajectories=_read_npz(traj, TRAJECTORY_FIELDS) if traj.exists() else None,
-        grids=_read_npz(grids) if grids.exists() else None,
-        history=read_history(hist) if hist.exists() else None,
-    )
-
-
-def order_runs(runs: Sequence[RunData]) -> list[RunData]:
-    """Runs sorted by sight radius, then deceptive → SOO → no-SOO → honest (stable)."""
-
-    def key(r: RunData) -> tuple[float, int]:
-        rank = CONDITION_ORDER.index(r.condition) if r.condition in CONDITION_ORDER else 99
-        return (r.sight_radius if r.sight_radius is not None else np.inf, rank)
-
-    return sorted(runs, key=key)
-
-
-def group_by_radius(runs: Sequence[RunData]) -> dict[float | None, list[RunData]]:
-    """Runs grouped by sight radius (conditions are only comparable within a radius)."""
-    groups: dict[float | None, list[RunData]] = {}
-    for r in order_runs(runs):
-        groups.setdefault(r.sight_radius, []).append(r)
-    return groups
 
 
 def condition_color(condition: str, index: int = 0) -> str:
@@ -376,34 +240,6 @@ def fig_threshold_grids(
 
 
 # --------------------------------------------------------------------------- Figure 4
-
-
-def default_pairs(runs: Sequence[RunData]) -> list[tuple[str, str]]:
-    """All pairs of conditions, first member in SOO → no-SOO → honest → deceptive order
-    ("SOO vs honest", "SOO vs deceptive", "honest vs deceptive", …)."""
-
-    def rank(r: RunData) -> int:
-        return PAIR_ORDER.index(r.condition) if r.condition in PAIR_ORDER else 99
-
-    ranked = sorted(runs, key=rank)
-    return [(a.label, b.label) for a, b in combinations(ranked, 2)]
-
-
-def behavioural_differences(
-    grids: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]] | None = None
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """Behavioural difference (SPEC §4) of each pair of conditions: per seed
-    :func:`metrics.behavioural_difference` of their (S, 100, 100) frequency grids (seeds
-    matched by index), summarised by :func:`metrics.summarize` (mean, SD, 95% CI)."""
-    labels = list(grids)
-    pairs = list(pairs) if pairs is not None else list(combinations(labels, 2))
-    out = {}
-    for a, b in pairs:
-        ga, gb = np.asarray(grids[a]), np.asarray(grids[b])
-        if ga.shape != gb.shape:
-            raise ValueError(f"{a!r} and {b!r} grids differ in shape: {ga.shape} vs {gb.shape}")
-        out[(a, b)] = metrics.summarize(metrics.behavioural_difference(ga, gb))
-    return out
 
 
 def _summary_points(
@@ -627,153 +463,3 @@ def fig_learning_curves(
         "Learning curves, mean ± SD over seeds (TensorBoard charts/* scalars, from history.jsonl)"
     )
     return fig
-
-
-# --------------------------------------------------------------------------- all figures
-
-
-def _suffix(radius: float | None, several: bool) -> str:
-    if not several:
-        return ""
-    return "_r" + (f"{radius:g}" if radius is not None else "unknown")
-
-
-def _radius_note(radius: float | None) -> str:
-    return f" — sight radius {radius:g}" if radius is not None else ""
-
-
-def build_figures(
-    runs: Sequence[RunData],
-    classifier: Mapping[str, Any] | None = None,
-    log: Log = print,
-) -> dict[str, Figure]:
-    """All figures that the loaded data allows, by file stem; what is skipped is logged.
-
-    Figures 2–4 are made per sight radius (stem suffix ``_r<radius>`` when the runs have
-    several), and so are the learning curves; the probe figure shows every run.
-    """
-    figs: dict[str, Figure] = {}
-    runs = order_runs(runs)
-    colors = {r.label: condition_color(r.condition, i) for i, r in enumerate(runs)}
-    groups = group_by_radius(runs)
-    evaluated = [g for g in groups.values() if any(r.trajectories or r.grids for r in g)]
-    several = len(evaluated) > 1
-    for radius, group in groups.items():
-        sfx, note = _suffix(radius, several), _radius_note(radius)
-        with_traj = [r for r in group if r.trajectories is not None]
-        if with_traj:
-            try:
-                fig = fig_trajectories([(r.label, r.trajectories) for r in with_traj], note=note)
-                figs[f"fig2_trajectories{sfx}"] = fig
-            except ValueError as exc:
-                log(f"skipped Figure 2{note}: {exc}")
-        else:
-            log(f"skipped Figure 2{note}: no eval/trajectories.npz")
-        with_grids = [r for r in group if r.grids is not None]
-        if not with_grids:
-            log(f"skipped Figures 3-4{note}: no eval/grids.npz")
-            continue
-        for kind, desc in GRID_KINDS.items():
-            have = [r for r in with_grids if kind in r.grids]
-            if not have:
-                log(f"skipped Figure 3 ({kind}){note}: not in grids.npz")
-                continue
-            seeds = len(have[0].grids[kind])
-            if kind.startswith("freq"):
-                cbar = "visible records per episode with pn > x, c < y"
-            else:
-                trunc = {
-                    int(r.grids["truncation"][0 if kind == "trunc_guard" else 1])
-                    for r in have
-                    if "truncation" in r.grids
-                }
-                n_rec = str(trunc.pop()) if len(trunc) == 1 else f"N (differs: {sorted(trunc)})"
-                desc = desc.format(n=n_rec)
-                cbar = "visible records with pn > x, c < y"
-            title = f"Threshold grid{note}\n{desc}, mean over {seeds} seeds"
-            figs[f"fig3_grid_{kind}{sfx}"] = fig_threshold_grids(
-                [(r.label, r.grids[kind]) for r in have], title=title, colorbar_label=cbar
-            )
-        sets = {}
-        for kind, name in (("freq_guard", "guard 0.01"), ("freq_noguard", "no guard (paper)")):
-            have = [r for r in with_grids if kind in r.grids]
-            shapes = {r.grids[kind].shape for r in have}
-            seed_lists = {tuple(r.seeds or ()) for r in have}
-            if len(have) < 2:
-                continue
-            if len(shapes) > 1 or len(seed_lists) > 1:
-                log(f"skipped Figure 4 ({kind}){note}: runs have different seeds")
-                continue
-            sets[name] = {r.label: r.grids[kind] for r in have}
-        if sets:
-            pairs = default_pairs([r for r in with_grids if r.label in next(iter(sets.values()))])
-            figs[f"fig4_behavioural_difference{sfx}"] = fig_behavioural_difference(
-                sets, pairs, note=note
-            )
-        else:
-            log(f"skipped Figure 4{note}: needs two conditions with matching seeds")
-    with_metrics = {r.label: r.metrics for r in runs if r.metrics is not None}
-    if with_metrics:
-        figs["probes"] = fig_probes(with_metrics, colors)
-    else:
-        log("skipped probe figure: no eval/metrics.json")
-    if classifier is not None:
-        figs["classifier"] = fig_classifier(classifier)
-    for radius, group in groups.items():  # one learning-curve figure per sight radius
-        sfx = _suffix(radius, len(groups) > 1)
-        histories = {r.label: r.history for r in group if r.history}
-        if histories:
-            offsets = {
-                r.label: int(r.meta.get("parent_episode") or 0)
-                for r in group
-                if r.meta.get("kind") == "finetune"
-            }
-            figs[f"learning_curves{sfx}"] = fig_learning_curves(histories, colors, offsets)
-        else:
-            log(f"skipped learning curves{_radius_note(radius)}: no history.jsonl")
-    return figs
-
-
-def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``stem.<fmt>`` for each format; returns the paths."""
-    paths = []
-    for fmt in formats:
-        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: stems hold "r0.125"
-        fig.savefig(path, dpi=DPI)
-        paths.append(path)
-    return paths
-
-
-def make_all(
-    run_dirs: Sequence[str | Path],
-    out_dir: str | Path,
-    classifier_json: str | Path | None = None,
-    log: Log = print,
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
-    """Load ``run_dirs``, build every figure their files allow and write each in
-    ``formats`` (PNG and PDF) into ``out_dir``; returns the written paths.
-
-    Raises ValueError when no run has any evaluation file or history, FileNotFoundError
-    for a missing classifier JSON.
-    """
-    runs = [load_run(d) for d in run_dirs]
-    for r in runs:
-        if r.metrics is None and r.trajectories is None and r.grids is None and not r.history:
-            log(f"{r.run_dir}: no eval files and no history.jsonl")
-    if all(
-        r.metrics is None and r.trajectories is None and r.grids is None and not r.history
-        for r in runs
-    ):
-        raise ValueError("none of the runs has eval files (run `soo-marl evaluate` first)")
-    classifier = None
-    if classifier_json is not None:
-        classifier = json.loads(Path(classifier_json).read_text())
-    else:
-        log("skipped classifier curve: no --classifier JSON given")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for stem, fig in build_figures(runs, classifier, log).items():
-        written += save_figure(fig, out / stem, formats)
-    return written

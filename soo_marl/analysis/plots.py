@@ -1,0 +1,182 @@
+"""All figures of a set of evaluated runs: which ones their files allow, and writing them.
+
+:func:`make_all` loads run directories (:mod:`soo_marl.analysis.runs`), builds every figure
+their files allow (:func:`build_figures`, drawing with :mod:`soo_marl.analysis.figures`)
+and writes a PNG and a PDF of each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from soo_marl.analysis.figures import (
+    condition_color,
+    fig_behavioural_difference,
+    fig_classifier,
+    fig_learning_curves,
+    fig_probes,
+    fig_threshold_grids,
+    fig_trajectories,
+)
+from soo_marl.analysis.runs import RunData, default_pairs, group_by_radius, load_run, order_runs
+
+#: Grids of ``eval/grids.npz`` and how to describe them.
+GRID_KINDS: dict[str, str] = {
+    "freq_guard": "records per episode, displacement guard 0.01",
+    "freq_noguard": "records per episode, no displacement guard (paper's counter)",
+    "trunc_guard": "first {n} visible records per seed, displacement guard 0.01",
+    "trunc_noguard": "first {n} visible records per seed, no guard (as the paper's figure)",
+}
+FORMATS = ("png", "pdf")
+DPI = 150
+
+Log = Callable[[str], None]
+
+
+def _suffix(radius: float | None, several: bool) -> str:
+    if not several:
+        return ""
+    return "_r" + (f"{radius:g}" if radius is not None else "unknown")
+
+
+def _radius_note(radius: float | None) -> str:
+    return f" — sight radius {radius:g}" if radius is not None else ""
+
+
+def build_figures(
+    runs: Sequence[RunData],
+    classifier: Mapping[str, Any] | None = None,
+    log: Log = print,
+) -> dict[str, Figure]:
+    """All figures that the loaded data allows, by file stem; what is skipped is logged.
+
+    Figures 2–4 are made per sight radius (stem suffix ``_r<radius>`` when the runs have
+    several), and so are the learning curves; the probe figure shows every run.
+    """
+    figs: dict[str, Figure] = {}
+    runs = order_runs(runs)
+    colors = {r.label: condition_color(r.condition, i) for i, r in enumerate(runs)}
+    groups = group_by_radius(runs)
+    evaluated = [g for g in groups.values() if any(r.trajectories or r.grids for r in g)]
+    several = len(evaluated) > 1
+    for radius, group in groups.items():
+        sfx, note = _suffix(radius, several), _radius_note(radius)
+        with_traj = [r for r in group if r.trajectories is not None]
+        if with_traj:
+            try:
+                fig = fig_trajectories([(r.label, r.trajectories) for r in with_traj], note=note)
+                figs[f"fig2_trajectories{sfx}"] = fig
+            except ValueError as exc:
+                log(f"skipped Figure 2{note}: {exc}")
+        else:
+            log(f"skipped Figure 2{note}: no eval/trajectories.npz")
+        with_grids = [r for r in group if r.grids is not None]
+        if not with_grids:
+            log(f"skipped Figures 3-4{note}: no eval/grids.npz")
+            continue
+        for kind, desc in GRID_KINDS.items():
+            have = [r for r in with_grids if kind in r.grids]
+            if not have:
+                log(f"skipped Figure 3 ({kind}){note}: not in grids.npz")
+                continue
+            seeds = len(have[0].grids[kind])
+            if kind.startswith("freq"):
+                cbar = "visible records per episode with pn > x, c < y"
+            else:
+                trunc = {
+                    int(r.grids["truncation"][0 if kind == "trunc_guard" else 1])
+                    for r in have
+                    if "truncation" in r.grids
+                }
+                n_rec = str(trunc.pop()) if len(trunc) == 1 else f"N (differs: {sorted(trunc)})"
+                desc = desc.format(n=n_rec)
+                cbar = "visible records with pn > x, c < y"
+            title = f"Threshold grid{note}\n{desc}, mean over {seeds} seeds"
+            figs[f"fig3_grid_{kind}{sfx}"] = fig_threshold_grids(
+                [(r.label, r.grids[kind]) for r in have], title=title, colorbar_label=cbar
+            )
+        sets = {}
+        for kind, name in (("freq_guard", "guard 0.01"), ("freq_noguard", "no guard (paper)")):
+            have = [r for r in with_grids if kind in r.grids]
+            shapes = {r.grids[kind].shape for r in have}
+            seed_lists = {tuple(r.seeds or ()) for r in have}
+            if len(have) < 2:
+                continue
+            if len(shapes) > 1 or len(seed_lists) > 1:
+                log(f"skipped Figure 4 ({kind}){note}: runs have different seeds")
+                continue
+            sets[name] = {r.label: r.grids[kind] for r in have}
+        if sets:
+            pairs = default_pairs([r for r in with_grids if r.label in next(iter(sets.values()))])
+            figs[f"fig4_behavioural_difference{sfx}"] = fig_behavioural_difference(
+                sets, pairs, note=note
+            )
+        else:
+            log(f"skipped Figure 4{note}: needs two conditions with matching seeds")
+    with_metrics = {r.label: r.metrics for r in runs if r.metrics is not None}
+    if with_metrics:
+        figs["probes"] = fig_probes(with_metrics, colors)
+    else:
+        log("skipped probe figure: no eval/metrics.json")
+    if classifier is not None:
+        figs["classifier"] = fig_classifier(classifier)
+    for radius, group in groups.items():  # one learning-curve figure per sight radius
+        sfx = _suffix(radius, len(groups) > 1)
+        histories = {r.label: r.history for r in group if r.history}
+        if histories:
+            offsets = {
+                r.label: int(r.meta.get("parent_episode") or 0)
+                for r in group
+                if r.meta.get("kind") == "finetune"
+            }
+            figs[f"learning_curves{sfx}"] = fig_learning_curves(histories, colors, offsets)
+        else:
+            log(f"skipped learning curves{_radius_note(radius)}: no history.jsonl")
+    return figs
+
+
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format; returns the paths."""
+    paths = []
+    for fmt in formats:
+        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: stems hold "r0.125"
+        fig.savefig(path, dpi=DPI)
+        paths.append(path)
+    return paths
+
+
+def make_all(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    classifier_json: str | Path | None = None,
+    log: Log = print,
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Load ``run_dirs``, build every figure their files allow and write each in
+    ``formats`` (PNG and PDF) into ``out_dir``; returns the written paths.
+
+    Raises ValueError when no run has any evaluation file or history, FileNotFoundError
+    for a missing classifier JSON.
+    """
+    runs = [load_run(d) for d in run_dirs]
+    for r in runs:
+        if r.empty:
+            log(f"{r.run_dir}: no eval files and no history.jsonl")
+    if all(r.empty for r in runs):
+        raise ValueError("none of the runs has eval files (run `soo-marl evaluate` first)")
+    classifier = None
+    if classifier_json is not None:
+        classifier = json.loads(Path(classifier_json).read_text())
+    else:
+        log("skipped classifier curve: no --classifier JSON given")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for stem, fig in build_figures(runs, classifier, log).items():
+        written += save_figure(fig, out / stem, formats)
+    return written

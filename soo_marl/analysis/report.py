@@ -1,0 +1,124 @@
+"""``report.md`` of a reproduction: the paper's claims as measured, the tables, the figures,
+and how the numbers were made."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soo_marl import rundir
+from soo_marl.analysis import tables
+from soo_marl.analysis.compare import behavioural_differences
+
+#: Pairs of conditions whose behavioural difference a report shows.
+PAIRS = (
+    (rundir.SOO, "honest"),
+    (rundir.SOO, "deceptive"),
+    (rundir.NO_SOO, "honest"),
+    (rundir.NO_SOO, "deceptive"),
+    ("honest", "deceptive"),
+)
+#: Grid kinds of the behavioural differences, with their column titles.
+GRID_COLUMNS = (("freq_noguard", "no guard (paper)"), ("freq_guard", "guard 0.01"))
+
+
+def condition_grids(runs: Mapping[str, Path], kind: str) -> dict[str, np.ndarray]:
+    """One kind of (S, 100, 100) threshold grid per condition, for the runs that have it."""
+    out = {}
+    for name, run in runs.items():
+        grids = rundir.read_grids(run)
+        if grids is not None and kind in grids:
+            out[name] = grids[kind]
+    return out
+
+
+def behaviour(runs: Mapping[str, Path]) -> dict[str, dict[tuple[str, str], dict]]:
+    """Behavioural differences of :data:`PAIRS` per grid kind (pairs whose grids are
+    missing or have different seeds are left out)."""
+    out = {}
+    for kind, title in GRID_COLUMNS:
+        grids = condition_grids(runs, kind)
+        pairs = [
+            (a, b)
+            for a, b in PAIRS
+            if a in grids and b in grids and grids[a].shape == grids[b].shape
+        ]
+        out[title] = behavioural_differences(grids, pairs)
+    return out
+
+
+def write_report(
+    out: Path,
+    runs: Mapping[str, Path],
+    classifier: Mapping[str, Any],
+    title: str,
+    scale: str,
+    command: str,
+    provenance: Mapping[str, str],
+    revision: str,
+    timings: Mapping[str, float],
+) -> Path:
+    """Write ``out/report.md`` for the conditions ``runs`` (deceptive, honest, soo,
+    no-soo → evaluated run directories) with the figures under ``out/figures``."""
+    ms = {name: rundir.require_metrics(run) for name, run in runs.items()}
+    figs = sorted((Path(out) / "figures").glob("*.png"))
+    beh = behaviour(runs)
+    lines = [
+        f"# {title}",
+        "",
+        scale,
+        "",
+        "## The paper's claims, as measured here",
+        "",
+        "Differences with a 95% bootstrap CI over trained seeds; *shown* means the CI "
+        "excludes 0 on the claimed side.",
+        "",
+        tables.claims_table(ms, beh["no guard (paper)"], classifier),
+        "",
+        "## Results (mean [95% bootstrap CI] over trained seeds)",
+        "",
+        tables.results_table(list(ms.values())),
+        "",
+        "## Behavioural differences (docs/spec.md §4; mean over the grid of squared differences)",
+        "",
+        tables.behaviour_table(beh),
+        "",
+        "## Probes and cross-play (trap rate of each red with …)",
+        "",
+        tables.probe_table(list(ms.values())),
+        "",
+        "## SOO classifier (trained seeds, evaluation seeds pooled)",
+        "",
+        "| episodes | " + " | ".join(str(n) for n in classifier["n_episodes"]) + " |",
+        "|---|" + "---|" * len(classifier["n_episodes"]),
+        "| accuracy | " + " | ".join(f"{a:.3f}" for a in classifier["accuracy"]) + " |",
+        "",
+        "## Figures",
+        "",
+        *[f"![{f.stem}](figures/{f.name})" for f in figs],
+        "",
+        "## How this was made",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in provenance.items()],
+        "",
+        f"Recorded when the first stage ran; this report was written at code revision {revision}.",
+        "",
+        "Wall time per stage (the run that did it; a stage skipped later keeps its time):",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+        f"| **total** | **{sum(timings.values()):.0f}** |",
+    ]
+    path = Path(out) / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,204 @@
+"""Parts the training loop is given: extra actor-loss terms and work around update rounds.
+
+The loop in :mod:`soo_marl.train` knows plain MADDPG only. Anything else — the SOO and
+anchor terms of fine-tuning, a separate SOO step before each round, keeping red frozen —
+is an :class:`Objective` handed to it. Each method has a do-nothing default, so a part
+implements only what it uses; the loop calls them in this order at every update round:
+
+1. :meth:`Objective.before_round` with the live step at which the round fires;
+2. the MADDPG round, whose actor objective adds every part's :meth:`Objective.actor_loss`;
+3. :meth:`Objective.after_round`, then :meth:`Objective.logs` is read for logging.
+
+:meth:`Objective.state_dict` goes into the run's checkpoint, so a resumed run continues
+exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import torch
+
+from soo_marl import soo
+
+if TYPE_CHECKING:
+    from soo_marl.agents.maddpg import MADDPG
+
+#: A sampled replay batch: (S, N, ·) tensors ``obs``, ``act``, ``rew``, ``next_obs``.
+Batch = dict[str, torch.Tensor]
+
+
+class LiveStep(NamedTuple):
+    """The environment step at which an update round fires (all seeds and envs)."""
+
+    #: (S, E, Σ obs) joint observations the actions were chosen on, on the model's device.
+    obs: torch.Tensor
+    #: (S, E, Σ act) exploration noise added to the deterministic actions.
+    noise: np.ndarray
+    #: (S, E, Σ act) executed actions: deterministic action plus noise, clipped to [-1, 1].
+    action: np.ndarray
+    #: Update rounds done so far (by this run), e.g. to rotate over the E environments.
+    round_index: int
+
+
+class Objective:
+    """Base of the parts a training run is given; every method does nothing by default."""
+
+    def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor | None:
+        """An extra per-member actor loss (S·n,) added to the MADDPG actor objective on
+        ``batch``, or None."""
+        return None
+
+    def before_round(self, model: MADDPG, live: LiveStep) -> None:
+        """Work done before the MADDPG round (e.g. a separate optimiser step)."""
+
+    def after_round(self, model: MADDPG) -> None:
+        """Work done after the MADDPG round and the soft target update."""
+
+    def logs(self) -> dict[str, torch.Tensor]:
+        """Per-seed scalars (S,) of the last round, keyed by their TensorBoard tag."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold to resume this part exactly (top-level keys)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
+        """Restore from a checkpoint of a run whose (already loaded) networks are ``model``."""
+
+
+def blue_only(model: MADDPG, per_seed: torch.Tensor) -> torch.Tensor:
+    """A per-member loss (S·n,) that is ``per_seed`` (S,) for blue (the last agent) and 0
+    for the other agents."""
+    out = torch.zeros(model.n_seeds, model.n_agents, device=per_seed.device)
+    out[:, -1] = per_seed
+    return out.view(-1)
+
+
+def to_numpy(logs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Logged tensors as numpy arrays (for the run's history)."""
+    return {k: v.detach().cpu().numpy() for k, v in logs.items()}
+
+
+# --------------------------------------------------------------------------- fine-tuning parts
+
+
+class FrozenParent(Objective):
+    """The frozen pre-trained copy of the model, taken when fine-tuning starts; the anchor
+    and ``freeze_red`` compare with it. Its actor is saved as ``pre_actor``."""
+
+    def __init__(self) -> None:
+        self.model: MADDPG | None = None
+
+    def capture(self, model: MADDPG) -> None:
+        """Take the copy (call right after the parent's networks are loaded)."""
+        self.model = copy.deepcopy(model).requires_grad_(False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The frozen actor."""
+        return {"pre_actor": self.reference.actor.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
+        """A copy of the resumed ``model`` with the saved frozen actor."""
+        self.capture(model)
+        self.reference.actor.load_state_dict(state["pre_actor"])
+
+    @property
+    def reference(self) -> MADDPG:
+        """The frozen model (error if not captured yet)."""
+        if self.model is None:
+            raise RuntimeError("the frozen parent is not captured yet")
+        return self.model
+
+
+class SooTerm(Objective):
+    """``weight`` × SOO loss on blue's actor over the out-of-sight rows of each sampled
+    batch (docs/spec.md §3); also logs blue's SOO value on those rows.
+
+    The fictitious red offsets of the other observations come from one torch Generator,
+    saved in the checkpoint as ``soo_gen``.
+    """
+
+    def __init__(self, weight: float, layers: str, radius: float, generator: torch.Generator):
+        self.weight, self.layers, self.radius = weight, layers, radius
+        self.generator = generator
+        self._logs: dict[str, torch.Tensor] = {}
+
+    def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor:
+        """W·SOO for blue members, 0 for red."""
+        obs_blue = batch["obs"][..., -model.obs_dims[-1] :]
+        mask = soo.self_mask(obs_blue)
+        other = soo.other_observation(obs_blue, self.generator, self.radius)
+        h_self = soo.blue_activations(model, obs_blue, self.layers)
+        h_other = soo.blue_activations(model, other, self.layers)
+        loss = soo.soo_loss(h_self, h_other, mask)
+        with torch.no_grad():
+            value = soo.soo_value(h_self, h_other)
+            value = torch.where(mask, value, torch.zeros_like(value)).sum(1) / mask.sum(
+                1
+            ).clamp_min(1)
+        self._logs = {
+            "soo/loss": loss.detach(),
+            "soo/value": value,
+            "soo/out_of_sight_fraction": mask.float().mean(1),
+        }
+        return blue_only(model, self.weight * loss)
+
+    def logs(self) -> dict[str, torch.Tensor]:
+        """SOO loss, SOO value and the fraction of out-of-sight rows, per seed."""
+        return self._logs
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator of the fictitious red offsets."""
+        return {"soo_gen": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
+        """Restore the generator."""
+        self.generator.set_state(state["soo_gen"])
+
+
+class AnchorTerm(Objective):
+    """``weight`` × MSE between blue's actions and the frozen parent's on the out-of-sight
+    rows of each sampled batch (docs/spec.md §3): keeps the fine-tuned blue capable."""
+
+    def __init__(self, weight: float, parent: FrozenParent) -> None:
+        self.weight, self.parent = weight, parent
+        self._logs: dict[str, torch.Tensor] = {}
+
+    def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor:
+        """A·anchor for blue members, 0 for red."""
+        obs_blue = batch["obs"][..., -model.obs_dims[-1] :]
+        mask = soo.self_mask(obs_blue)
+        act = soo.blue_activations(model, obs_blue, "action")
+        with torch.no_grad():
+            act_pre = soo.blue_activations(self.parent.reference, obs_blue, "action")
+        loss = soo.anchor_loss(act, act_pre, mask)
+        self._logs = {"soo/anchor_loss": loss.detach()}
+        return blue_only(model, self.weight * loss)
+
+    def logs(self) -> dict[str, torch.Tensor]:
+        """The anchor loss per seed."""
+        return self._logs
+
+
+class FreezeRed(Objective):
+    """Keeps red's actor (and its target and input statistics) as in the frozen parent:
+    after every round red's members are put back, so only blue changes."""
+
+    def __init__(self, parent: FrozenParent) -> None:
+        self.parent = parent
+
+    @torch.no_grad()
+    def after_round(self, model: MADDPG) -> None:
+        """Copy every agent but blue (the last) back from the frozen parent."""
+        ref, s, n = self.parent.reference, model.n_seeds, model.n_agents
+        for net, frozen in ((model.actor, ref.actor), (model.target_actor, ref.target_actor)):
+            tensors = list(net.parameters()) + [net.norm.running_mean, net.norm.running_var]
+            saved = list(frozen.parameters()) + [
+                frozen.norm.running_mean,
+                frozen.norm.running_var,
+            ]
+            for p, q in zip(tensors, saved, strict=True):
+                p.view(s, n, *p.shape[1:])[:, :-1] = q.view(s, n, *q.shape[1:])[:, :-1]

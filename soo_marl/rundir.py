@@ -1,0 +1,365 @@
+"""The run directory: the one module that knows its layout, its metadata and how to read it.
+
+A run directory (``runs/<name>/``) holds:
+
+- ``config.yaml``: the run's :class:`~soo_marl.config.TrainConfig` and a ``meta`` block;
+- ``checkpoint.pt``: everything needed to resume (networks, optimisers, buffers, RNG);
+- ``final_model.pt``: weights only (actors and critics), written when the run finishes;
+- ``history.jsonl``: one row of per-seed scalars per log interval; ``tb/seed_<s>/``:
+  TensorBoard logs;
+- ``eval/metrics.json``, ``eval/trajectories.npz``, ``eval/grids.npz``: what
+  ``soo-marl evaluate`` measured.
+
+``meta`` says what the run is: ``kind`` ("train" or "finetune"), ``baseline`` (the blue
+reward it was trained with), and for fine-tuning its ``condition``, the parent and the
+fine-tuning settings. Checkpoints are read with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from soo_marl.agents.maddpg import MADDPG
+from soo_marl.config import TrainConfig, load_yaml, save_yaml
+
+CONFIG = "config.yaml"
+CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "final_model.pt"
+HISTORY = "history.jsonl"
+TENSORBOARD = "tb"
+EVAL = "eval"
+METRICS = "metrics.json"
+TRAJECTORIES = "trajectories.npz"
+GRIDS = "grids.npz"
+#: Version of the checkpoint and model-file layout.
+FORMAT = 1
+
+#: Kinds of run.
+TRAIN, FINETUNE = "train", "finetune"
+#: Conditions of the standard pipeline, in display order; fine-tuning variants add more.
+BASELINES = ("deceptive", "honest")
+SOO, NO_SOO = "soo", "no-soo"
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (another run's, missing, corrupt)."""
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def train_meta(baseline: str) -> dict[str, Any]:
+    """``meta`` of a baseline trained from scratch."""
+    return {"kind": TRAIN, "baseline": baseline}
+
+
+def condition(meta: dict[str, Any]) -> str:
+    """The condition a run stands for: a fine-tuning's ``condition``, else its baseline."""
+    return str(meta.get("condition") or meta.get("baseline") or "run")
+
+
+def label(meta: dict[str, Any], sight_radius: float | None) -> str:
+    """Short display name, e.g. "deceptive r0.125" or "no-soo r0.5"."""
+    name = condition(meta)
+    return name if sight_radius is None else f"{name} r{sight_radius:g}"
+
+
+def unique_labels(labels: Sequence[str], run_dirs: Sequence[str | Path]) -> list[str]:
+    """``labels``, with the run directory's name appended where two are the same."""
+    if len(set(labels)) == len(labels):
+        return list(labels)
+    return [f"{lb} ({Path(d).name})" for lb, d in zip(labels, run_dirs, strict=True)]
+
+
+# --------------------------------------------------------------------------- config.yaml
+
+
+def config_path(run_dir: str | Path) -> Path:
+    """Where a run's config.yaml is."""
+    return Path(run_dir) / CONFIG
+
+
+def write_config(run_dir: str | Path, config: TrainConfig, meta: dict[str, Any]) -> None:
+    """Write config.yaml: ``meta`` first, then the config sections."""
+    save_yaml({"meta": meta, **config.to_dict()}, config_path(run_dir))
+
+
+def read_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """A run's config and meta from its config.yaml."""
+    saved = load_yaml(config_path(run_dir))
+    meta = dict(saved.pop("meta", None) or {})
+    return TrainConfig.from_dict(saved), meta
+
+
+def prepare(
+    run_dir: str | Path, config: TrainConfig, meta: dict[str, Any], resume: bool
+) -> dict[str, Any]:
+    """Create a new run directory, or check the one to resume; returns the saved meta.
+
+    A new run refuses a directory that holds another run. A resumed run must have the
+    same kind, baseline, learning settings and seeds (only episodes, device and
+    checkpoint/log intervals may change) and, for fine-tuning, the same fine-tuning
+    settings apart from the episode count; its config.yaml is then rewritten.
+    """
+    run_dir = Path(run_dir)
+    cfg_path, ckpt = config_path(run_dir), run_dir / CHECKPOINT
+    if resume:
+        if not cfg_path.exists():
+            raise RunDirError(f"--resume: {run_dir} holds no run (no {CONFIG})")
+        old_config, old_meta = read_config(run_dir)
+        _check_resumable(run_dir, old_config, old_meta, config, meta)
+        write_config(run_dir, config, meta)
+        return old_meta
+    if cfg_path.exists() or ckpt.exists():
+        other = read_config(run_dir)[1].get("baseline") if cfg_path.exists() else None
+        if other and other != meta.get("baseline"):
+            raise RunDirError(
+                f"{run_dir} holds a {other!r} run; choose another --run-dir for "
+                f"{meta.get('baseline')!r}"
+            )
+        raise RunDirError(
+            f"{run_dir} already holds a run; use --resume to continue it or choose another "
+            "--run-dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config, meta)
+    return meta
+
+
+def _check_resumable(
+    run_dir: Path, old: TrainConfig, old_meta: dict, new: TrainConfig, meta: dict
+) -> None:
+    if old_meta.get("kind", TRAIN) != meta.get("kind", TRAIN):
+        raise RunDirError(f"--resume: {run_dir} holds a {old_meta.get('kind')!r} run")
+    if old_meta.get("baseline") != meta.get("baseline"):
+        raise RunDirError(
+            f"{run_dir} holds a {old_meta.get('baseline')!r} run, not {meta.get('baseline')!r}"
+        )
+    if "finetune" in meta:
+        a, b = dict(old_meta.get("finetune") or {}), dict(meta["finetune"])
+        a.pop("episodes", None), b.pop("episodes", None)
+        if a != b:
+            raise RunDirError(f"--resume: fine-tuning settings differ from {run_dir}")
+    if old.learning_dict() != new.learning_dict() or old.run.seeds != new.run.seeds:
+        raise RunDirError(
+            f"--resume: the config differs from the one in {run_dir / CONFIG} "
+            "(only episodes, device, checkpoint/log intervals may change)"
+        )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint or model file safely (``weights_only=True``); clear error if not."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise RunDirError(f"no checkpoint at {path}") from None
+    except Exception as exc:  # corrupt, truncated or not a checkpoint
+        raise RunDirError(f"cannot read checkpoint {path}: {exc.__class__.__name__}") from exc
+
+
+def find_run_file(run_dir: str | Path, names: tuple[str, ...]) -> Path:
+    """The first of ``names`` that exists in ``run_dir`` (e.g. final model or checkpoint)."""
+    for name in names:
+        if (Path(run_dir) / name).exists():
+            return Path(run_dir) / name
+    raise RunDirError(f"{run_dir} holds no {' or '.join(names)}")
+
+
+def header(
+    model: MADDPG, agents: Sequence[str], config: TrainConfig, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """What every checkpoint and model file starts with: layout, seeds, config and meta."""
+    return {
+        "format": FORMAT,
+        "seeds": list(model.seeds),
+        "agents": list(agents),
+        "obs_dims": list(model.obs_dims),
+        "act_dims": list(model.act_dims),
+        "config": json.dumps({"meta": meta, **config.to_dict()}),
+    }
+
+
+def save_checkpoint(run_dir: str | Path, head: dict[str, Any], body: dict[str, Any]) -> Path:
+    """Atomically write ``checkpoint.pt`` (header plus the trainer's resumable state)."""
+    path = Path(run_dir) / CHECKPOINT
+    atomic_torch_save({**head, **body}, path)
+    return path
+
+
+def export_model(
+    run_dir: str | Path, model: MADDPG, head: dict[str, Any], kind: str, episode: int
+) -> Path:
+    """Write ``final_model.pt``: actors and critics, no targets, optimisers or buffers."""
+    path = Path(run_dir) / FINAL_MODEL
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("target")}
+    atomic_torch_save({**head, "kind": kind, "episode": episode, "model": weights}, path)
+    return path
+
+
+def has_model(run_dir: str | Path) -> bool:
+    """The run finished (its final model is written)."""
+    return (Path(run_dir) / FINAL_MODEL).exists()
+
+
+@dataclass
+class LoadedModel:
+    """A trained stack of seeds with the config it was trained under."""
+
+    model: MADDPG
+    config: TrainConfig
+    meta: dict
+    path: Path
+
+    @property
+    def seeds(self) -> list[int]:
+        """Trained seeds, in stack order."""
+        return self.model.seeds
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory the weights came from."""
+        return self.path.parent
+
+    @property
+    def label(self) -> str:
+        """Display name of the run (:func:`label`)."""
+        return label(self.meta, self.config.env.sight_radius)
+
+
+def read_header(state: dict) -> tuple[TrainConfig, dict[str, Any]]:
+    """Config and meta stored in a checkpoint or model file."""
+    raw = json.loads(state["config"])
+    meta = raw.pop("meta", {})
+    return TrainConfig.from_dict(raw), meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load ``final_model.pt``/``checkpoint.pt`` (a file, or a run dir holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = find_run_file(path, (FINAL_MODEL, CHECKPOINT))
+    state = load_checkpoint(path)
+    config, meta = read_header(state)
+    model = MADDPG(config.maddpg, state["seeds"], state["obs_dims"], state["act_dims"])
+    weights = state["model"] if "model" in state else state["learner"]["model"]
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not k.startswith("target") for k in missing):
+        raise RunDirError(f"{path}: weights do not match the model ({unexpected or missing})")
+    if missing:  # weights-only export: targets start as copies of the networks
+        model.copy_targets()
+    meta.setdefault("kind", state.get("kind", TRAIN))
+    meta["episode"] = int(state.get("episode", 0))
+    return LoadedModel(model.to(device).eval(), config, meta, path)
+
+
+# --------------------------------------------------------------------------- history
+
+
+def history_path(run_dir: str | Path) -> Path:
+    """Where a run's history.jsonl is."""
+    return Path(run_dir) / HISTORY
+
+
+def append_history(run_dir: str | Path, row: dict[str, Any]) -> None:
+    """Append one logged row."""
+    with open(history_path(run_dir), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def write_history(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the history with ``rows`` (e.g. those up to a resumed checkpoint)."""
+    with open(history_path(run_dir), "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]] | None:
+    """Rows of a run's history.jsonl, or None without one."""
+    path = history_path(run_dir)
+    if not path.exists():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- eval files
+
+
+def eval_dir(run_dir: str | Path) -> Path:
+    """Where ``soo-marl evaluate`` writes a run's results."""
+    return Path(run_dir) / EVAL
+
+
+def read_npz(path: str | Path, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of an ``.npz`` file (all, or only ``keys``); no pickles."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if keys is None or k in keys}
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write compressed arrays (creating the folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's ``eval/metrics.json``, or None if it was not evaluated."""
+    path = eval_dir(run_dir) / METRICS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def require_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """A run's ``eval/metrics.json``; FileNotFoundError telling what to run if absent."""
+    m = read_metrics(run_dir)
+    if m is None:
+        raise FileNotFoundError(f"{run_dir}: no {EVAL}/{METRICS} (run soo-marl evaluate first)")
+    return m
+
+
+def write_metrics(run_dir: str | Path, result: dict[str, Any]) -> Path:
+    """Write ``eval/metrics.json``."""
+    path = eval_dir(run_dir) / METRICS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return path
+
+
+def read_trajectories(
+    run_dir: str | Path, keys: Sequence[str] | None = None, required: bool = False
+) -> dict[str, np.ndarray] | None:
+    """A run's ``eval/trajectories.npz`` (all arrays or only ``keys``); None if absent,
+    or FileNotFoundError with ``required``."""
+    path = eval_dir(run_dir) / TRAJECTORIES
+    if not path.exists():
+        if required:
+            raise FileNotFoundError(
+                f"{run_dir}: no {EVAL}/{TRAJECTORIES} (run `soo-marl evaluate` first)"
+            )
+        return None
+    return read_npz(path, keys)
+
+
+def read_grids(run_dir: str | Path) -> dict[str, np.ndarray] | None:
+    """A run's ``eval/grids.npz``, or None."""
+    path = eval_dir(run_dir) / GRIDS
+    return read_npz(path) if path.exists() else None
