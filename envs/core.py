@@ -232,22 +232,17 @@ def squared_length(d: np.ndarray) -> np.ndarray:
     return sq[..., 0] + sq[..., 1]
 
 
-def within_squared(d2: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
-    """True where squared distances ``d2`` are below ``radius``² (``<``), or at most
-    ``radius``² with ``strict=False``."""
-    return d2 < radius**2 if strict else d2 <= radius**2
-
-
 def within(a: np.ndarray, b: np.ndarray, radius: float, strict: bool = True) -> np.ndarray:
     """Centre distance of points ``a`` and ``b`` (any matching shapes ending in 2) below
     ``radius`` (``<``), or at most ``radius`` with ``strict=False``."""
-    return within_squared(squared_length(a - b), radius, strict)
+    d2 = squared_length(a - b)
+    return d2 < radius**2 if strict else d2 <= radius**2
 
 
 def at_landmark_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
     """True where an agent whose squared centre distance to a landmark is ``d2`` is "at"
     it (centre distance < 0.16)."""
-    return within_squared(d2, cfg.at_landmark_distance)
+    return d2 < cfg.at_landmark_distance**2
 
 
 def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.ndarray:
@@ -258,7 +253,7 @@ def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.nda
 def in_sight_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
     """True where red and blue, at squared centre distance ``d2``, see each other
     (centre distance ≤ sight radius)."""
-    return within_squared(d2, cfg.sight_radius, strict=False)
+    return d2 <= cfg.sight_radius**2
 
 
 def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.ndarray:
