@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from soo_marl.agents.networks import StackedMLP, member_generators
+from soo_marl.agents.optim import StackedAdam
 
 
 def _help(text: str) -> dict[str, str]:
@@ -164,8 +165,8 @@ class MADDPG(nn.Module):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self._build_index_maps()
         self.to(device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic, foreach=True)
+        self.actor_opt = StackedAdam(self.actor.parameters(), lr=cfg.lr_actor)
+        self.critic_opt = StackedAdam(self.critic.parameters(), lr=cfg.lr_critic)
         self.update_rounds = 0
 
     # -- layout helpers ------------------------------------------------------------------
@@ -286,14 +287,18 @@ class MADDPG(nn.Module):
         )
         return -q_pi.mean(dim=(1, 2)) + self.cfg.action_reg * reg.reshape(-1), pre
 
-    def _step(self, net: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """Gradients of the summed per-member losses w.r.t. ``net`` only, clipped per member."""
-        params = list(net.parameters())
-        grads = torch.autograd.grad(loss.sum(), params)
+    def _step(
+        self,
+        net: nn.Module,
+        opt: StackedAdam,
+        loss: torch.Tensor,
+        members: torch.Tensor | None = None,
+    ) -> None:
+        """Gradients of the summed per-member losses w.r.t. ``net`` only, clipped per
+        member, then one Adam step (of the ``members`` only, when given)."""
+        grads = torch.autograd.grad(loss.sum(), list(net.parameters()))
         clip_grads_per_member(grads, self.cfg.grad_clip)
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        opt.step()
+        opt.step(grads, members)
 
     def update(
         self,
