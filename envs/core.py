@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -32,46 +32,87 @@ BLUE_TRAP_SLOTS = slice(8, 10)
 RESET_DRAWS = 9
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Every constant of docs/spec.md §1, with the values given there as defaults."""
 
-    #: Which blue reward to use: ``"deceptive"`` (trap bonus) or ``"honest"``.
-    baseline: str = "deceptive"
-    #: Episode length in steps (truncation only; there is no termination).
-    max_cycles: int = 50
-    #: Walls stand on x = ±arena_half_width and y = ±arena_half_width.
-    arena_half_width: float = 1.0
-    #: Width of a wall; the contact distance is agent_radius + wall_width / 2.
-    wall_width: float = 0.1
-    #: Radius of both agents.
-    agent_radius: float = 0.15
-    #: Radius of both landmarks; "at a landmark" means centre distance < 2 × this.
-    landmark_radius: float = 0.08
-    #: Centre distance at or below which the two agents see each other.
-    sight_radius: float = 0.125
-    #: Blue starts within this distance of red (independent of sight_radius).
-    start_radius: float = 0.125
-    #: Red and the landmarks start uniform in [-spawn_range, spawn_range]².
-    spawn_range: float = 0.825
-    #: Integration time step.
-    dt: float = 0.1
-    #: Fraction of velocity lost per step.
-    damping: float = 0.25
-    #: Mass of an agent.
-    mass: float = 1.0
-    #: Action-to-force gain.
-    sensitivity: float = 5.0
-    #: Stiffness of the wall contact force.
-    contact_force: float = 100.0
-    #: Softness k of the softplus wall contact.
-    contact_margin: float = 0.001
-    #: Reward per step for being at the goal landmark (both agents).
-    goal_reward: float = 5.0
-    #: Red's reward per step for having blue in sight.
-    red_sight_reward: float = 1.0
-    #: Deceptive blue's reward per step while red is trapped.
-    trap_reward: float = 10.0
+    baseline: str = field(
+        default="deceptive",
+        metadata=_help("blue's reward: deceptive (with the trap bonus) or honest"),
+    )
+    max_cycles: int = field(
+        default=50,
+        metadata=_help("episode length in steps (truncation only; there is no termination)"),
+    )
+    arena_half_width: float = field(
+        default=1.0,
+        metadata=_help("walls stand on x = ±arena_half_width and y = ±arena_half_width"),
+    )
+    wall_width: float = field(
+        default=0.1,
+        metadata=_help("width of a wall; the contact distance is agent_radius + wall_width / 2"),
+    )
+    agent_radius: float = field(default=0.15, metadata=_help("radius of both agents"))
+    landmark_radius: float = field(
+        default=0.08,
+        metadata=_help("radius of both landmarks; at a landmark means centre distance < 2 × this"),
+    )
+    sight_radius: float = field(
+        default=0.125,
+        metadata=_help(
+            "centre distance at or below which the two agents see each other (the paper's "
+            "0.125; red follows blue only at larger radii such as 0.5, the radius of "
+            "reproduce's quick preset)"
+        ),
+    )
+    start_radius: float = field(
+        default=0.125,
+        metadata=_help("blue starts within this distance of red (independent of sight_radius)"),
+    )
+    spawn_range: float = field(
+        default=0.825,
+        metadata=_help("red and the landmarks start uniform in [-spawn_range, spawn_range]²"),
+    )
+    dt: float = field(default=0.1, metadata=_help("integration time step"))
+    damping: float = field(default=0.25, metadata=_help("fraction of velocity lost per step"))
+    mass: float = field(default=1.0, metadata=_help("mass of an agent"))
+    sensitivity: float = field(default=5.0, metadata=_help("action-to-force gain"))
+    contact_force: float = field(
+        default=100.0, metadata=_help("stiffness of the wall contact force")
+    )
+    contact_margin: float = field(
+        default=0.001, metadata=_help("softness k of the softplus wall contact")
+    )
+    goal_reward: float = field(
+        default=5.0, metadata=_help("reward per step for being at the goal landmark (both agents)")
+    )
+    red_sight_reward: float = field(
+        default=1.0, metadata=_help("red's reward per step for having blue in sight")
+    )
+    trap_reward: float = field(
+        default=10.0, metadata=_help("deceptive blue's reward per step while red is trapped")
+    )
+    red_speed_min: float = field(
+        default=1.0,
+        metadata=_help(
+            "closed-loop variant: red's action-to-force gain is drawn per episode from "
+            "U[red_speed_min, red_speed_max] × sensitivity; no agent observes it (1, 1: off)"
+        ),
+    )
+    red_speed_max: float = field(
+        default=1.0, metadata=_help("upper end of red's per-episode speed factor")
+    )
+    red_delay_max: int = field(
+        default=0,
+        metadata=_help(
+            "closed-loop variant: red cannot move for the first k steps of an episode, "
+            "k uniform in 0..red_delay_max and observed by no one (0: off)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -89,6 +130,20 @@ class EnvConfig:
         for name in ("sight_radius", "start_radius", "spawn_range", "dt", "mass", "contact_margin"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 < self.red_speed_min <= self.red_speed_max:
+            raise ValueError(
+                "red speed factors must satisfy 0 < red_speed_min <= red_speed_max, got "
+                f"{self.red_speed_min!r}, {self.red_speed_max!r}"
+            )
+        if not 0 <= self.red_delay_max < self.max_cycles:
+            raise ValueError(
+                f"red_delay_max must be in 0..max_cycles-1, got {self.red_delay_max!r}"
+            )
+
+    @property
+    def varies_red_speed(self) -> bool:
+        """Red's speed is drawn per episode (the closed-loop variant is on)."""
+        return self.red_speed_min != 1.0 or self.red_speed_max != 1.0
 
     @property
     def at_landmark_distance(self) -> float:
@@ -134,6 +189,10 @@ class State:
     fake: np.ndarray | None = None
     #: (B, 3, 2) goal, landmark 0, landmark 1: what blue's observation is relative to
     blue_targets: np.ndarray | None = None
+    #: (B,) red's speed factor this episode (closed-loop variant; None: 1)
+    red_gain: np.ndarray | None = None
+    #: (B,) steps red cannot move at the start of this episode (variant; None: 0)
+    red_delay: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.goal is None or self.fake is None or self.blue_targets is None:
@@ -149,26 +208,37 @@ class State:
         return self.pos.shape[0]
 
 
-def _uniform_draws(rng: np.random.Generator | int | Sequence[int], batch_size: int | None):
-    """(B, RESET_DRAWS) uniforms; one generator for all worlds, or one seed per world."""
+def reset_draws(cfg: EnvConfig) -> int:
+    """Uniform draws one world's reset consumes: 9, plus one for each closed-loop variant
+    that is on (red's speed factor, red's start delay)."""
+    return RESET_DRAWS + int(cfg.varies_red_speed) + int(cfg.red_delay_max > 0)
+
+
+def _uniform_draws(
+    rng: np.random.Generator | int | Sequence[int], batch_size: int | None, draws: int
+) -> np.ndarray:
+    """(B, draws) uniforms; one generator for all worlds, or one seed per world."""
     if isinstance(rng, np.random.Generator):
         if batch_size is None:
             raise ValueError("batch_size is required when resetting from a Generator")
-        return rng.random((batch_size, RESET_DRAWS))
+        return rng.random((batch_size, draws))
     if isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(int(rng)).random((batch_size or 1, RESET_DRAWS))
+        return np.random.default_rng(int(rng)).random((batch_size or 1, draws))
     seeds = list(rng)
     if batch_size is not None and batch_size != len(seeds):
         raise ValueError(f"got {len(seeds)} seeds for batch_size {batch_size}")
-    return np.stack([np.random.default_rng(int(s)).random(RESET_DRAWS) for s in seeds])
+    return np.stack([np.random.default_rng(int(s)).random(draws) for s in seeds])
 
 
 def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
-    """Start state of B worlds from a (B, RESET_DRAWS) array of U[0, 1) draws.
+    """Start state of B worlds from a (B, ``reset_draws(cfg)``) array of U[0, 1) draws.
 
     Column layout: 0-3 landmark coordinates, 4 goal choice, 5-6 red position,
-    7 blue's start distance, 8 blue's start angle.
+    7 blue's start distance, 8 blue's start angle; then, when on, red's speed factor and
+    red's start delay (docs/spec.md §1).
     """
+    if u.shape[1] != reset_draws(cfg):
+        raise ValueError(f"{u.shape[1]} draws per world; this config takes {reset_draws(cfg)}")
     b = u.shape[0]
     s = cfg.spawn_range
     landmarks = (u[:, 0:4] * 2.0 * s - s).reshape(b, 2, 2)
@@ -177,6 +247,13 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
     rho = u[:, 7] * cfg.start_radius
     phi = u[:, 8] * 2.0 * np.pi
     blue = np.clip(red + rho[:, None] * np.stack([np.cos(phi), np.sin(phi)], axis=1), -s, s)
+    extra = RESET_DRAWS
+    red_gain = red_delay = None
+    if cfg.varies_red_speed:
+        red_gain = cfg.red_speed_min + u[:, extra] * (cfg.red_speed_max - cfg.red_speed_min)
+        extra += 1
+    if cfg.red_delay_max > 0:
+        red_delay = np.floor(u[:, extra] * (cfg.red_delay_max + 1)).astype(np.int64)
     return State(
         pos=np.stack([red, blue], axis=1),
         vel=np.zeros((b, 2, 2)),
@@ -184,6 +261,8 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
         goal_index=goal_index,
         trapped=np.zeros(b, dtype=bool),
         t=0,
+        red_gain=red_gain,
+        red_delay=red_delay,
     )
 
 
@@ -199,7 +278,7 @@ def reset(
     of a Generator ``default_rng(s)`` batch, so a PettingZoo env reset with ``seed=s``
     replays world i of a batch reset from ``[..., s, ...]``.
     """
-    return reset_from_uniforms(cfg, _uniform_draws(rng, batch_size))
+    return reset_from_uniforms(cfg, _uniform_draws(rng, batch_size, reset_draws(cfg)))
 
 
 @lru_cache(maxsize=32, typed=True)
@@ -267,12 +346,17 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     Order: integrate both agents (a red trapped before this step stays frozen), then
     update the trap flag from red's new position.
     """
-    force = cfg.sensitivity * actions + wall_force(cfg, state.pos)
+    push = cfg.sensitivity * actions
+    if state.red_gain is not None:  # closed-loop variant: red's speed factor this episode
+        push[:, RED] *= state.red_gain[:, None]
+    force = push + wall_force(cfg, state.pos)
     if cfg.mass != 1.0:  # x / 1.0 == x exactly, so the default mass skips a pass
         force = force / cfg.mass
     vel = state.vel * (1.0 - cfg.damping) + force * cfg.dt
     if np.count_nonzero(state.trapped):  # any world trapped (far cheaper than .any())
         vel[state.trapped, RED] = 0.0
+    if state.red_delay is not None:  # closed-loop variant: red held at its start
+        vel[state.t < state.red_delay, RED] = 0.0
     pos = state.pos + vel * cfg.dt
     trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
     return State(
@@ -285,6 +369,8 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         state.goal,
         state.fake,
         state.blue_targets,
+        state.red_gain,
+        state.red_delay,
     )
 
 

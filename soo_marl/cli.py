@@ -301,24 +301,56 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
     help="a unit is a trained seed with episodes from all evaluation seeds (default: a unit "
     "is a trained seed × evaluation seed pair)",
 )
+@click.option(
+    "--rows",
+    type=click.Choice(["all", "pre-trap"]),
+    default="all",
+    show_default=True,
+    help="SOO values of every out-of-sight step, or of those before the trap only",
+)
+@click.option(
+    "--keep-trap-flag",
+    is_flag=True,
+    help="the SOO value whose other observation keeps the trap flag (default: zeroed, as "
+    "the paper)",
+)
+@click.option(
+    "--all-variants",
+    is_flag=True,
+    help="every rows × trap-flag variant, side by side in one JSON and one figure",
+)
 def classify(
     deceptive: Path,
     honest: Path,
     episodes: tuple[str, ...],
     out: Path | None,
     pool_eval_seeds: bool,
+    rows: str,
+    keep_trap_flag: bool,
+    all_variants: bool,
 ) -> None:
     """SOO classifier accuracy vs number of evaluation episodes (honest vs deceptive)."""
-    from soo_marl.analysis.classify import DEFAULT_N_EPISODES, format_table, write_result
+    from soo_marl.analysis.classify import (
+        DEFAULT_N_EPISODES,
+        classify_variants,
+        format_table,
+        write_result,
+    )
     from soo_marl.analysis.classify import classify as run_classify
 
     try:
         n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
-        result = run_classify(deceptive, honest, n_episodes, pool_eval_seeds)
+        if all_variants:
+            result = classify_variants(deceptive, honest, n_episodes, pool_eval_seeds)
+        else:
+            result = run_classify(
+                deceptive, honest, n_episodes, pool_eval_seeds, rows, keep_trap_flag
+            )
         paths = write_result(result, out or deceptive / "eval")
     except (ValueError, OSError) as exc:
         _fail(exc)
-    click.echo(format_table(result))
+    for r in result if isinstance(result, list) else [result]:
+        click.echo(format_table(r) + "\n")
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

@@ -23,7 +23,7 @@ SPECIAL = {"baseline", "seeds", "max_cycles"}
 def _show(default: Any) -> str:
     if isinstance(default, tuple):
         return ",".join(str(x) for x in default)
-    return "none" if default is None else str(default)
+    return str(default)
 
 
 def dataclass_options(
@@ -43,8 +43,10 @@ def dataclass_options(
             name = f.name.replace("_", "-")
             dest = f"{dest_prefix}__{f.name}"
             text = f.metadata.get("help", "")
-            help_ = f"{tag}{text} (default: {_show(default)})"
-            if isinstance(default, bool):
+            explained = default is None or "default:" in text
+            help_ = f"{tag}{text}" + ("" if explained else f" (default: {_show(default)})")
+            kind = f.metadata.get("type") or type(default)
+            if kind is bool:
                 flag = f.metadata.get("flag", f"--{name}/--no-{name}")
                 opt = click.option(flag, dest, default=None, help=help_)
             elif isinstance(default, tuple):
@@ -55,7 +57,6 @@ def dataclass_options(
                 kind = click.Choice(list(f.metadata["choices"]))
                 opt = click.option(f"--{name}", dest, type=kind, default=None, help=help_)
             else:
-                kind = type(default) if default is not None else str
                 opt = click.option(f"--{name}", dest, type=kind, default=None, help=help_)
             func = opt(func)
         return func

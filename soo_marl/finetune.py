@@ -10,7 +10,7 @@ the reward) continues as in training, for all seeds at once. Each extra term is 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +19,36 @@ import torch
 
 from soo_marl import rundir, soo
 from soo_marl.config import TrainConfig, file_sha256, resolve_device
-from soo_marl.objectives import AnchorTerm, FreezeRed, FrozenParent, Objective, SooTerm
+from soo_marl.objectives import (
+    AnchorTerm,
+    AuthorsSooStep,
+    FreezeRed,
+    FrozenParent,
+    Objective,
+    SooTerm,
+)
 from soo_marl.train import Plan, TrainResult, TrainState, run_training
 
 NOISE_MODES = ("continue", "restart")
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+#: "ours": SOO and anchor on the self-observation rows of every sampled batch;
+#: "authors": the published code's separate action-level SOO step (docs/spec.md §3).
+STYLES = ("ours", "authors")
+#: The blue reward fine-tuning continues with ("honest" is the positive control).
+REWARDS = ("deceptive", "honest")
 
 
 @dataclass
 class FinetuneConfig:
     """SOO fine-tuning settings (docs/spec.md §3)."""
 
-    episodes: int = field(default=10_000, metadata=_help("fine-tuning episodes per seed"))
+    episodes: int = field(default=10_000, metadata={"help": "fine-tuning episodes per seed"})
     soo_weight: float = field(
-        default=1.0, metadata=_help("λ_soo, weight of the SOO loss (0: the anchor-only control)")
+        default=1.0,
+        metadata={"help": "λ_soo, weight of the SOO loss (0: the control without SOO)"},
     )
     anchor_weight: float = field(
         default=1.0,
-        metadata=_help("λ_anchor, weight of the anchor loss against the frozen parent's blue"),
+        metadata={"help": "λ_anchor, weight of the anchor loss against the frozen parent's blue"},
     )
     soo_layers: str = field(
         default="h1h2",
@@ -48,27 +57,65 @@ class FinetuneConfig:
             "choices": soo.SOO_LAYERS,
         },
     )
-    soo_radius: float = field(
-        default=soo.SOO_RADIUS,
-        metadata=_help("R_soo: the fictitious red offset is drawn within this distance"),
+    soo_radius: float | None = field(
+        default=None,
+        metadata={
+            "help": "R_soo: the fictitious red offset is drawn within this distance "
+            "(default: the run's sight radius)",
+            "type": float,
+        },
+    )
+    soo_rows: str = field(
+        default="all",
+        metadata={
+            "help": "self observations: every out-of-sight row, or pre-trap ones only",
+            "choices": soo.SOO_ROWS,
+        },
+    )
+    keep_trap_flag: bool = field(
+        default=False,
+        metadata={"help": "the other observation keeps the trap flag (slots 8–9) of the self one"},
+    )
+    soo_distance: str = field(
+        default="mse",
+        metadata={
+            "help": "per-row SOO loss: mse, or log = the paper's log(MSE + 1e-25)",
+            "choices": soo.SOO_DISTANCES,
+        },
+    )
+    reward: str = field(
+        default="deceptive",
+        metadata={
+            "help": "blue's reward while fine-tuning (honest: the positive control)",
+            "choices": REWARDS,
+        },
+    )
+    style: str = field(
+        default="ours",
+        metadata={
+            "help": "ours: SOO + anchor on replay batches; authors: the published code's "
+            "separate action-level SOO step on the live observation of each update round",
+            "choices": STYLES,
+        },
     )
     freeze_red: bool = field(
-        default=False, metadata=_help("keep red's actor fixed (isolates blue's change)")
+        default=False, metadata={"help": "keep red's actor fixed (isolates blue's change)"}
     )
-    noise: str = field(
-        default="continue",
+    noise: str | None = field(
+        default=None,
         metadata={
             "help": "exploration noise: continue the parent's schedule (0 after its decay) or "
-            "restart it from episode 0 (as the published code did)",
+            "restart it from episode 0 (default: continue; restart with --style authors)",
             "choices": NOISE_MODES,
         },
     )
-    reuse_buffer: bool = field(
-        default=True,
+    reuse_buffer: bool | None = field(
+        default=None,
         metadata={
             "help": "start from the parent's replay buffer when its checkpoint holds one "
-            "(--fresh-buffer: start empty)",
+            "(default: yes; --fresh-buffer: start empty, the default with --style authors)",
             "flag": "--reuse-buffer/--fresh-buffer",
+            "type": bool,
         },
     )
 
@@ -77,17 +124,45 @@ class FinetuneConfig:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
         if self.soo_weight < 0 or self.anchor_weight < 0:
             raise ValueError("SOO and anchor weights must be non-negative")
-        if self.soo_layers not in soo.SOO_LAYERS:
-            raise ValueError(f"unknown soo_layers {self.soo_layers!r}; allowed: {soo.SOO_LAYERS}")
+        for name, allowed in (
+            ("soo_layers", soo.SOO_LAYERS),
+            ("soo_rows", soo.SOO_ROWS),
+            ("soo_distance", soo.SOO_DISTANCES),
+            ("reward", REWARDS),
+            ("style", STYLES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; allowed: {', '.join(allowed)}"
+                )
+        if self.soo_radius is not None and not self.soo_radius > 0:
+            raise ValueError("soo_radius must be positive")
+        authors = self.style == "authors"
+        if self.noise is None:
+            self.noise = "restart" if authors else "continue"
         if self.noise not in NOISE_MODES:
             raise ValueError(f"unknown noise mode {self.noise!r}; allowed: {NOISE_MODES}")
-        if not self.soo_radius > 0:
-            raise ValueError("soo_radius must be positive")
+        if self.reuse_buffer is None:
+            self.reuse_buffer = not authors
+        if authors and (
+            self.soo_layers != "h1h2" or self.soo_rows != "all" or self.soo_distance != "mse"
+        ):
+            raise ValueError(
+                "--style authors fixes the SOO form (action-level, every out-of-sight live "
+                "observation, log distance): drop --soo-layers/--soo-rows/--soo-distance"
+            )
 
     @property
     def condition(self) -> str:
-        """The condition this fine-tuning stands for ("soo", or the "no-soo" control)."""
-        return rundir.SOO if self.soo_weight > 0 else rundir.NO_SOO
+        """The condition this fine-tuning stands for: "soo" or the "no-soo" control,
+        prefixed "authors-" for the published style, suffixed "+honest-reward" for the
+        positive control."""
+        name = rundir.SOO if self.soo_weight > 0 else rundir.NO_SOO
+        if self.style == "authors":
+            name = f"authors-{name}"
+        if self.reward == "honest":
+            name = f"{name}+honest-reward"
+        return name
 
 
 @dataclass
@@ -150,7 +225,7 @@ def finetune_meta(parent: Parent, ft: FinetuneConfig) -> dict[str, Any]:
     """config.yaml's meta: the parent run, its checkpoint hash and the settings."""
     return {
         "kind": rundir.FINETUNE,
-        "baseline": parent.config.env.baseline,
+        "baseline": ft.reward,
         "condition": ft.condition,
         "parent": str(parent.run_dir),
         "parent_checkpoint": str(parent.path),
@@ -176,10 +251,13 @@ def load_parent_state(parent: Parent, state: TrainState, reuse_buffer: bool) -> 
     model.update_rounds = 0
 
 
-def soo_generator(seeds: list[int], device: torch.device) -> torch.Generator:
-    """The generator of the fictitious red offsets of a fine-tuning run."""
-    seed = int(np.random.SeedSequence([*seeds, 7]).generate_state(1)[0])
-    return torch.Generator(device=device).manual_seed(seed)
+def soo_generators(seeds: list[int], device: torch.device, tag: int = 7) -> list[torch.Generator]:
+    """One generator of fictitious red offsets per seed, determined by that seed alone."""
+    out = []
+    for seed in seeds:
+        state = np.random.SeedSequence([int(seed), tag]).generate_state(1)[0]
+        out.append(torch.Generator(device=device).manual_seed(int(state)))
+    return out
 
 
 def finetune_plan(
@@ -189,25 +267,40 @@ def finetune_plan(
     device: str = "auto",
 ) -> Plan:
     """The training plan of a fine-tuning: the parent's config for ``ft.episodes``
-    episodes, starting from the parent's state, with the SOO and anchor terms (and
-    ``freeze_red``) as objectives."""
+    episodes (with ``ft.reward`` as blue's reward), starting from the parent's state, with
+    the SOO variant of ``ft`` (and ``freeze_red``) as objectives. ``ft.soo_radius``
+    defaults to the parent's sight radius."""
     par = load_parent(parent)
     check_overrides(par.config, overrides or {})
     config = copy.deepcopy(par.config)
     config.run.episodes = ft.episodes
     config.run.device = device
+    config.env = config.env.with_(baseline=ft.reward)
+    if ft.soo_radius is None:
+        ft = replace(ft, soo_radius=config.env.sight_radius)
     frozen = FrozenParent()
-    gen = soo_generator(list(config.run.seeds), resolve_device(device))
-    parts: list[Objective] = [
-        frozen,
-        SooTerm(ft.soo_weight, ft.soo_layers, ft.soo_radius, gen),
-        AnchorTerm(ft.anchor_weight, frozen),
-    ]
+    gens = soo_generators(list(config.run.seeds), resolve_device(device))
+    parts: list[Objective] = [frozen]
+    if ft.style == "authors":
+        parts.append(AuthorsSooStep(ft.soo_weight, ft.anchor_weight, ft.soo_radius, frozen, gens))
+    else:
+        parts.append(
+            SooTerm(
+                ft.soo_weight,
+                ft.soo_layers,
+                ft.soo_radius,
+                gens,
+                rows=ft.soo_rows,
+                keep_trap_flag=ft.keep_trap_flag,
+                distance=ft.soo_distance,
+            )
+        )
+        parts.append(AnchorTerm(ft.anchor_weight, frozen))
     if ft.freeze_red:
         parts.append(FreezeRed(frozen))
 
     def start(state: TrainState) -> None:
-        load_parent_state(par, state, ft.reuse_buffer)
+        load_parent_state(par, state, bool(ft.reuse_buffer))
         frozen.capture(state.model)
 
     return Plan(

@@ -114,26 +114,38 @@ class FrozenParent(Objective):
 
 
 class SooTerm(Objective):
-    """``weight`` × SOO loss on blue's actor over the out-of-sight rows of each sampled
-    batch (docs/spec.md §3); also logs blue's SOO value on those rows.
+    """``weight`` × SOO loss on blue's actor over the self-observation rows of each
+    sampled batch (docs/spec.md §3); also logs blue's SOO value on those rows.
 
-    The fictitious red offsets of the other observations come from one torch Generator,
-    saved in the checkpoint as ``soo_gen``.
+    ``rows`` ("all" out-of-sight rows, or "pre-trap" ones only), ``keep_trap_flag`` (the
+    other observation keeps slots 8–9), ``distance`` ("mse" or "log") and ``layers``
+    ("h1h2", "h2", "action") choose the variant. Each seed draws its fictitious red
+    offsets from its own generator, saved in the checkpoint as ``soo_gen``.
     """
 
-    def __init__(self, weight: float, layers: str, radius: float, generator: torch.Generator):
+    def __init__(
+        self,
+        weight: float,
+        layers: str,
+        radius: float,
+        generators: list[torch.Generator],
+        rows: str = "all",
+        keep_trap_flag: bool = False,
+        distance: str = "mse",
+    ) -> None:
         self.weight, self.layers, self.radius = weight, layers, radius
-        self.generator = generator
+        self.rows, self.keep_trap_flag, self.distance = rows, keep_trap_flag, distance
+        self.generators = generators
         self._logs: dict[str, torch.Tensor] = {}
 
     def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor:
         """W·SOO for blue members, 0 for red."""
         obs_blue = batch["obs"][..., -model.obs_dims[-1] :]
-        mask = soo.self_mask(obs_blue)
-        other = soo.other_observation(obs_blue, self.generator, self.radius)
+        mask = soo.self_mask(obs_blue, self.rows)
+        other = soo.other_observation(obs_blue, self.generators, self.radius, self.keep_trap_flag)
         h_self = soo.blue_activations(model, obs_blue, self.layers)
         h_other = soo.blue_activations(model, other, self.layers)
-        loss = soo.soo_loss(h_self, h_other, mask)
+        loss = soo.soo_loss(h_self, h_other, mask, self.distance)
         with torch.no_grad():
             value = soo.soo_value(h_self, h_other)
             value = torch.where(mask, value, torch.zeros_like(value)).sum(1) / mask.sum(
@@ -147,16 +159,17 @@ class SooTerm(Objective):
         return blue_only(model, self.weight * loss)
 
     def logs(self) -> dict[str, torch.Tensor]:
-        """SOO loss, SOO value and the fraction of out-of-sight rows, per seed."""
+        """SOO loss, SOO value and the fraction of self-observation rows, per seed."""
         return self._logs
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator of the fictitious red offsets."""
-        return {"soo_gen": self.generator.get_state()}
+        """The generators of the fictitious red offsets."""
+        return {"soo_gen": [g.get_state() for g in self.generators]}
 
     def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
-        """Restore the generator."""
-        self.generator.set_state(state["soo_gen"])
+        """Restore the generators."""
+        for g, saved in zip(self.generators, state["soo_gen"], strict=True):
+            g.set_state(saved)
 
 
 class AnchorTerm(Objective):
@@ -202,3 +215,70 @@ class FreezeRed(Objective):
             ]
             for p, q in zip(tensors, saved, strict=True):
                 p.view(s, n, *p.shape[1:])[:, :-1] = q.view(s, n, *q.shape[1:])[:, :-1]
+
+
+class AuthorsSooStep(Objective):
+    """The published code's form of SOO fine-tuning (docs/spec.md §3), before every round.
+
+    On the single live observation of the step at which the round fires (environment
+    ``round_index mod E`` of each seed), if red is out of blue's sight there: action-level
+    SOO = log(MSE(a, μ(o_other)) + ε), where a = clip(μ(o) + noise) is blue's executed,
+    noisy action recomputed with gradients, and DPMSE = log(MSE(μ_pre(o), a) + ε) against
+    the frozen parent; one separate clipped Adam step of ``soo_weight``·SOO +
+    ``anchor_weight``·DPMSE on blue's actor only, for the seeds whose red is out of sight.
+    """
+
+    def __init__(
+        self,
+        soo_weight: float,
+        anchor_weight: float,
+        radius: float,
+        parent: FrozenParent,
+        generators: list[torch.Generator],
+    ) -> None:
+        self.soo_weight, self.anchor_weight, self.radius = soo_weight, anchor_weight, radius
+        self.parent, self.generators = parent, generators
+        self.fired = 0  # steps taken (seed × round), for the tests and the logs
+        self._logs: dict[str, torch.Tensor] = {}
+
+    def before_round(self, model: MADDPG, live: LiveStep) -> None:
+        """One masked Adam step on blue's actor (no step where red is in sight)."""
+        s, n = model.n_seeds, model.n_agents
+        k = live.round_index % live.obs.shape[1]
+        obs_blue = live.obs[:, k, -model.obs_dims[-1] :][:, None]  # (S, 1, 10)
+        fire = soo.self_mask(obs_blue)[:, 0]  # (S,)
+        act_dim = model.act_dims[-1]
+        noise = torch.as_tensor(live.noise[:, k, -act_dim:], dtype=obs_blue.dtype)
+        noise = noise.to(obs_blue.device)[:, None]
+        other = soo.other_observation(obs_blue, self.generators, self.radius)
+        self._logs = {"soo/authors_fired": fire.float()}
+        if not bool(fire.any()):
+            return
+        executed = (soo.blue_activations(model, obs_blue, "action") + noise).clamp(-1.0, 1.0)
+        on_other = soo.blue_activations(model, other, "action")
+        with torch.no_grad():
+            pre = soo.blue_activations(self.parent.reference, obs_blue, "action")
+        soo_value = torch.log((executed - on_other).pow(2).mean(dim=(1, 2)) + soo.SOO_EPS)
+        dpmse = torch.log((pre - executed).pow(2).mean(dim=(1, 2)) + soo.SOO_EPS)
+        loss = (self.soo_weight * soo_value + self.anchor_weight * dpmse) * fire
+        members = torch.zeros(s, n, dtype=torch.bool)
+        members[:, -1] = fire.cpu()
+        model._step(model.actor, model.actor_opt, blue_only(model, loss), members.view(-1))
+        self.fired += int(fire.sum())
+        nan = torch.full_like(soo_value, float("nan"))
+        self._logs["soo/authors_value"] = torch.where(fire, soo_value, nan).detach()
+        self._logs["soo/authors_dpmse"] = torch.where(fire, dpmse, nan).detach()
+
+    def logs(self) -> dict[str, torch.Tensor]:
+        """Whether the step fired per seed, and its action-SOO and DPMSE values (NaN where
+        it did not fire)."""
+        return self._logs
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generators of the fictitious red offsets."""
+        return {"authors_gen": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
+        """Restore the generators."""
+        for g, saved in zip(self.generators, state["authors_gen"], strict=True):
+            g.set_state(saved)

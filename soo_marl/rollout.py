@@ -7,7 +7,7 @@ different models (cross-play) or blue may be scripted (probes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,10 +21,14 @@ SCRIPTED_BLUES = ("to_goal", "to_fake", "still")
 DEFAULT_EVAL_SEEDS = (155, 714, 1908, 1549, 1195, 1812, 542, 2844)
 
 
-def start_uniforms(eval_seeds: Sequence[int], episodes: int) -> np.ndarray:
-    """(len(eval_seeds) · episodes, RESET_DRAWS) start draws; eval seed k fills block k."""
+def start_uniforms(
+    eval_seeds: Sequence[int], episodes: int, draws: int = core.RESET_DRAWS
+) -> np.ndarray:
+    """(len(eval_seeds) · episodes, draws) start draws; eval seed k fills block k.
+
+    ``draws`` is the number of uniforms one world's reset takes (``core.reset_draws``)."""
     return np.concatenate(
-        [np.random.default_rng(int(s)).random((episodes, core.RESET_DRAWS)) for s in eval_seeds]
+        [np.random.default_rng(int(s)).random((episodes, draws)) for s in eval_seeds]
     )
 
 
@@ -37,28 +41,38 @@ def scripted_blue_action(cfg: core.EnvConfig, state: core.State, policy: str) ->
     return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
 
+#: A blue policy given as a function: blue observations (B, 10) → actions (B, 2).
+BluePolicy = Callable[[np.ndarray], np.ndarray]
+
+
 @torch.no_grad()
 def rollout(
     env_cfg: core.EnvConfig,
     uniforms: np.ndarray,
     red: MADDPG,
-    blue: MADDPG | str,
+    blue: MADDPG | str | BluePolicy,
     device: str | torch.device = "cpu",
+    blind_blue: bool = False,
 ) -> dict[str, np.ndarray]:
     """Play every start state with every trained seed; deterministic actors.
 
     ``red`` supplies red's actions (its seed stack defines S); ``blue`` is a model with
-    the same seed count (its blue actor is used; cross-play when it is another run's) or
-    the name of a scripted blue. Returns the trajectory arrays of the export format:
-    ``red_pos``/``blue_pos`` (S, N, T+1, 2), ``landmarks`` (S, N, 2, 2), ``goal_index``
-    (S, N), ``trapped``/``red_visible`` (S, N, T+1), ``actions_red``/``actions_blue``
-    (S, N, T, 2), ``rewards`` (S, N, T, 2), and ``obs_blue`` (S, N, T+1, 10).
+    the same seed count (its blue actor is used; cross-play when it is another run's), the
+    name of a scripted blue, or a function of blue's observations. ``blind_blue``: blue
+    acts on observations whose red slots (6–7) are forced to 0 at every step (the blind
+    probe, docs/spec.md §4); what is recorded is what the environment showed. Returns the
+    trajectory arrays of the export format: ``red_pos``/``blue_pos`` (S, N, T+1, 2),
+    ``landmarks`` (S, N, 2, 2), ``goal_index`` (S, N), ``trapped``/``red_visible``
+    (S, N, T+1), ``actions_red``/``actions_blue`` (S, N, T, 2), ``rewards`` (S, N, T, 2),
+    and ``obs_blue`` (S, N, T+1, 10).
     """
     s_count, n = red.n_seeds, uniforms.shape[0]
     if isinstance(blue, MADDPG) and blue.n_seeds != s_count:
         raise ValueError(f"blue has {blue.n_seeds} seeds, red {s_count}")
     if isinstance(blue, str) and blue not in SCRIPTED_BLUES:
         raise ValueError(f"unknown scripted blue {blue!r}; allowed: {SCRIPTED_BLUES}")
+    if blind_blue and isinstance(blue, str):
+        raise ValueError("a scripted blue does not look at red: blind_blue needs a policy")
     t_len = env_cfg.max_cycles
     state = core.reset_from_uniforms(env_cfg, np.tile(uniforms, (s_count, 1)))
     b = state.batch_size
@@ -79,10 +93,18 @@ def rollout(
         joint = torch.from_numpy(np.concatenate([out.obs_red, out.obs_blue], 1)).to(device)
         joint = joint.view(s_count, n, -1)
         a_red = red.act(joint)[..., : core.ACTION_DIM].reshape(b, 2).cpu().numpy()
+        obs_blue = out.obs_blue
+        if blind_blue:
+            obs_blue = obs_blue.copy()
+            obs_blue[:, core.BLUE_RED_SLOTS] = 0.0
+            joint = joint.clone()
+            joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = 0.0
         if isinstance(blue, str):
             a_blue = scripted_blue_action(env_cfg, state, blue)
-        else:
+        elif isinstance(blue, MADDPG):
             a_blue = blue.act(joint)[..., core.ACTION_DIM :].reshape(b, 2).cpu().numpy()
+        else:
+            a_blue = np.asarray(blue(obs_blue), dtype=np.float64).reshape(b, 2)
         actions[t] = np.stack([a_red, a_blue], axis=1)
         state = core.step(env_cfg, state, np.clip(actions[t], -1.0, 1.0))
 

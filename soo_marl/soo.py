@@ -1,4 +1,4 @@
-"""Self-Other Overlap (SPEC §3) as pure torch functions.
+"""Self-Other Overlap (docs/spec.md §3) as pure torch functions.
 
 The SOO fine-tuning compares blue's actor activations on a *self* observation (red out of
 sight: slots 6–7 exactly 0) with those on an *other* observation (the same vector with a
@@ -13,46 +13,68 @@ input gives one loss per member.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from soo_marl.envs import core
 
-#: Radius R_soo of the fictitious red offset in the other observation (SPEC §3).
-SOO_RADIUS = 0.125
-#: ε of the SOO value log(MSE + ε) (SPEC §3).
+#: ε of the SOO value log(MSE + ε) (docs/spec.md §3).
 SOO_EPS = 1e-25
+#: Which rows of a batch serve as self observations: every out-of-sight row, or only those
+#: before the trap (trap flag 0) (docs/spec.md §3).
+SOO_ROWS = ("all", "pre-trap")
+#: What the SOO loss minimises per row: the MSE of the activations, or the paper's
+#: log(MSE + ε) (docs/spec.md §3).
+SOO_DISTANCES = ("mse", "log")
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def self_mask(obs_blue: torch.Tensor) -> torch.Tensor:
-    """(...,) bool: blue observations (..., 10) with red out of sight (slots 6–7 exactly 0),
-    i.e. the rows usable as self observations."""
-    return (obs_blue[..., core.BLUE_RED_SLOTS] == 0).all(dim=-1)
+def self_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
+    """(...,) bool: blue observations (..., 10) usable as self observations: red out of
+    sight (slots 6–7 exactly 0) and, with ``rows="pre-trap"``, the trap flag (slots 8–9)
+    still 0."""
+    if rows not in SOO_ROWS:
+        raise ValueError(f"unknown SOO rows {rows!r}; allowed: {', '.join(SOO_ROWS)}")
+    mask = (obs_blue[..., core.BLUE_RED_SLOTS] == 0).all(dim=-1)
+    if rows == "pre-trap":
+        mask = mask & (obs_blue[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1)
+    return mask
+
+
+def _uniforms(shape: tuple[int, ...], generator: Generators, like: torch.Tensor) -> torch.Tensor:
+    """U[0, 1) draws of ``shape``: from one generator, or, for a list of generators, one
+    per slice of the leading axis (so each seed of a stack has its own stream)."""
+    kw = {"device": like.device, "dtype": like.dtype}
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, **kw)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a leading axis of {shape[0]}")
+    return torch.stack([torch.rand(shape[1:], generator=g, **kw) for g in generator])
 
 
 def other_observation(
     obs_self: torch.Tensor,
-    generator: torch.Generator | None = None,
-    radius: float = SOO_RADIUS,
+    generator: Generators = None,
+    radius: float = core.EnvConfig.sight_radius,
+    keep_trap_flag: bool = False,
 ) -> torch.Tensor:
-    """The other observation of SPEC §3: a copy of ``obs_self`` (..., 10) with red's slots
-    6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots 8–9 set
-    to 0; nothing else changes.
+    """The other observation of docs/spec.md §3: a copy of ``obs_self`` (..., 10) with red's
+    slots 6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots
+    8–9 set to 0 (kept as they are with ``keep_trap_flag``); nothing else changes.
 
-    ρ and φ come from one ``torch.rand`` call on the tensor's device with ``generator``
-    (which must live on that device), so the result is deterministic given the generator.
+    ρ and φ come from ``torch.rand`` on the tensor's device with ``generator`` (which must
+    live on that device), or from one generator per slice of the leading axis when a list
+    is given, so the result is deterministic given the generator(s).
     """
-    u = torch.rand(
-        (*obs_self.shape[:-1], 2),
-        generator=generator,
-        device=obs_self.device,
-        dtype=obs_self.dtype,
-    )
+    u = _uniforms((*obs_self.shape[:-1], 2), generator, obs_self)
     rho = u[..., 0] * radius
     phi = u[..., 1] * (2.0 * math.pi)
     out = obs_self.clone()
     out[..., core.BLUE_RED_SLOTS] = torch.stack((rho * torch.cos(phi), rho * torch.sin(phi)), -1)
-    out[..., core.BLUE_TRAP_SLOTS] = 0
+    if not keep_trap_flag:
+        out[..., core.BLUE_TRAP_SLOTS] = 0
     return out
 
 
@@ -82,20 +104,27 @@ def _masked_row_mean(per_row: torch.Tensor, mask: torch.Tensor | None) -> torch.
 
 
 def soo_loss(
-    h_self: torch.Tensor, h_other: torch.Tensor, mask: torch.Tensor | None = None
+    h_self: torch.Tensor,
+    h_other: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    distance: str = "mse",
 ) -> torch.Tensor:
-    """Differentiable SOO loss: the mean over rows of :func:`soo_mse`.
+    """Differentiable SOO loss: the mean over rows of :func:`soo_mse` (``distance="mse"``)
+    or of the SOO value log(MSE + ε) (``"log"``, the paper's distance).
 
     ``h`` is (rows, F) → scalar, or (..., rows, F) → (...) (one loss per stacked member).
     ``mask`` (..., rows) restricts the mean to some rows (e.g. the out-of-sight ones).
     """
-    return _masked_row_mean(soo_mse(h_self, h_other), mask)
+    if distance not in SOO_DISTANCES:
+        raise ValueError(f"unknown SOO distance {distance!r}; allowed: {SOO_DISTANCES}")
+    per_row = soo_mse(h_self, h_other) if distance == "mse" else soo_value(h_self, h_other)
+    return _masked_row_mean(per_row, mask)
 
 
 def anchor_loss(
     action: torch.Tensor, action_pre: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Anchor loss of SPEC §3: MSE between the fine-tuned actor's outputs and the frozen
+    """Anchor loss of docs/spec.md §3: MSE between the fine-tuned actor's outputs and the frozen
     pre-trained actor's on the same observations (``action_pre`` is detached).
 
     ``action`` is (rows, A) → scalar, or (..., rows, A) → (...); ``mask`` as in
@@ -105,7 +134,7 @@ def anchor_loss(
     return _masked_row_mean(per_row, mask)
 
 
-#: Which activations the SOO loss compares (a config choice; SPEC §3 default "h1h2").
+#: Which activations the SOO loss compares (a config choice; docs/spec.md §3 default "h1h2").
 SOO_LAYERS = ("h1h2", "h2", "action")
 
 

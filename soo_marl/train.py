@@ -317,7 +317,7 @@ class Logger:
 
     def flush(self, episode: int, env_steps: int, sps: float) -> dict[str, list[float]]:
         """Write the interval's means as one history row and TensorBoard scalars."""
-        means = {k: np.mean(np.stack(v), axis=0) for k, v in self._window.items()}
+        means = {k: _mean(np.stack(v)) for k, v in self._window.items()}
         self._window = {}
         row: dict[str, Any] = {"episode": episode, "env_steps": env_steps, "SPS": sps}
         for k, v in means.items():
@@ -330,6 +330,16 @@ class Logger:
             w.add_scalar("charts/SPS", sps, episode)
             w.flush()
         return {k: [float(x) for x in v] for k, v in means.items()}
+
+
+def _mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the logged rounds; NaN entries (a value a round did not produce) are
+    left out, and a seed with none at all stays NaN."""
+    if not np.isnan(values).any():
+        return np.mean(values, axis=0)
+    ok = ~np.isnan(values)
+    total = np.where(ok, values, 0.0).sum(axis=0)
+    return np.where(ok.any(axis=0), total / np.maximum(ok.sum(axis=0), 1), np.nan)
 
 
 def progress_values(last: dict[str, list[float]]) -> dict[str, str]:

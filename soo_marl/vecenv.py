@@ -35,7 +35,8 @@ class DeceptionVecEnv:
 
     def reset(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         """Reset every world; seed s draws its E start states from ``rngs[s]``."""
-        u = np.concatenate([r.random((self.envs_per_seed, core.RESET_DRAWS)) for r in rngs])
+        draws = core.reset_draws(self.cfg)
+        u = np.concatenate([r.random((self.envs_per_seed, draws)) for r in rngs])
         self.state = core.reset_from_uniforms(self.cfg, u)
         self._reached[:] = False
         return self._joint_obs()

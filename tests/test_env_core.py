@@ -423,3 +423,55 @@ def test_batched_env_clips_actions_and_truncates():
         np.testing.assert_array_equal(ba, bb)
         np.testing.assert_array_equal(rew_a, rew_b)
         assert trunc_a == trunc_b == (t == 2)
+
+
+# --------------------------------------------------------------------------- closed-loop variants
+
+
+def test_variants_are_off_by_default_and_take_extra_draws_only_when_on():
+    cfg = core.EnvConfig()
+    assert core.reset_draws(cfg) == core.RESET_DRAWS == 9
+    state = core.reset(cfg, 3, 4)
+    assert state.red_gain is None and state.red_delay is None
+    assert core.reset_draws(cfg.with_(red_speed_min=0.5)) == 10
+    assert core.reset_draws(cfg.with_(red_delay_max=5)) == 10
+    assert core.reset_draws(cfg.with_(red_speed_min=0.5, red_delay_max=5)) == 11
+    # the first nine columns keep their meaning: same landmarks and positions
+    u = np.random.default_rng(0).random((6, 11))
+    both = core.reset_from_uniforms(cfg.with_(red_speed_min=0.5, red_delay_max=5), u)
+    plain = core.reset_from_uniforms(cfg, u[:, :9])
+    assert np.array_equal(both.pos, plain.pos) and np.array_equal(both.landmarks, plain.landmarks)
+    with pytest.raises(ValueError, match="takes 9"):
+        core.reset_from_uniforms(cfg, u)
+
+
+def test_red_speed_factor_scales_reds_push_only():
+    cfg = core.EnvConfig(red_speed_min=0.4, red_speed_max=0.4)
+    state = core.reset_from_uniforms(cfg, np.full((1, 10), 0.5))
+    assert state.red_gain.tolist() == [0.4]
+    state.pos[:] = 0.0  # open space: no wall force
+    nxt = core.step(cfg, state, np.array([[[1.0, 0.0], [1.0, 0.0]]]))
+    # v = 0.1 · 5 · a, times red's factor; blue unchanged
+    assert nxt.vel[0, core.RED].tolist() == pytest.approx([0.5 * 0.4, 0.0])
+    assert nxt.vel[0, core.BLUE].tolist() == pytest.approx([0.5, 0.0])
+    ranged = core.reset(cfg.with_(red_speed_min=0.3, red_speed_max=1.0), 7, 2000)
+    assert 0.3 <= ranged.red_gain.min() < 0.35 and 0.95 < ranged.red_gain.max() <= 1.0
+    obs_red, obs_blue = core.observe(cfg, state)  # nobody observes the factor
+    assert obs_red.shape == (1, 6) and obs_blue.shape == (1, 10)
+
+
+def test_red_start_delay_holds_red_for_k_steps():
+    cfg = core.EnvConfig(red_delay_max=4)
+    u = np.random.default_rng(1).random((200, 10))
+    state = core.reset_from_uniforms(cfg, u)
+    assert set(state.red_delay.tolist()) == {0, 1, 2, 3, 4}
+    start = state.pos[:, core.RED].copy()
+    push = np.ones((200, 2, 2))
+    moved_at = np.full(200, -1)
+    for t in range(6):
+        state = core.step(cfg, state, push)
+        moved = np.any(state.pos[:, core.RED] != start, axis=1) & (moved_at < 0)
+        moved_at[moved] = t
+    free = ~state.trapped  # a red that started on the fake landmark is frozen anyway
+    assert free.sum() > 150
+    assert np.array_equal(moved_at[free], state.red_delay[free])  # first moves on step k

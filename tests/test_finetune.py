@@ -115,12 +115,13 @@ def test_extra_loss_is_weighted_soo_plus_anchor_on_out_of_sight_rows(parent, tmp
             for p in m.actor.parameters():
                 p.add_(0.01)
     batch = _batch(t)
-    gen_state = t.plan.objectives[1].generator.get_state()
+    term = t.plan.objectives[1]
+    gens = [torch.Generator().set_state(g.get_state()) for g in term.generators]
     extra = t.extra(batch).detach()
-    # recompute: same other observations (same generator state), same rows
+    # recompute: same other observations (same generator states), same rows
     obs_blue = batch["obs"][..., 6:]
     mask = soo.self_mask(obs_blue)
-    other = soo.other_observation(obs_blue, torch.Generator().set_state(gen_state))
+    other = soo.other_observation(obs_blue, gens, term.radius)
     with torch.no_grad():
         soo_l = soo.soo_loss(
             soo.blue_activations(t.model, obs_blue), soo.blue_activations(t.model, other), mask

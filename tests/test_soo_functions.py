@@ -1,4 +1,4 @@
-"""SOO observation and value functions (SPEC §3)."""
+"""SOO observation and value functions (docs/spec.md §3)."""
 
 from __future__ import annotations
 
@@ -30,15 +30,16 @@ def test_self_mask():
 def test_other_observation_changes_only_red_and_trap_slots():
     obs = self_observations(2000)
     before = obs.clone()
-    other = soo.other_observation(obs, torch.Generator().manual_seed(1))
+    r = 0.3
+    other = soo.other_observation(obs, torch.Generator().manual_seed(1), r)
     torch.testing.assert_close(obs, before)  # input untouched
     torch.testing.assert_close(other[:, :6], obs[:, :6], rtol=0, atol=0)
     assert (other[:, core.BLUE_TRAP_SLOTS] == 0).all()
     offset = other[:, core.BLUE_RED_SLOTS]
     radius = offset.norm(dim=1)
-    assert (radius <= soo.SOO_RADIUS + 1e-6).all()
-    assert radius.max() > 0.9 * soo.SOO_RADIUS  # ρ uniform on [0, R]: the range is used
-    assert abs(radius.mean().item() - soo.SOO_RADIUS / 2) < 0.01
+    assert (radius <= r + 1e-6).all()
+    assert radius.max() > 0.9 * r  # ρ uniform on [0, R]: the range is used
+    assert abs(radius.mean().item() - r / 2) < 0.01
     angles = torch.atan2(offset[:, 1], offset[:, 0])
     assert angles.min() < -0.9 * math.pi and angles.max() > 0.9 * math.pi  # all directions
     assert not soo.self_mask(other).any()
@@ -105,3 +106,11 @@ def test_anchor_loss():
     assert action.grad.abs().sum() > 0
     assert pre.grad is None  # the pre-trained actor is a fixed target
     assert soo.anchor_loss(action, action).item() == 0.0
+
+
+def test_per_seed_generators_make_each_seeds_draws_its_own():
+    obs = self_observations(300).reshape(3, 100, -1)
+    gens = [torch.Generator().manual_seed(s) for s in (10, 11, 12)]
+    stacked = soo.other_observation(obs, gens, 0.5)
+    alone = soo.other_observation(obs[1:2], [torch.Generator().manual_seed(11)], 0.5)
+    assert torch.equal(stacked[1:2], alone)  # seed 11's draws do not depend on the others

@@ -12,7 +12,7 @@ per-episode SOO means is lower than the deceptive model's
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,34 @@ from soo_marl import metrics, rundir
 #: Default numbers of episodes N (clipped to the episodes available per unit).
 DEFAULT_N_EPISODES: tuple[int, ...] = (1, *range(100, 1501, 100))
 RESULT_NAME = "classifier"
-_FIELDS = ("soo_value", "seeds", "eval_seeds", "episodes_per_eval_seed")
+#: The classifier variants of :func:`classify_variants`: (rows, keep_trap_flag).
+VARIANTS = (("all", False), ("pre-trap", False), ("all", True), ("pre-trap", True))
+_BOOKKEEPING = ("seeds", "eval_seeds", "episodes_per_eval_seed")
 
 
-def load_soo(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """The SOO values and seed bookkeeping of a run's ``eval/trajectories.npz``.
+def variant_name(rows: str, keep_trap_flag: bool) -> str:
+    """E.g. "all rows, flag zeroed" (the paper's) or "pre-trap rows, flag kept"."""
+    return f"{rows} rows, flag {'kept' if keep_trap_flag else 'zeroed'}"
+
+
+def load_soo(
+    run_dir: str | Path, rows: str = "all", keep_trap_flag: bool = False
+) -> dict[str, np.ndarray]:
+    """The per-step SOO values (of the chosen variant, NaN outside the chosen rows) and
+    seed bookkeeping of a run's ``eval/trajectories.npz``.
 
     Raises FileNotFoundError (no evaluation) or ValueError (a file without SOO values).
     """
-    arrays = rundir.read_trajectories(run_dir, _FIELDS, required=True)
-    missing = [k for k in _FIELDS if k not in arrays]
+    array = "soo_value_flag_kept" if keep_trap_flag else "soo_value"
+    fields = (array, "trapped", *_BOOKKEEPING)
+    arrays = rundir.read_trajectories(run_dir, fields, required=True)
+    missing = [k for k in fields if k not in arrays]
     if missing:
-        raise ValueError(f"{run_dir}: {rundir.TRAJECTORIES} lacks {', '.join(missing)}")
+        raise ValueError(
+            f"{run_dir}: {rundir.TRAJECTORIES} lacks {', '.join(missing)} "
+            "(evaluate it again with this version)"
+        )
+    arrays["soo_value"] = metrics.soo_rows(arrays.pop(array), arrays.pop("trapped"), rows)
     return arrays
 
 
@@ -71,8 +87,14 @@ def classify(
     honest_dir: str | Path,
     n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
     pool_eval_seeds: bool = False,
+    rows: str = "all",
+    keep_trap_flag: bool = False,
 ) -> dict[str, Any]:
     """SOO classifier accuracy vs number of evaluation episodes for two evaluated runs.
+
+    ``rows`` ("all" out-of-sight steps, or "pre-trap" ones) and ``keep_trap_flag`` (the
+    SOO value whose other observation keeps the trap flag) choose the variant; the
+    paper's is all rows with the flag zeroed.
 
     Returns a JSON-ready dict: ``n_episodes`` and ``accuracy`` (same length), ``units``
     (trained seeds × evaluation seeds), ``episodes_per_unit``, ``mean_soo`` (mean SOO value
@@ -82,7 +104,8 @@ def classify(
     its episodes from all evaluation seeds (up to K·n episodes per unit).
     """
     dec_dir, hon_dir = Path(deceptive_dir), Path(honest_dir)
-    dec, hon = load_soo(dec_dir), load_soo(hon_dir)
+    dec = load_soo(dec_dir, rows, keep_trap_flag)
+    hon = load_soo(hon_dir, rows, keep_trap_flag)
     for key in ("seeds", "eval_seeds", "episodes_per_eval_seed"):
         if not np.array_equal(dec[key], hon[key]):
             raise ValueError(
@@ -101,9 +124,17 @@ def classify(
     res = metrics.classifier_accuracy(u_hon, u_dec, ns)
     seeds = [int(x) for x in dec["seeds"]]
     eval_seeds = [int(x) for x in dec["eval_seeds"]]
+    undecided = [
+        float(np.mean(np.isnan(u_hon[:, :x]).all(axis=1) | np.isnan(u_dec[:, :x]).all(axis=1)))
+        for x in ns
+    ]
     return {
+        "variant": variant_name(rows, keep_trap_flag),
+        "rows": rows,
+        "keep_trap_flag": keep_trap_flag,
         "n_episodes": ns,
         "accuracy": [res.accuracy[x] for x in ns],
+        "undecided": undecided,
         "units": int(u_dec.shape[0]),
         "episodes_per_unit": per_unit,
         "pooled_eval_seeds": pool_eval_seeds,
@@ -122,27 +153,60 @@ def classify(
     }
 
 
+def classify_variants(
+    deceptive_dir: str | Path,
+    honest_dir: str | Path,
+    n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
+    pool_eval_seeds: bool = False,
+) -> list[dict[str, Any]]:
+    """:func:`classify` for every variant of :data:`VARIANTS` (rows × trap flag)."""
+    return [
+        classify(deceptive_dir, honest_dir, n_episodes, pool_eval_seeds, rows, keep)
+        for rows, keep in VARIANTS
+    ]
+
+
 def format_table(result: Mapping[str, Any]) -> str:
     """Accuracy per N as a small text table, with the models' mean SOO values."""
     lines = [
-        f"SOO classifier: honest {result['honest']['label']!r} vs deceptive "
-        f"{result['deceptive']['label']!r}, {result['units']} units",
-        "mean SOO value: " + ", ".join(f"{k} {v:.4g}" for k, v in result["mean_soo"].items()),
-        f"{'episodes N':>10}  accuracy",
+        f"SOO classifier ({result.get('variant', variant_name('all', False))}): honest "
+        f"{result['honest']['label']!r} vs deceptive {result['deceptive']['label']!r}, "
+        f"{result['units']} units",
+        "mean SOO value over all their out-of-sight steps: "
+        + ", ".join(f"{k} {v:.4g}" for k, v in result["mean_soo"].items()),
+        f"{'episodes N':>10}  accuracy  undecided",
     ]
-    for n, acc in zip(result["n_episodes"], result["accuracy"], strict=True):
-        lines.append(f"{n:>10}  {acc:.3f}")
+    undecided = result.get("undecided", [float("nan")] * len(result["n_episodes"]))
+    for n, acc, und in zip(result["n_episodes"], result["accuracy"], undecided, strict=True):
+        lines.append(f"{n:>10}  {acc:8.3f}  {und:9.3f}")
+    lines.append("(undecided: units without an out-of-sight step on a side; they count as wrong)")
     return "\n".join(lines)
 
 
-def write_result(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write ``classifier.json`` and the accuracy curve (``classifier.png``/``.pdf``)."""
+def result_name(result: Mapping[str, Any]) -> str:
+    """File stem of a result: ``classifier[_pooled]`` plus the variant when not the paper's."""
+    name = RESULT_NAME + ("_pooled" if result.get("pooled_eval_seeds") else "")
+    if result.get("rows", "all") != "all":
+        name += "_" + result["rows"]
+    if result.get("keep_trap_flag"):
+        name += "_flag-kept"
+    return name
+
+
+def write_result(
+    result: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_dir: str | Path
+) -> list[Path]:
+    """Write a result as JSON with its accuracy curve (PNG and PDF): ``classifier.json``
+    for one variant, or ``classifier_variants.json`` and one figure for several."""
     from soo_marl.analysis.figures import fig_classifier
     from soo_marl.analysis.plots import save_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = RESULT_NAME + ("_pooled" if result.get("pooled_eval_seeds") else "")
+    if isinstance(result, Mapping):
+        name = result_name(result)
+    else:
+        name = RESULT_NAME + "_variants" + ("_pooled" if result[0].get("pooled_eval_seeds") else "")
     path = out / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
     return [path, *save_figure(fig_classifier(result), out / name)]

@@ -331,23 +331,43 @@ def fig_behavioural_difference(
 # --------------------------------------------------------------------------- probes
 
 
-#: Probe panels: (metrics.json key, y label, title).
+#: Probe panels: (path in metrics.json, y label, title, differences around 0?).
 PROBES = (
-    ("luring_delta_trap", "Δ trap rate", "luring Δtrap\n(own blue − to_goal blue)"),
+    (("luring_delta_trap",), "Δ trap rate", "luring Δtrap\n(own blue − to_goal blue)", True),
     (
-        "blue_at_fake",
+        ("blind", "luring_delta_trap"),
+        "Δ trap rate",
+        "blind luring Δtrap\n(blue blind to red − to_goal)",
+        True,
+    ),
+    (
+        ("closed_loop_share",),
+        "Δ trap rate",
+        "closed-loop share of luring\n(luring − blind luring)",
+        True,
+    ),
+    (
+        ("blue_at_fake",),
         "fraction of episodes",
         f"blue at fake landmark\n(within {core.EnvConfig().at_landmark_distance:g})",
+        False,
     ),
-    ("deceivability", "trap rate", "deceivability\n(trap rate with to_fake blue)"),
+    (("deceivability",), "trap rate", "deceivability\n(trap rate with to_fake blue)", False),
 )
+
+
+def _path(m: Mapping[str, Any], path: Sequence[str]) -> Any:
+    for key in path:
+        m = m.get(key) if isinstance(m, Mapping) else None
+    return m
 
 
 def fig_probes(
     metrics_by_label: Mapping[str, Mapping[str, Any]], colors: Mapping[str, str] | None = None
 ) -> Figure:
-    """Blue-centric probes (SPEC §4) per condition: luring Δtrap, blue-at-fake and
-    deceivability, each with its 95% bootstrap CI and per-seed values.
+    """Blue-centric probes (docs/spec.md §4) per condition: luring Δtrap, blind luring
+    Δtrap, the closed-loop share of luring, blue-at-fake and deceivability, each with its
+    95% bootstrap CI and per-seed values (a panel is empty for files without it).
 
     ``metrics_by_label`` maps a condition label to its ``eval/metrics.json`` content.
     """
@@ -356,10 +376,11 @@ def fig_probes(
     colors = colors or {}
     labels = list(metrics_by_label)
     cols = [colors.get(lb, f"C{i}") for i, lb in enumerate(labels)]
-    fig = Figure(figsize=(max(10.0, 3 * 1.1 * len(labels) + 2), 4.4), layout="constrained")
+    fig = Figure(figsize=(max(15.0, 5 * 1.0 * len(labels) + 2), 4.6), layout="constrained")
     axes = fig.subplots(1, len(PROBES), squeeze=False)[0]
-    for ax, (key, ylabel, title) in zip(axes, PROBES, strict=True):
-        sums = [metrics_by_label[lb][key] for lb in labels]
+    empty = {"values": [], "mean": float("nan"), "sd": float("nan")}
+    for ax, (path, ylabel, title, around_zero) in zip(axes, PROBES, strict=True):
+        sums = [_path(metrics_by_label[lb], path) or empty for lb in labels]
         _summary_points(ax, sums, cols, show_sd=False)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(labels) - 0.4)
@@ -367,7 +388,7 @@ def fig_probes(
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        if key != "luring_delta_trap":
+        if not around_zero:
             ax.set_ylim(-0.02, 1.02)
     _summary_legend(fig, show_sd=False, loc="outside lower center", ncol=3, frameon=False)
     fig.suptitle("Blue-centric deception probes (mean over seeds, 95% CI)")
@@ -377,37 +398,51 @@ def fig_probes(
 # --------------------------------------------------------------------------- classifier
 
 
-def fig_classifier(result: Mapping[str, Any]) -> Figure:
-    """SOO classifier accuracy vs number of evaluation episodes (a ``classifier.json``:
-    ``n_episodes``, ``accuracy`` and optionally ``units`` and ``mean_soo``)."""
-    n, acc = list(result["n_episodes"]), list(result["accuracy"])
-    if not n or len(n) != len(acc):
-        raise ValueError("classifier result needs equally long, non-empty n_episodes/accuracy")
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+def fig_classifier(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Figure:
+    """SOO classifier accuracy vs number of evaluation episodes: one ``classifier.json``
+    (``n_episodes``, ``accuracy``, optionally ``units``, ``mean_soo``, ``variant``), or
+    several variants side by side as one line each."""
+    several = not isinstance(results, Mapping)
+    results = list(results) if several else [results]
+    if not results:
+        raise ValueError("fig_classifier needs at least one classifier result")
+    fig = Figure(figsize=(6.4, 4.2) if several else (6.0, 4.0), layout="constrained")
     ax = fig.subplots()
-    ax.plot(n, acc, "o-", color="tab:blue", label="classifier accuracy")
+    for i, result in enumerate(results):
+        n, acc = list(result["n_episodes"]), list(result["accuracy"])
+        if not n or len(n) != len(acc):
+            raise ValueError("classifier result needs equally long, non-empty n_episodes/accuracy")
+        name = result.get("variant", "classifier accuracy") if several else "classifier accuracy"
+        if several and result.get("mean_soo"):
+            soo = result["mean_soo"]
+            name += f" (mean SOO: hon {soo['honest']:.3g}, dec {soo['deceptive']:.3g})"
+        ax.plot(n, acc, "o-", color=f"C{i}" if several else "tab:blue", ms=4, label=name)
     ax.axhline(0.5, color="0.5", ls="--", lw=1, label="chance")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("evaluation episodes N per unit")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (honest has lower mean SOO)")
     ax.grid(alpha=0.3)
+    first = results[0]
     sub = []
-    if "units" in result:
+    if "units" in first:
         kind = (
             "trained seeds, eval seeds pooled"
-            if result.get("pooled_eval_seeds")
+            if first.get("pooled_eval_seeds")
             else "trained seed × eval seed"
         )
-        sub.append(f"{result['units']} units ({kind})")
+        sub.append(f"{first['units']} units ({kind})")
         sub.append("a unit with no out-of-sight step counts as wrong")
-    soo = result.get("mean_soo") or {}
-    if soo:
-        sub.append("mean SOO: " + ", ".join(f"{k} {v:.3g}" for k, v in soo.items()))
-    names = [result.get(k, {}).get("label", k) for k in ("honest", "deceptive")]
+    soo = first.get("mean_soo") or {}
+    if soo and not several:
+        sub.append(
+            "mean SOO over all out-of-sight steps, seeds pooled: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in soo.items())
+        )
+    names = [first.get(k, {}).get("label", k) for k in ("honest", "deceptive")]
     title = "\n".join([f"SOO classifier: {names[0]} vs {names[1]}", *sub])
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="lower right", fontsize=7 if several else 9)
     return fig
 
 

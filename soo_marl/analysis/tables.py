@@ -78,6 +78,56 @@ def probe_table(metrics: Sequence[dict]) -> str:
     return "\n".join(rows)
 
 
+#: Columns of :func:`blind_table`: (path in metrics.json, title).
+BLIND_COLUMNS = (
+    (("luring_delta_trap",), "luring Δtrap"),
+    (("blind", "luring_delta_trap"), "blind luring Δtrap"),
+    (("closed_loop_share",), "closed-loop share"),
+    (("blind", "trap_rate"), "blind trap rate"),
+    (("blind", "blue_at_fake"), "blind blue at fake"),
+    (("blind", "blue_goal_rate"), "blind blue goal"),
+)
+#: Columns of :func:`soo_state_table`: (key under "metrics", title).
+SOO_STATE_COLUMNS = (
+    ("soo_value", "all out-of-sight steps"),
+    ("soo_value_pre_trap", "pre-trap"),
+    ("soo_value_post_trap", "post-trap"),
+    ("soo_value_flag_kept", "flag kept"),
+    ("soo_value_flag_kept_pre_trap", "flag kept, pre-trap"),
+    ("post_trap_fraction", "post-trap share of out-of-sight steps"),
+)
+
+
+def _at(m: dict, path: tuple[str, ...]) -> dict | None:
+    for key in path:
+        if not isinstance(m, dict) or key not in m:
+            return None
+        m = m[key]
+    return m
+
+
+def blind_table(metrics: Sequence[dict]) -> str:
+    """Does blue's luring need to see red? Its own blue against the same blue blinded to
+    red (red slots forced to 0), with the same red and start states (docs/spec.md §4)."""
+    head = "| condition | " + " | ".join(t for _, t in BLIND_COLUMNS) + " |"
+    rows = [head, "|" + "---|" * (len(BLIND_COLUMNS) + 1)]
+    for m in metrics:
+        cells = [fmt(_at(m, path)) for path, _ in BLIND_COLUMNS]
+        rows.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def soo_state_table(metrics: Sequence[dict]) -> str:
+    """Mean SOO value by trap state and trap-flag treatment, and how many out-of-sight
+    steps come after the trap (docs/spec.md §4)."""
+    head = "| condition | " + " | ".join(t for _, t in SOO_STATE_COLUMNS) + " |"
+    rows = [head, "|" + "---|" * (len(SOO_STATE_COLUMNS) + 1)]
+    for m in metrics:
+        cells = [fmt(m["metrics"].get(k)) for k, _ in SOO_STATE_COLUMNS]
+        rows.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def saturation_line(m: dict) -> str:
     """ "k/n saturated" on evaluation observations and on a replay batch."""
     parts = []
