@@ -416,7 +416,8 @@ def fig_classifier(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> 
         if several and result.get("mean_soo"):
             soo = result["mean_soo"]
             name += f" (mean SOO: hon {soo['honest']:.3g}, dec {soo['deceptive']:.3g})"
-        ax.plot(n, acc, "o-", color=f"C{i}" if several else "tab:blue", ms=4, label=name)
+        style = dict(marker="osD^"[i % 4], ls=("-", "--", "-.", ":")[i % 4])
+        ax.plot(n, acc, color=f"C{i}" if several else "tab:blue", ms=4, label=name, **style)
     ax.axhline(0.5, color="0.5", ls="--", lw=1, label="chance")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("evaluation episodes N per unit")
