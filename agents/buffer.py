@@ -9,7 +9,7 @@ import torch
 
 
 class StackedReplayBuffer:
-    """One FIFO replay buffer per seed, stored as (S, capacity, ...) tensors.
+    """One FIFO replay buffer per seed, stored as one (S, capacity, fields) tensor.
 
     All seeds add transitions in lock-step, but each samples its own indices from its own
     Generator, and keeps its own per-agent reward statistics (running sums in float64, so
@@ -31,10 +31,15 @@ class StackedReplayBuffer:
             raise ValueError(f"buffer capacity must be positive, got {capacity}")
         self.seeds, self.capacity, self.n_agents = seeds, capacity, n_agents
         self.device = torch.device(device)
-        shapes = {"obs": obs_dim, "act": act_dim, "rew": n_agents, "next_obs": obs_dim}
-        self.data = {
-            k: torch.zeros(seeds, capacity, d, device=self.device) for k, d in shapes.items()
-        }
+        widths = {"obs": obs_dim, "act": act_dim, "rew": n_agents, "next_obs": obs_dim}
+        # one row per transition holds every field, so a sample is one gather
+        self.storage = torch.zeros(seeds, capacity, sum(widths.values()), device=self.device)
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for k, d in widths.items():
+            self.slices[k] = slice(start, start + d)
+            start += d
+        self.data = {k: self.storage[..., sl] for k, sl in self.slices.items()}
         self.ptr = 0
         self.filled = 0
         self.rew_sum = torch.zeros(seeds, n_agents, dtype=torch.float64, device=self.device)
@@ -57,8 +62,7 @@ class StackedReplayBuffer:
         r64 = rew.double()
         self.rew_sum += r64.sum(1)
         self.rew_sumsq += (r64 * r64).sum(1)
-        for k, v in (("obs", obs), ("act", act), ("rew", rew), ("next_obs", next_obs)):
-            self.data[k][:, idx] = v
+        self.storage[:, idx] = torch.cat((obs, act, rew, next_obs), dim=-1)
         self.ptr = (self.ptr + e) % self.capacity
         self.filled = min(self.filled + e, self.capacity)
 
@@ -77,9 +81,11 @@ class StackedReplayBuffer:
         a reward with zero spread is only centred (the reference code divided by zero).
         """
         idx = np.stack([r.integers(0, self.filled, batch_size) for r in rngs])
-        idx_t = torch.from_numpy(idx).to(self.device)
-        rows = torch.arange(self.seeds, device=self.device)[:, None]
-        batch = {k: v[rows, idx_t] for k, v in self.data.items()}
+        idx += np.arange(self.seeds)[:, None] * self.capacity  # rows of the flat storage
+        flat = torch.from_numpy(idx.reshape(-1)).to(self.device)
+        rows = self.storage.view(self.seeds * self.capacity, -1).index_select(0, flat)
+        rows = rows.view(self.seeds, batch_size, -1)
+        batch = {k: rows[..., sl] for k, sl in self.slices.items()}
         if normalize_rewards:
             mean, std = self.reward_stats()
             std = torch.where(std > 1e-8, std, torch.ones_like(std))

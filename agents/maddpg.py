@@ -72,6 +72,15 @@ class MADDPGConfig:
     noise_scale_end: float = field(
         default=0.0, metadata=_help("exploration-noise scale after the decay")
     )
+    kernels: str = field(
+        default="fast",
+        metadata={
+            "help": "fast: two-pass BatchNorm statistics and transposed output layers (2026-11 "
+            "speed-up); reference: the earlier var_mean/baddbmm forms, bit-identical to "
+            "results made before it (docs/performance.md)",
+            "choices": ("fast", "reference"),
+        },
+    )
     noise_decay_episodes: int = field(
         default=25_000,
         metadata=_help(
@@ -92,6 +101,8 @@ class MADDPGConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.kernels not in ("fast", "reference"):
+            raise ValueError(f"unknown kernels {self.kernels!r}; allowed: fast, reference")
         if self.noise_decay_episodes < 0:
             raise ValueError(f"noise_decay_episodes must be ≥ 0, got {self.noise_decay_episodes}")
 
@@ -150,6 +161,7 @@ class MADDPG(nn.Module):
             negative_slope=cfg.negative_slope,
             output_init=cfg.actor_output_init,
             generators=member_generators(member_seeds, tag=1),
+            fast=cfg.kernels == "fast",
         )
         self.critic = StackedMLP(
             self.members,
@@ -158,6 +170,7 @@ class MADDPG(nn.Module):
             1,
             negative_slope=cfg.negative_slope,
             generators=member_generators(member_seeds, tag=2),
+            fast=cfg.kernels == "fast",
         )
         for bn in (self.actor.norm, self.critic.norm):
             bn.momentum = cfg.bn_momentum
@@ -172,12 +185,7 @@ class MADDPG(nn.Module):
     # -- layout helpers ------------------------------------------------------------------
     def _build_index_maps(self) -> None:
         """Index maps between joint vectors and per-agent padded slots."""
-        n, w, a = self.n_agents, self.obs_width, self.act_width
-        pad_obs = torch.full((n, w), self.joint_obs_dim, dtype=torch.long)  # → zero column
-        start = 0
-        for i, d in enumerate(self.obs_dims):
-            pad_obs[i, :d] = torch.arange(start, start + d)
-            start += d
+        n, a = self.n_agents, self.act_width
         act_cols, act_owner = [], []
         for i, d in enumerate(self.act_dims):
             act_cols += [i * a + j for j in range(d)]
@@ -187,7 +195,6 @@ class MADDPG(nn.Module):
         act_mask = torch.zeros(n, a)
         for i, d in enumerate(self.act_dims):
             act_mask[i, :d] = 1.0
-        self.register_buffer("pad_obs_index", pad_obs.flatten(), persistent=False)
         self.register_buffer("act_cols", torch.tensor(act_cols), persistent=False)
         self.register_buffer("own_action", own[None, :, None, :], persistent=False)
         self.register_buffer("act_mask", act_mask[None, :, None, :], persistent=False)
@@ -206,15 +213,21 @@ class MADDPG(nn.Module):
     def actor_input(self, joint_obs: torch.Tensor) -> torch.Tensor:
         """(S, N, joint_obs_dim) → stacked actor input (S·n, N, obs_width), zero-padded."""
         s, b = joint_obs.shape[0], joint_obs.shape[1]
-        z = torch.cat([joint_obs, joint_obs.new_zeros(s, b, 1)], dim=-1)
-        x = z.index_select(-1, self.pad_obs_index).view(s, b, self.n_agents, self.obs_width)
-        return x.transpose(1, 2).reshape(s * self.n_agents, b, self.obs_width)
+        x = joint_obs.new_zeros(s, self.n_agents, b, self.obs_width)
+        start = 0
+        for i, d in enumerate(self.obs_dims):
+            x[:, i, :, :d] = joint_obs[..., start : start + d]
+            start += d
+        return x.view(s * self.n_agents, b, self.obs_width)
 
     def joint_action(self, actions: torch.Tensor) -> torch.Tensor:
         """Stacked actor output (S·n, N, act_width) → joint action (S, N, joint_act_dim)."""
         m, b, a = actions.shape
         x = actions.view(self.n_seeds, self.n_agents, b, a).transpose(1, 2)
-        return x.reshape(self.n_seeds, b, self.n_agents * a).index_select(-1, self.act_cols)
+        x = x.reshape(self.n_seeds, b, self.n_agents * a)
+        if self.joint_act_dim == self.n_agents * a:  # no padded action columns to drop
+            return x
+        return x.index_select(-1, self.act_cols)
 
     def _critic_input(self, joint_obs: torch.Tensor, joint_act: torch.Tensor) -> torch.Tensor:
         """Same joint input for every agent's critic: (S, [n,] N, D) → (S·n, N, D)."""
@@ -240,6 +253,17 @@ class MADDPG(nn.Module):
         self.actor.train(train)
         pre, hidden = self.actor(self.actor_input(joint_obs), update_stats=update_stats)
         return torch.tanh(pre), pre, hidden
+
+    def agent_actor(self, obs: torch.Tensor, agent: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One agent's actors only (eval mode) on its observations (S, N, obs_dims[agent]):
+        actions (S, N, act_width) and hidden activations, differentiable."""
+        self.actor.eval()
+        members = torch.arange(self.n_seeds, device=obs.device) * self.n_agents + agent
+        d = self.obs_dims[agent]
+        if d < self.obs_width:
+            obs = torch.nn.functional.pad(obs, (0, self.obs_width - d))
+        pre, hidden = self.actor(obs, members=members)
+        return torch.tanh(pre), hidden
 
     # -- learning ------------------------------------------------------------------------
     def critic_targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

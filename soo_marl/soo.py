@@ -147,14 +147,9 @@ def blue_activations(model, obs_blue: torch.Tensor, layers: str = "h1h2") -> tor
     """
     if layers not in SOO_LAYERS:
         raise ValueError(f"unknown SOO layers {layers!r}; allowed: {', '.join(SOO_LAYERS)}")
-    s, n = obs_blue.shape[:2]
-    joint = obs_blue.new_zeros(s, n, model.joint_obs_dim)
-    joint[..., model.joint_obs_dim - obs_blue.shape[-1] :] = obs_blue
-    actions, _, hidden = model.actor_forward(joint, train=False)
+    actions, hidden = model.agent_actor(obs_blue, model.n_agents - 1)
     if layers == "action":
-        out = actions
-    elif layers == "h2":
-        out = hidden[-1]
-    else:
-        out = concat_hidden(hidden)
-    return out.view(s, model.n_agents, n, out.shape[-1])[:, -1]
+        return actions
+    if layers == "h2":
+        return hidden[-1]
+    return concat_hidden(hidden)

@@ -26,6 +26,7 @@ import torch
 from soo_marl import rundir
 from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
+from soo_marl.allocator import tune_allocator
 from soo_marl.config import TrainConfig, resolve_device
 from soo_marl.objectives import Batch, LiveStep, Objective, to_numpy
 from soo_marl.progress import Progress
@@ -162,6 +163,7 @@ def run_training(
     """
     cfg, rc = plan.config, plan.config.run
     run_dir = Path(run_dir)
+    tune_allocator()
     if rc.torch_threads:
         torch.set_num_threads(rc.torch_threads)
     device = resolve_device(rc.device)
