@@ -41,3 +41,26 @@ def tune_allocator() -> bool:
     )
     _done = ok
     return ok
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (MB) since it started or since the last
+    :func:`reset_peak_rss`; None where /proc is not available."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory measurement (Linux: /proc/self/clear_refs); False if not
+    possible, in which case :func:`peak_rss_mb` keeps the peak since the start."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from soo_marl import rundir
 from soo_marl.agents.maddpg import MADDPGConfig
+from soo_marl.allocator import peak_rss_mb, reset_peak_rss
 from soo_marl.config import RunConfig, TrainConfig, load_yaml, save_yaml
 from soo_marl.envs.core import EnvConfig
 from soo_marl.finetune import FinetuneConfig, finetune
@@ -153,10 +154,14 @@ def reproduce(
         )
         if not (out / PROVENANCE).exists():
             (out / PROVENANCE).write_text(json.dumps(provenance(device), indent=1))
+        reset_peak_rss()
         t0 = time.perf_counter()
         run()
         timings[name] = time.perf_counter() - t0
         (out / "timings.json").write_text(json.dumps(timings, indent=1))
+        memory = _load_json(out / "memory.json")
+        memory[name] = peak_rss_mb()
+        (out / "memory.json").write_text(json.dumps(memory, indent=1))
     report = _write_report(out, runs, timings, preset, n_seeds, sight_radius, device)
     log(f"report: {report} (total {_fmt(time.perf_counter() - t_start)})")
     return report
@@ -176,9 +181,12 @@ def _check_settings(path: Path, settings: dict) -> None:
         )
 
 
-def _load_timings(out: Path) -> dict[str, float]:
-    path = out / "timings.json"
+def _load_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _load_timings(out: Path) -> dict[str, float]:
+    return _load_json(out / "timings.json")
 
 
 #: Fine-tuning time per episode relative to baseline training (SOO forwards; measured
