@@ -27,30 +27,113 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--policy", type=click.Choice(["random"]), default="random", show_default=True)
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--policy",
+    type=click.Choice(["random"]),
+    default=None,
+    help="without RUN_DIR: uniformly random actions (the default then)",
+)
 @click.option("--episodes", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("episode.gif"),
     show_default=True,
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--baseline", type=click.Choice(["deceptive", "honest"]), default="deceptive", show_default=True
+    help="an animated .gif (.mp4 needs ffmpeg, which is not installed: refused)",
 )
 @click.option(
-    "--sight-radius", type=click.FloatRange(min=0, min_open=True), default=0.125, show_default=True
+    "--seed",
+    type=int,
+    default=None,
+    help="with RUN_DIR: the trained seed shown (default: the run's first); "
+    "with --policy random: the first reset seed (default 0)",
+)
+@click.option(
+    "--eval-seed",
+    type=int,
+    default=None,
+    help="with RUN_DIR: the evaluation seed whose start states are played, as in "
+    "`soo-marl evaluate` (default 155)",
+)
+@click.option(
+    "--first-episode",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="with RUN_DIR: start at this start state of the evaluation seed",
+)
+@click.option(
+    "--against",
+    default=None,
+    help="with RUN_DIR: blue from another run (cross-play, same seed index; same number of "
+    "seeds and environment apart from the reward) or scripted: to_goal, to_fake, still",
+)
+@click.option("--blind", is_flag=True, help="with RUN_DIR: blue plays blinded to red")
+@click.option(
+    "--baseline",
+    type=click.Choice(["deceptive", "honest"]),
+    default=None,
+    help="with --policy random: the reward variant (default deceptive)",
+)
+@click.option(
+    "--sight-radius",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="with --policy random: the sight radius (default 0.125)",
 )
 def render(
-    policy: str, episodes: int, out: Path, seed: int, baseline: str, sight_radius: float
+    run_dir: Path | None,
+    policy: str | None,
+    episodes: int,
+    out: Path,
+    seed: int | None,
+    eval_seed: int | None,
+    first_episode: int,
+    against: str | None,
+    blind: bool,
+    baseline: str | None,
+    sight_radius: float | None,
 ) -> None:
-    """Write an animated GIF of episodes played by POLICY."""
-    from soo_marl.rendering import render_random_episodes
+    """Write an animated GIF of episodes of a trained RUN_DIR (red and blue from the run,
+    or blue as --against / --blind say), or of random actions (--policy random).
 
-    path = render_random_episodes(
-        out, episodes=episodes, seed=seed, baseline=baseline, sight_radius=sight_radius
-    )
+    Each frame shows the arena, the goal and the fake landmark, both agents with their
+    sight circles, the trap, the step, the episode and a legend."""
+    from soo_marl.rendering import render_random_episodes, render_run
+
+    try:
+        if run_dir is None:
+            if against is not None or blind or eval_seed is not None or first_episode:
+                raise ValueError(
+                    "--against, --blind, --eval-seed and --first-episode need a RUN_DIR"
+                )
+            path = render_random_episodes(
+                out,
+                episodes=episodes,
+                seed=0 if seed is None else seed,
+                baseline=baseline or "deceptive",
+                sight_radius=0.125 if sight_radius is None else sight_radius,
+            )
+        else:
+            if policy is not None or baseline is not None or sight_radius is not None:
+                raise ValueError(
+                    "--policy, --baseline and --sight-radius are for random actions; "
+                    "a RUN_DIR brings its own policies and environment"
+                )
+            kwargs = {} if eval_seed is None else {"eval_seed": eval_seed}
+            path = render_run(
+                run_dir,
+                out,
+                seed=seed,
+                episodes=episodes,
+                against=against,
+                blind=blind,
+                first_episode=first_episode,
+                **kwargs,
+            )
+    except ValueError as exc:
+        _fail(exc)
     click.echo(f"wrote {path}")
 
 

@@ -288,15 +288,17 @@ def to_pixel(p) -> tuple[float, float]:
 
 
 def colour_centroid(img: np.ndarray, colour, skip_rows: int = 20):
-    """Mean (column, row) and count of pixels of exactly ``colour`` below the text line."""
+    """Mean (column, row) and count of pixels of exactly ``colour`` in the arena (the
+    square above the info panel), below its top ``skip_rows`` rows."""
     mask = np.all(img == np.array(colour, dtype=np.uint8), axis=-1)
     mask[:skip_rows] = False
+    mask[SIZE:] = False
     rows, cols = np.nonzero(mask)
     return (cols.mean(), rows.mean()), mask.sum()
 
 
 def test_rgb_frame_of_a_known_state():
-    from soo_marl.envs.render import COLOURS
+    from soo_marl.envs.render import COLOURS, panel_height
 
     e = parallel_env(render_mode="rgb_array")
     e.reset(seed=0)
@@ -311,7 +313,7 @@ def test_rgb_frame_of_a_known_state():
         t=0,
     )
     img = e.render()
-    assert img.shape == (400, 400, 3) and img.dtype == np.uint8
+    assert img.shape == (400 + panel_height(400), 400, 3) and img.dtype == np.uint8
     for name, centre, radius in (
         ("goal", goal, 0.08),
         ("fake", fake, 0.08),
@@ -334,6 +336,7 @@ def test_rgb_frame_of_a_known_state():
 
 def test_render_command_writes_gif(tmp_path):
     from soo_marl.cli import main
+    from soo_marl.envs.render import panel_height
 
     out = tmp_path / "x.gif"
     result = CliRunner().invoke(
@@ -343,7 +346,7 @@ def test_render_command_writes_gif(tmp_path):
     with Image.open(out) as gif:
         assert gif.format == "GIF"
         assert gif.n_frames == 2 * 51
-        assert gif.size == (400, 400)
+        assert gif.size == (400, 400 + panel_height(400))
 
 
 def test_env_is_garbage_collected():
