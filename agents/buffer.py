@@ -32,8 +32,10 @@ class StackedReplayBuffer:
         self.seeds, self.capacity, self.n_agents = seeds, capacity, n_agents
         self.device = torch.device(device)
         widths = {"obs": obs_dim, "act": act_dim, "rew": n_agents, "next_obs": obs_dim}
-        # one row per transition holds every field, so a sample is one gather
-        self.storage = torch.zeros(seeds, capacity, sum(widths.values()), device=self.device)
+        # one row per transition holds every field, so a sample is one gather; rows are
+        # written before they are read, so the memory is left uninitialised (on the CPU it
+        # only becomes resident as the buffer fills)
+        self.storage = torch.empty(seeds, capacity, sum(widths.values()), device=self.device)
         self.slices: dict[str, slice] = {}
         start = 0
         for k, d in widths.items():
@@ -93,21 +95,38 @@ class StackedReplayBuffer:
         return batch
 
     def state_dict(self) -> dict:
-        """The stored transitions (filled part only, on CPU) and counters."""
+        """The stored transitions (filled part only, on CPU) and counters.
+
+        A full buffer on the CPU is saved as it is, without a copy (no second 1.2 GB in
+        memory while an 8-seed checkpoint is written); otherwise the filled part is copied.
+        """
+        if self.filled == self.capacity and self.storage.device.type == "cpu":
+            storage = self.storage
+        else:
+            storage = self.storage[:, : self.filled].cpu().clone()
         return {
-            "data": {k: v[:, : self.filled].cpu().clone() for k, v in self.data.items()},
+            "storage": storage,
+            "fields": {k: [sl.start, sl.stop] for k, sl in self.slices.items()},
             "ptr": self.ptr,
             "filled": self.filled,
             "rew_sum": self.rew_sum.cpu(),
             "rew_sumsq": self.rew_sumsq.cpu(),
         }
 
+    @staticmethod
+    def saved_field(state: dict, name: str) -> torch.Tensor:
+        """One field ("obs", "act", "rew", "next_obs") of a saved buffer, (S, filled, d)."""
+        if "storage" not in state:  # the per-field layout of older checkpoints
+            return state["data"][name]
+        start, stop = state["fields"][name]
+        return state["storage"][:, : int(state["filled"]), start:stop]
+
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what :meth:`state_dict` saved (either layout)."""
         self.ptr, self.filled = int(state["ptr"]), int(state["filled"])
         if self.filled > self.capacity:
             raise ValueError("saved buffer is larger than this buffer's capacity")
-        for k, v in state["data"].items():
-            self.data[k][:, : self.filled] = v.to(self.device)
+        for k, sl in self.slices.items():
+            self.storage[:, : self.filled, sl] = self.saved_field(state, k).to(self.device)
         self.rew_sum = state["rew_sum"].to(self.device)
         self.rew_sumsq = state["rew_sumsq"].to(self.device)

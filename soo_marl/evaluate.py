@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from soo_marl import metrics, rundir, soo
+from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS, SCRIPTED_BLUES, rollout, start_uniforms
@@ -29,6 +30,10 @@ DEFAULT_EPISODES = 500
 SATURATION_THRESHOLD = 5.0
 #: An actor is "saturated" when more than this fraction of its outputs are.
 SATURATED_ACTOR_FRACTION = 0.9
+#: With fewer trained seeds than this, a percentile-bootstrap CI is too narrow to trust.
+FEW_SEEDS = 5
+#: Rows per seed whose SOO activations are computed at once (bounds evaluation memory).
+SOO_CHUNK = 16_384
 #: Seed of the fictitious-red draws of the SOO value.
 SOO_DRAW_SEED = 20241216
 GUARDS = {"guard": metrics.MIN_DISPLACEMENT, "noguard": 0.0}
@@ -42,8 +47,7 @@ SOO_VARIANTS = (
     ("soo_value_pre_trap", "soo_value", "pre-trap"),
     ("soo_value_post_trap", "soo_value", "post-trap"),
     ("soo_value_flag_kept", "soo_value_flag_kept", "all"),
-    ("soo_value_flag_kept_pre_trap", "soo_value_flag_kept", "pre-trap"),
-)
+)  # (flag kept on pre-trap steps is the pre-trap value: the flag is 0 there in both)
 
 
 @dataclass
@@ -60,12 +64,13 @@ class Evaluated:
     probes: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def soo_draw_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
-    """One generator of fictitious red offsets per trained seed, from that seed alone."""
+def soo_draw_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator of fictitious red offsets per trained seed, from that seed alone
+    (the same draws on any device)."""
     gens = []
     for seed in seeds:
         state = np.random.SeedSequence([SOO_DRAW_SEED, int(seed)]).generate_state(1)[0]
-        gens.append(torch.Generator(device=device).manual_seed(int(state)))
+        gens.append(torch.Generator().manual_seed(int(state)))
     return gens
 
 
@@ -82,11 +87,14 @@ def blue_soo_values(
     s, n, t1, d = obs_blue.shape
     obs = torch.from_numpy(obs_blue.reshape(s, n * t1, d)).to(model.device)
     mask = soo.self_mask(obs)
-    gens = soo_draw_generators(model.seeds, model.device)
+    gens = soo_draw_generators(model.seeds)
     other = soo.other_observation(obs, gens, radius, keep_trap_flag)
-    h_self = soo.blue_activations(model, obs)
-    h_other = soo.blue_activations(model, other)
-    value = soo.soo_value(h_self, h_other)
+    value = torch.empty(s, n * t1, device=model.device)
+    for i in range(0, n * t1, SOO_CHUNK):  # in chunks: activations of 100k+ rows are GBs
+        rows = slice(i, i + SOO_CHUNK)
+        h_self = soo.blue_activations(model, obs[:, rows])
+        h_other = soo.blue_activations(model, other[:, rows])
+        value[:, rows] = soo.soo_value(h_self, h_other)
     value = torch.where(mask, value, torch.full_like(value, float("nan")))
     return value.view(s, n, t1).cpu().numpy()
 
@@ -109,7 +117,10 @@ def replay_saturation(model: MADDPG, run_dir: Path, batch: int = 1024) -> dict |
     path = Path(run_dir) / rundir.CHECKPOINT
     if not path.exists():
         return None
-    obs = rundir.load_checkpoint(path, mmap=True)["buffer"]["data"]["obs"]
+    saved = rundir.load_checkpoint(path, mmap=True).get("buffer")
+    if saved is None:  # pruned
+        return None
+    obs = StackedReplayBuffer.saved_field(saved, "obs")
     if obs.shape[1] == 0:
         return None
     rng = np.random.default_rng(0)
@@ -200,12 +211,15 @@ def evaluate_runs(
     eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
     device: str = "cpu",
     progress: bool = True,
+    cross_with: Sequence[str | Path] | None = None,
 ) -> dict[str, dict]:
     """Evaluate every run, write its ``eval/`` files, return metrics by run label.
 
     Every run plays the same start states with its own agents, then its red plays with the
-    scripted blues, with its own blue blinded (red slots forced to 0), and with the blues of
-    the other runs of the same physics (cross-play, matched by seed index).
+    scripted blues, with its own blue blinded (red slots forced to 0), and each run's blue
+    plays with the reds of the other runs of the same physics (cross-play, matched by seed
+    index) — of all of them, or only of the runs in ``cross_with`` (which must be among
+    ``run_dirs``).
     """
     from tqdm.auto import tqdm
 
@@ -229,6 +243,12 @@ def evaluate_runs(
     labels = rundir.unique_labels([e.label for e in evaluated], run_dirs)
     for e, label in zip(evaluated, labels, strict=True):
         e.label = label
+    partners = evaluated
+    if cross_with is not None:
+        wanted = {Path(p).resolve() for p in cross_with}
+        partners = [e for e in evaluated if e.loaded.run_dir.resolve() in wanted]
+        if len(partners) != len(wanted):
+            raise ValueError("--cross-with names a run that is not among the evaluated runs")
     # the paper-style truncation: every condition cut to the same number of visible records
     trunc_n = {
         g: metrics.common_truncation(*(e.records[g] for e in evaluated), keep_axis=0)
@@ -236,7 +256,7 @@ def evaluate_runs(
     }
     results = {}
     for e in tqdm(evaluated, desc="probes", disable=not progress):
-        results[e.label] = _evaluate_one(e, evaluated, trunc_n, eval_seeds, episodes)
+        results[e.label] = _evaluate_one(e, partners, trunc_n, eval_seeds, episodes)
     return results
 
 
@@ -246,7 +266,7 @@ def _summaries(values: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
 
 def _evaluate_one(
     e: Evaluated,
-    everyone: list[Evaluated],
+    partners: list[Evaluated],
     trunc_n: dict[str, int],
     eval_seeds: Sequence[int],
     episodes: int,
@@ -265,7 +285,7 @@ def _evaluate_one(
     blind = behaviour_metrics(cfg, play(e.loaded, e.uniforms, blind_blue=True))
     blind["luring_delta_trap"] = blind["trap_rate"] - to_goal
     cross = {}
-    for other in everyone:
+    for other in partners:
         if other is e or other.loaded.model.n_seeds != model.n_seeds:
             continue
         if other.loaded.config.env != cfg.with_(baseline=other.loaded.config.env.baseline):
@@ -367,6 +387,9 @@ def format_summary(results: dict[str, dict]) -> str:
     for label, r in results.items():
         m = r["metrics"]
         rows.append(f"{label}  ({len(r['seeds'])} seeds)")
+        if len(r["seeds"]) < FEW_SEEDS:
+            rows.append(f"  (fewer than {FEW_SEEDS} trained seeds: the bootstrap CIs understate "
+                        "the uncertainty)")  # fmt: skip
         for k in ("trap_rate", "blue_goal_rate", "red_goal_rate", "return_blue", "return_red"):
             rows.append(f"  {k:<22}{f(m[k])}")
         rows.append(f"  {'luring Δtrap':<22}{f(r['luring_delta_trap'])}")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from soo_marl import rundir, soo
-from soo_marl.config import TrainConfig, file_sha256, resolve_device
+from soo_marl.config import TrainConfig, file_sha256
 from soo_marl.objectives import (
     AnchorTerm,
     AuthorsSooStep,
@@ -50,10 +50,11 @@ class FinetuneConfig:
         default=1.0,
         metadata={"help": "λ_anchor, weight of the anchor loss against the frozen parent's blue"},
     )
-    soo_layers: str = field(
-        default="h1h2",
+    soo_layers: str | None = field(
+        default=None,
         metadata={
-            "help": "activations the SOO loss compares: h1h2 (both hidden layers), h2, action",
+            "help": "activations the SOO loss compares: h1h2 (both hidden layers), h2, action "
+            "(default: h1h2; action with --style authors)",
             "choices": soo.SOO_LAYERS,
         },
     )
@@ -76,10 +77,11 @@ class FinetuneConfig:
         default=False,
         metadata={"help": "the other observation keeps the trap flag (slots 8–9) of the self one"},
     )
-    soo_distance: str = field(
-        default="mse",
+    soo_distance: str | None = field(
+        default=None,
         metadata={
-            "help": "per-row SOO loss: mse, or log = the paper's log(MSE + 1e-25)",
+            "help": "per-row SOO loss: mse, or log = the paper's log(MSE + 1e-25) (default: "
+            "mse; log with --style authors)",
             "choices": soo.SOO_DISTANCES,
         },
     )
@@ -113,7 +115,8 @@ class FinetuneConfig:
         default=None,
         metadata={
             "help": "start from the parent's replay buffer when its checkpoint holds one "
-            "(default: yes; --fresh-buffer: start empty, the default with --style authors)",
+            "(default: yes; --fresh-buffer: start empty, the default with --style authors "
+            "and with --reward honest, whose rewards differ from those stored)",
             "flag": "--reuse-buffer/--fresh-buffer",
             "type": bool,
         },
@@ -124,6 +127,11 @@ class FinetuneConfig:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
         if self.soo_weight < 0 or self.anchor_weight < 0:
             raise ValueError("SOO and anchor weights must be non-negative")
+        authors = self.style == "authors"
+        if self.soo_layers is None:
+            self.soo_layers = "action" if authors else "h1h2"
+        if self.soo_distance is None:
+            self.soo_distance = "log" if authors else "mse"
         for name, allowed in (
             ("soo_layers", soo.SOO_LAYERS),
             ("soo_rows", soo.SOO_ROWS),
@@ -137,19 +145,28 @@ class FinetuneConfig:
                 )
         if self.soo_radius is not None and not self.soo_radius > 0:
             raise ValueError("soo_radius must be positive")
-        authors = self.style == "authors"
         if self.noise is None:
             self.noise = "restart" if authors else "continue"
         if self.noise not in NOISE_MODES:
             raise ValueError(f"unknown noise mode {self.noise!r}; allowed: {NOISE_MODES}")
+        changes_reward = self.reward != "deceptive"
         if self.reuse_buffer is None:
-            self.reuse_buffer = not authors
+            self.reuse_buffer = not (authors or changes_reward)
+        if self.reuse_buffer and changes_reward:
+            raise ValueError(
+                "--reward honest cannot reuse the parent's buffer: its stored rewards are the "
+                "deceptive ones (use --fresh-buffer)"
+            )
         if authors and (
-            self.soo_layers != "h1h2" or self.soo_rows != "all" or self.soo_distance != "mse"
+            self.soo_layers != "action"
+            or self.soo_rows != "all"
+            or self.soo_distance != "log"
+            or self.keep_trap_flag
         ):
             raise ValueError(
                 "--style authors fixes the SOO form (action-level, every out-of-sight live "
-                "observation, log distance): drop --soo-layers/--soo-rows/--soo-distance"
+                "observation, trap flag zeroed, log distance): drop --soo-layers, --soo-rows, "
+                "--soo-distance and --keep-trap-flag"
             )
 
     @property
@@ -190,7 +207,7 @@ def load_parent(parent: str | Path) -> Parent:
     if not rundir.config_path(parent).exists() and not rundir.has_model(parent):
         raise rundir.RunDirError(f"--from {parent}: no trained run there")
     path = rundir.find_run_file(parent, (rundir.CHECKPOINT, rundir.FINAL_MODEL))
-    state = rundir.load_checkpoint(path)
+    state = rundir.load_checkpoint(path, mmap=True)  # the buffer is read only if reused
     if rundir.config_path(parent).exists():
         config, meta = rundir.read_config(parent)
     else:
@@ -249,14 +266,16 @@ def load_parent_state(parent: Parent, state: TrainState, reuse_buffer: bool) -> 
         model.load_state_dict(st["model"], strict=False)
         model.copy_targets()
     model.update_rounds = 0
+    st.pop("buffer", None)  # copied (or not wanted): do not hold a second copy in memory
 
 
-def soo_generators(seeds: list[int], device: torch.device, tag: int = 7) -> list[torch.Generator]:
-    """One generator of fictitious red offsets per seed, determined by that seed alone."""
+def soo_generators(seeds: list[int], tag: int = 7) -> list[torch.Generator]:
+    """One CPU generator of fictitious red offsets per seed, determined by that seed alone
+    (so the draws are the same whichever seeds run alongside and on any device)."""
     out = []
     for seed in seeds:
         state = np.random.SeedSequence([int(seed), tag]).generate_state(1)[0]
-        out.append(torch.Generator(device=device).manual_seed(int(state)))
+        out.append(torch.Generator().manual_seed(int(state)))
     return out
 
 
@@ -272,6 +291,11 @@ def finetune_plan(
     defaults to the parent's sight radius."""
     par = load_parent(parent)
     check_overrides(par.config, overrides or {})
+    if ft.reuse_buffer and par.state.get("buffer_pruned"):
+        raise rundir.RunDirError(
+            f"--from {par.run_dir}: its replay buffer was pruned (soo-marl prune); fine-tune "
+            "with --fresh-buffer"
+        )
     config = copy.deepcopy(par.config)
     config.run.episodes = ft.episodes
     config.run.device = device
@@ -279,7 +303,7 @@ def finetune_plan(
     if ft.soo_radius is None:
         ft = replace(ft, soo_radius=config.env.sight_radius)
     frozen = FrozenParent()
-    gens = soo_generators(list(config.run.seeds), resolve_device(device))
+    gens = soo_generators(list(config.run.seeds))
     parts: list[Objective] = [frozen]
     if ft.style == "authors":
         parts.append(AuthorsSooStep(ft.soo_weight, ft.anchor_weight, ft.soo_radius, frozen, gens))

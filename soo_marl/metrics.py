@@ -330,15 +330,18 @@ def summarize(
 ) -> dict[str, Any]:
     """Mean ± SD over per-seed values with a percentile-bootstrap CI of the mean.
 
-    NaN values are dropped (``n`` counts the rest, ``n_dropped`` the NaNs). SD uses
-    ddof=1 (0 for one value); the bootstrap resamples with a ``default_rng(seed)``, so
-    the result is deterministic. With no values left, mean/sd/CI are NaN.
+    NaN values are left out of the statistics (``n`` counts the rest, ``n_dropped`` the
+    NaNs) but keep their place in ``values`` (as None), so per-seed values stay aligned
+    with the seeds. SD uses ddof=1 (0 for one value); the bootstrap resamples with a
+    ``default_rng(seed)``, so the result is deterministic. With no values left,
+    mean/sd/CI are NaN.
     """
     arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, float)
     arr = arr.ravel()
     kept = arr[~np.isnan(arr)]
     n = int(kept.size)
-    out: dict[str, Any] = {"n": n, "n_dropped": int(arr.size - n), "values": kept.tolist()}
+    values = [None if np.isnan(v) else float(v) for v in arr]
+    out: dict[str, Any] = {"n": n, "n_dropped": int(arr.size - n), "values": values}
     if n == 0:
         return {**out, "mean": np.nan, "sd": np.nan, "ci_low": np.nan, "ci_high": np.nan}
     mean = float(kept.mean())

@@ -113,15 +113,40 @@ class FrozenParent(Objective):
         return self.model
 
 
-class SooTerm(Objective):
+class _DrawsFictitiousReds(Objective):
+    """A part with one generator of fictitious red offsets per seed (saved under
+    ``state_key``) and per-seed logs of its last round."""
+
+    state_key = "gen"
+    generators: list[torch.Generator]
+    _logs: dict[str, torch.Tensor]
+
+    def logs(self) -> dict[str, torch.Tensor]:
+        """The scalars of the last round, per seed."""
+        return self._logs
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generators of the fictitious red offsets."""
+        return {self.state_key: [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
+        """Restore the generators."""
+        for g, saved in zip(self.generators, state[self.state_key], strict=True):
+            g.set_state(saved)
+
+
+class SooTerm(_DrawsFictitiousReds):
     """``weight`` × SOO loss on blue's actor over the self-observation rows of each
     sampled batch (docs/spec.md §3); also logs blue's SOO value on those rows.
 
     ``rows`` ("all" out-of-sight rows, or "pre-trap" ones only), ``keep_trap_flag`` (the
     other observation keeps slots 8–9), ``distance`` ("mse" or "log") and ``layers``
     ("h1h2", "h2", "action") choose the variant. Each seed draws its fictitious red
-    offsets from its own generator, saved in the checkpoint as ``soo_gen``.
+    offsets from its own generator, saved in the checkpoint as ``soo_gen``. Logged: SOO
+    loss, SOO value and the fraction of rows used as self observations.
     """
+
+    state_key = "soo_gen"
 
     def __init__(
         self,
@@ -146,30 +171,17 @@ class SooTerm(Objective):
         h_self = soo.blue_activations(model, obs_blue, self.layers)
         h_other = soo.blue_activations(model, other, self.layers)
         loss = soo.soo_loss(h_self, h_other, mask, self.distance)
-        with torch.no_grad():
+        with torch.no_grad():  # mean SOO value over the rows used (NaN for a seed with none)
             value = soo.soo_value(h_self, h_other)
-            value = torch.where(mask, value, torch.zeros_like(value)).sum(1) / mask.sum(
-                1
-            ).clamp_min(1)
+            rows = mask.sum(1)
+            value = torch.where(mask, value, torch.zeros_like(value)).sum(1) / rows.clamp_min(1)
+            value = torch.where(rows > 0, value, torch.full_like(value, float("nan")))
         self._logs = {
             "soo/loss": loss.detach(),
             "soo/value": value,
             "soo/out_of_sight_fraction": mask.float().mean(1),
         }
         return blue_only(model, self.weight * loss)
-
-    def logs(self) -> dict[str, torch.Tensor]:
-        """SOO loss, SOO value and the fraction of self-observation rows, per seed."""
-        return self._logs
-
-    def state_dict(self) -> dict[str, Any]:
-        """The generators of the fictitious red offsets."""
-        return {"soo_gen": [g.get_state() for g in self.generators]}
-
-    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
-        """Restore the generators."""
-        for g, saved in zip(self.generators, state["soo_gen"], strict=True):
-            g.set_state(saved)
 
 
 class AnchorTerm(Objective):
@@ -217,7 +229,7 @@ class FreezeRed(Objective):
                 p.view(s, n, *p.shape[1:])[:, :-1] = q.view(s, n, *q.shape[1:])[:, :-1]
 
 
-class AuthorsSooStep(Objective):
+class AuthorsSooStep(_DrawsFictitiousReds):
     """The published code's form of SOO fine-tuning (docs/spec.md §3), before every round.
 
     On the single live observation of the step at which the round fires (environment
@@ -226,7 +238,10 @@ class AuthorsSooStep(Objective):
     noisy action recomputed with gradients, and DPMSE = log(MSE(μ_pre(o), a) + ε) against
     the frozen parent; one separate clipped Adam step of ``soo_weight``·SOO +
     ``anchor_weight``·DPMSE on blue's actor only, for the seeds whose red is out of sight.
+    Logged: whether it fired per seed, its action-SOO and DPMSE values (NaN where not).
     """
+
+    state_key = "authors_gen"
 
     def __init__(
         self,
@@ -268,17 +283,3 @@ class AuthorsSooStep(Objective):
         nan = torch.full_like(soo_value, float("nan"))
         self._logs["soo/authors_value"] = torch.where(fire, soo_value, nan).detach()
         self._logs["soo/authors_dpmse"] = torch.where(fire, dpmse, nan).detach()
-
-    def logs(self) -> dict[str, torch.Tensor]:
-        """Whether the step fired per seed, and its action-SOO and DPMSE values (NaN where
-        it did not fire)."""
-        return self._logs
-
-    def state_dict(self) -> dict[str, Any]:
-        """The generators of the fictitious red offsets."""
-        return {"authors_gen": [g.get_state() for g in self.generators]}
-
-    def load_state_dict(self, state: dict[str, Any], model: MADDPG) -> None:
-        """Restore the generators."""
-        for g, saved in zip(self.generators, state["authors_gen"], strict=True):
-            g.set_state(saved)

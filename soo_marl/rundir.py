@@ -72,6 +72,14 @@ def label(meta: dict[str, Any], sight_radius: float | None) -> str:
     return name if sight_radius is None else f"{name} r{sight_radius:g}"
 
 
+def finetune_dir(parent: str | Path, condition_name: str) -> Path:
+    """Default run directory of a fine-tuning: next to its parent, named after the
+    condition (``<parent>_soo``, ``<parent>_nosoo``, ``<parent>_authors-soo``, …)."""
+    parent = Path(parent)
+    suffix = condition_name.replace(NO_SOO, "nosoo").replace("+", "_")
+    return parent.with_name(f"{parent.name}_{suffix}")
+
+
 def unique_labels(labels: Sequence[str], run_dirs: Sequence[str | Path]) -> list[str]:
     """``labels``, with the run directory's name appended where two are the same."""
     if len(set(labels)) == len(labels):
@@ -213,6 +221,30 @@ def export_model(
     weights = {k: v for k, v in model.state_dict().items() if not k.startswith("target")}
     atomic_torch_save({**head, "kind": kind, "episode": episode, "model": weights}, path)
     return path
+
+
+def prune_buffer(run_dir: str | Path, force: bool = False) -> int:
+    """Drop the replay buffer from a finished run's checkpoint; returns the bytes saved.
+
+    The networks, optimiser states, RNG streams and counters stay, so the run still loads
+    everywhere; what is lost is an exact ``--resume`` and a fine-tuning that reuses this
+    run's buffer (both then refuse with a clear message). A run without its final model
+    is refused unless ``force``; a checkpoint already pruned saves 0.
+    """
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        return 0
+    if not has_model(run_dir) and not force:
+        raise RunDirError(f"{run_dir} has not finished (no {FINAL_MODEL}); pruning would "
+                          "make it impossible to resume")  # fmt: skip
+    state = load_checkpoint(path)
+    if "buffer" not in state:
+        return 0
+    before = path.stat().st_size
+    del state["buffer"]
+    state["buffer_pruned"] = True
+    atomic_torch_save(state, path)
+    return before - path.stat().st_size
 
 
 def has_model(run_dir: str | Path) -> bool:

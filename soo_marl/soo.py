@@ -44,14 +44,18 @@ def self_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
 
 
 def _uniforms(shape: tuple[int, ...], generator: Generators, like: torch.Tensor) -> torch.Tensor:
-    """U[0, 1) draws of ``shape``: from one generator, or, for a list of generators, one
-    per slice of the leading axis (so each seed of a stack has its own stream)."""
-    kw = {"device": like.device, "dtype": like.dtype}
+    """U[0, 1) draws of ``shape`` on ``like``'s device: from one generator, or, for a list
+    of generators, one per slice of the leading axis (so each seed of a stack has its own
+    stream). A list of CPU generators draws on the CPU, so the draws do not depend on the
+    device the networks run on."""
+    kw = {"dtype": like.dtype}
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.rand(shape, generator=generator, **kw)
+        device = like.device if generator is None else generator.device
+        return torch.rand(shape, generator=generator, device=device, **kw).to(like.device)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for a leading axis of {shape[0]}")
-    return torch.stack([torch.rand(shape[1:], generator=g, **kw) for g in generator])
+    draws = [torch.rand(shape[1:], generator=g, device=g.device, **kw) for g in generator]
+    return torch.stack(draws).to(like.device)
 
 
 def other_observation(
@@ -64,9 +68,9 @@ def other_observation(
     slots 6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots
     8–9 set to 0 (kept as they are with ``keep_trap_flag``); nothing else changes.
 
-    ρ and φ come from ``torch.rand`` on the tensor's device with ``generator`` (which must
-    live on that device), or from one generator per slice of the leading axis when a list
-    is given, so the result is deterministic given the generator(s).
+    ρ and φ come from ``torch.rand`` with ``generator`` (on the generator's device), or
+    from one generator per slice of the leading axis when a list is given, so the result
+    is deterministic given the generator(s).
     """
     u = _uniforms((*obs_self.shape[:-1], 2), generator, obs_self)
     rho = u[..., 0] * radius

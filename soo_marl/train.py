@@ -175,6 +175,11 @@ def run_training(
     checkpoint = run_dir / rundir.CHECKPOINT
     if resume and checkpoint.exists():
         saved = rundir.load_checkpoint(checkpoint)
+        if saved.get("buffer_pruned"):
+            raise rundir.RunDirError(
+                f"{run_dir}: its replay buffer was pruned (soo-marl prune), so it cannot be "
+                "resumed exactly; train a new run instead"
+            )
         state.load_state_dict(saved)
         for part in plan.objectives:
             part.load_state_dict(saved, state.model)
@@ -203,7 +208,7 @@ def run_training(
                 save_checkpoint()
         if stop.requested:
             save_checkpoint()
-        else:
+        if state.episode >= rc.episodes:
             rundir.export_model(run_dir, state.model, head, plan.meta["kind"], state.episode)
     return TrainResult(run_dir, state.episode, stop.requested, last, time.perf_counter() - t0)
 

@@ -106,9 +106,11 @@ def test_evaluate_exports_soo_by_trap_state_and_the_soo_radius(parent):
     # before the trap the flag is 0 in both observations: same fictitious reds, same value
     assert np.array_equal(flag_kept[untrapped], zeroed[untrapped])
     pre = metrics.mean_soo_value(metrics.soo_rows(zeroed, tr["trapped"], "pre-trap"))
-    assert np.allclose(m["metrics"]["soo_value_pre_trap"]["values"], pre, equal_nan=True)
+    saved = np.asarray(m["metrics"]["soo_value_pre_trap"]["values"], dtype=float)
+    assert np.allclose(saved, pre, equal_nan=True)
     frac = metrics.post_trap_fraction(zeroed, tr["trapped"])
-    assert np.allclose(m["metrics"]["post_trap_fraction"]["values"], frac, equal_nan=True)
+    saved = np.asarray(m["metrics"]["post_trap_fraction"]["values"], dtype=float)
+    assert np.allclose(saved, frac, equal_nan=True)
 
 
 # --------------------------------------------------------------------------- SOO variants
@@ -214,3 +216,45 @@ def test_authors_style_through_the_loop(parent, tmp_path):
     fired = np.array([row["soo/authors_fired"] for row in hist if "soo/authors_fired" in row])
     assert fired.size and ((fired >= 0) & (fired <= 1)).all()  # per seed, ≤ once per round
     assert rundir.read_config(tmp_path / "authors")[1]["condition"] == "authors-soo"
+
+
+def test_finetune_settings_that_cannot_work_are_refused():
+    with pytest.raises(ValueError, match="--fresh-buffer"):
+        FinetuneConfig(reward="honest", reuse_buffer=True)
+    assert FinetuneConfig(reward="honest").reuse_buffer is False
+    with pytest.raises(ValueError, match="--keep-trap-flag"):
+        FinetuneConfig(style="authors", keep_trap_flag=True)
+    authors = FinetuneConfig(style="authors")
+    assert (authors.soo_layers, authors.soo_distance, authors.noise) == ("action", "log", "restart")
+    ours = FinetuneConfig()
+    assert (ours.soo_layers, ours.soo_distance, ours.noise, ours.reuse_buffer) == (
+        "h1h2",
+        "mse",
+        "continue",
+        True,
+    )
+    assert rundir.finetune_dir("runs/dec", FinetuneConfig(soo_weight=0).condition).name == (
+        "dec_nosoo"
+    )
+    assert rundir.finetune_dir("runs/dec", authors.condition).name == "dec_authors-soo"
+
+
+def test_summaries_keep_seeds_aligned_when_a_value_is_nan():
+    s = metrics.summarize([0.1, np.nan, 0.3])
+    assert s["values"] == [0.1, None, 0.3] and s["n"] == 2 and s["n_dropped"] == 1
+    assert s["mean"] == pytest.approx(0.2)
+
+
+def test_cross_play_only_with_the_named_runs(parent, tmp_path):
+    other = tmp_path / "copy"
+    other.mkdir()
+    for f in ("final_model.pt", "config.yaml"):
+        (other / f).write_bytes((parent / f).read_bytes())
+    res = evaluate_runs(
+        [parent, other], episodes=4, eval_seeds=[155], progress=False, cross_with=[parent]
+    )
+    by_run = {Path(r["run"]).name: r for r in res.values()}
+    assert list(by_run["copy"]["cross_play"]) == [by_run["deceptive"]["label"]]
+    assert by_run["deceptive"]["cross_play"] == {}  # its own red is not a partner
+    with pytest.raises(ValueError, match="--cross-with"):
+        evaluate_runs([parent], episodes=4, eval_seeds=[155], progress=False, cross_with=[other])

@@ -23,8 +23,9 @@ from soo_marl import metrics, rundir
 #: Default numbers of episodes N (clipped to the episodes available per unit).
 DEFAULT_N_EPISODES: tuple[int, ...] = (1, *range(100, 1501, 100))
 RESULT_NAME = "classifier"
-#: The classifier variants of :func:`classify_variants`: (rows, keep_trap_flag).
-VARIANTS = (("all", False), ("pre-trap", False), ("all", True), ("pre-trap", True))
+#: The classifier variants of :func:`classify_variants`: (rows, keep_trap_flag). On pre-trap
+#: rows the flag is 0 in both observations, so keeping it changes nothing there.
+VARIANTS = (("all", False), ("pre-trap", False), ("all", True))
 _BOOKKEEPING = ("seeds", "eval_seeds", "episodes_per_eval_seed")
 
 
@@ -82,30 +83,12 @@ def units(
     return means.reshape(s * n_eval_seeds, per_seed)
 
 
-def classify(
-    deceptive_dir: str | Path,
-    honest_dir: str | Path,
-    n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
-    pool_eval_seeds: bool = False,
-    rows: str = "all",
-    keep_trap_flag: bool = False,
-) -> dict[str, Any]:
-    """SOO classifier accuracy vs number of evaluation episodes for two evaluated runs.
+Runs = str | Path | Sequence[str | Path]
 
-    ``rows`` ("all" out-of-sight steps, or "pre-trap" ones) and ``keep_trap_flag`` (the
-    SOO value whose other observation keeps the trap flag) choose the variant; the
-    paper's is all rows with the flag zeroed.
 
-    Returns a JSON-ready dict: ``n_episodes`` and ``accuracy`` (same length), ``units``
-    (trained seeds × evaluation seeds), ``episodes_per_unit``, ``mean_soo`` (mean SOO value
-    of each model over all out-of-sight steps), ``correct`` (per N, per unit), the seeds,
-    and the runs' paths and labels. Raises ValueError when the runs were not evaluated on
-    the same seeds and episodes. With ``pool_eval_seeds`` a unit is a trained seed and
-    its episodes from all evaluation seeds (up to K·n episodes per unit).
-    """
-    dec_dir, hon_dir = Path(deceptive_dir), Path(honest_dir)
-    dec = load_soo(dec_dir, rows, keep_trap_flag)
-    hon = load_soo(hon_dir, rows, keep_trap_flag)
+def _pair(dec_dir: Path, hon_dir: Path, rows: str, keep: bool) -> tuple[dict, dict]:
+    dec = load_soo(dec_dir, rows, keep)
+    hon = load_soo(hon_dir, rows, keep)
     for key in ("seeds", "eval_seeds", "episodes_per_eval_seed"):
         if not np.array_equal(dec[key], hon[key]):
             raise ValueError(
@@ -116,18 +99,69 @@ def classify(
         raise ValueError(
             f"soo_value shapes differ: {dec['soo_value'].shape} vs {hon['soo_value'].shape}"
         )
-    k, n = len(dec["eval_seeds"]), int(dec["episodes_per_eval_seed"])
-    u_dec = units(dec["soo_value"], k, n, pool_eval_seeds)
-    u_hon = units(hon["soo_value"], k, n, pool_eval_seeds)
+    return dec, hon
+
+
+def _dirs(runs: Runs) -> list[Path]:
+    return [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+
+
+def classify(
+    deceptive_dir: Runs,
+    honest_dir: Runs,
+    n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
+    pool_eval_seeds: bool = False,
+    rows: str = "all",
+    keep_trap_flag: bool = False,
+) -> dict[str, Any]:
+    """SOO classifier accuracy vs number of evaluation episodes for evaluated runs.
+
+    ``deceptive_dir`` and ``honest_dir`` are one run each, or equally long lists of runs
+    paired in order (e.g. groups of seeds trained separately); the units of every pair
+    are pooled. ``rows`` ("all" out-of-sight steps, or "pre-trap" ones) and
+    ``keep_trap_flag`` (the SOO value whose other observation keeps the trap flag) choose
+    the variant; the paper's is all rows with the flag zeroed.
+
+    Returns a JSON-ready dict: ``n_episodes`` and ``accuracy`` (same length), ``units``
+    (trained seeds × evaluation seeds), ``episodes_per_unit``, ``mean_soo`` (mean SOO value
+    of each model over all out-of-sight steps), ``correct`` (per N, per unit), the seeds,
+    and the runs' paths and labels. Raises ValueError when paired runs were not evaluated
+    on the same seeds and episodes. With ``pool_eval_seeds`` a unit is a trained seed and
+    its episodes from all evaluation seeds (up to K·n episodes per unit).
+    """
+    dec_dirs, hon_dirs = _dirs(deceptive_dir), _dirs(honest_dir)
+    if len(dec_dirs) != len(hon_dirs) or not dec_dirs:
+        raise ValueError("give as many deceptive runs as honest runs (at least one)")
+    pairs = [_pair(d, h, rows, keep_trap_flag) for d, h in zip(dec_dirs, hon_dirs, strict=True)]
+    eval_seeds = [int(x) for x in pairs[0][0]["eval_seeds"]]
+    per_seed = int(pairs[0][0]["episodes_per_eval_seed"])
+    for dec, _ in pairs[1:]:
+        if [int(x) for x in dec["eval_seeds"]] != eval_seeds or int(
+            dec["episodes_per_eval_seed"]
+        ) != per_seed:
+            raise ValueError("every pair must be evaluated on the same evaluation seeds")
+    k = len(eval_seeds)
+    u_dec = np.concatenate([units(d["soo_value"], k, per_seed, pool_eval_seeds) for d, _ in pairs])
+    u_hon = np.concatenate([units(h["soo_value"], k, per_seed, pool_eval_seeds) for _, h in pairs])
     per_unit = u_dec.shape[1]
     ns = clip_episodes(n_episodes, per_unit)
     res = metrics.classifier_accuracy(u_hon, u_dec, ns)
-    seeds = [int(x) for x in dec["seeds"]]
-    eval_seeds = [int(x) for x in dec["eval_seeds"]]
+    seeds = [int(x) for d, _ in pairs for x in d["seeds"]]
     undecided = [
         float(np.mean(np.isnan(u_hon[:, :x]).all(axis=1) | np.isnan(u_dec[:, :x]).all(axis=1)))
         for x in ns
     ]
+
+    def pooled_mean(side: int) -> float:
+        values = np.concatenate([p[side]["soo_value"].ravel() for p in pairs])
+        return metrics.mean_soo_value(values, keep_axis=None)
+
+    def who(dirs: list[Path]) -> dict[str, Any]:
+        out: dict[str, Any] = {"run": str(dirs[0]), "label": _label(dirs[0])}
+        if len(dirs) > 1:
+            out["runs"] = [str(d) for d in dirs]
+        return out
+
     return {
         "variant": variant_name(rows, keep_trap_flag),
         "rows": rows,
@@ -138,24 +172,21 @@ def classify(
         "units": int(u_dec.shape[0]),
         "episodes_per_unit": per_unit,
         "pooled_eval_seeds": pool_eval_seeds,
-        "mean_soo": {
-            "deceptive": metrics.mean_soo_value(dec["soo_value"], keep_axis=None),
-            "honest": metrics.mean_soo_value(hon["soo_value"], keep_axis=None),
-        },
+        "mean_soo": {"deceptive": pooled_mean(0), "honest": pooled_mean(1)},
         "correct": {str(x): res.correct[x].astype(int).tolist() for x in ns},
         "unit_seeds": (
             [[s] for s in seeds] if pool_eval_seeds else [[s, e] for s in seeds for e in eval_seeds]
         ),
         "seeds": seeds,
         "eval_seeds": eval_seeds,
-        "deceptive": {"run": str(dec_dir), "label": _label(dec_dir)},
-        "honest": {"run": str(hon_dir), "label": _label(hon_dir)},
+        "deceptive": who(dec_dirs),
+        "honest": who(hon_dirs),
     }
 
 
 def classify_variants(
-    deceptive_dir: str | Path,
-    honest_dir: str | Path,
+    deceptive_dir: Runs,
+    honest_dir: Runs,
     n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
     pool_eval_seeds: bool = False,
 ) -> list[dict[str, Any]]:

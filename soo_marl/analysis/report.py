@@ -3,6 +3,8 @@ and how the numbers were made."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,17 @@ def write_report(
     provenance: Mapping[str, str],
     revision: str,
     timings: Mapping[str, float],
+    figures: Path | None = None,
+    path: Path | None = None,
 ) -> Path:
-    """Write ``out/report.md`` for the conditions ``runs`` (deceptive, honest, soo,
-    no-soo → evaluated run directories) with the figures under ``out/figures``."""
+    """Write ``report.md`` for the conditions ``runs`` (deceptive, honest, soo, no-soo →
+    evaluated run directories), linking the PNG figures of ``figures`` (default
+    ``out/figures``); ``path`` defaults to ``out/report.md``."""
+    path = Path(path) if path is not None else Path(out) / "report.md"
+    figures = Path(figures) if figures is not None else Path(out) / "figures"
     ms = {name: rundir.require_metrics(run) for name, run in runs.items()}
-    figs = sorted((Path(out) / "figures").glob("*.png"))
+    figs = sorted(figures.glob("*.png"))
+    rel = os.path.relpath(figures, path.parent)
     beh = behaviour(runs)
     lines = [
         f"# {title}",
@@ -73,14 +81,16 @@ def write_report(
         "",
         "## The paper's claims, as measured here",
         "",
-        "Differences with a 95% bootstrap CI over trained seeds; *shown* means the CI "
-        "excludes 0 on the claimed side.",
+        "Differences with a 95% bootstrap CI over trained seeds; the verdict words are "
+        "defined under *Terms* at the end.",
         "",
         tables.claims_table(ms, beh["no guard (paper)"], classifier),
         "",
         "## Results (mean [95% bootstrap CI] over trained seeds)",
         "",
         tables.results_table(list(ms.values())),
+        "",
+        tables.few_seeds_note(list(ms.values())),
         "",
         "## Behavioural differences (docs/spec.md §4; mean over the grid of squared differences)",
         "",
@@ -106,13 +116,21 @@ def write_report(
         "",
         "## SOO classifier (trained seeds, evaluation seeds pooled)",
         "",
-        "| episodes | " + " | ".join(str(n) for n in classifier["n_episodes"]) + " |",
+        "| episodes N | " + " | ".join(str(n) for n in classifier["n_episodes"]) + " |",
         "|---|" + "---|" * len(classifier["n_episodes"]),
         "| accuracy | " + " | ".join(f"{a:.3f}" for a in classifier["accuracy"]) + " |",
+        *(
+            ["| undecided | " + " | ".join(f"{u:.3f}" for u in classifier["undecided"]) + " |"]
+            if "undecided" in classifier
+            else []
+        ),
+        "",
+        "Undecided units (no out-of-sight step on a side in their first N episodes) count as "
+        "wrong, which is why accuracy can be below 0.5 at N = 1.",
         "",
         "## Figures",
         "",
-        *[f"![{f.stem}](figures/{f.name})" for f in figs],
+        *[f"![{f.stem}]({rel}/{f.name})" for f in figs],
         "",
         "## How this was made",
         "",
@@ -132,7 +150,49 @@ def write_report(
         "|---|---|",
         *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
         f"| **total** | **{sum(timings.values()):.0f}** |",
+        "",
+        "## Terms",
+        "",
+        "Definitions in full, with formulas: `docs/spec.md` §4 of the soo-marl repository.",
+        "",
+        tables.glossary(),
     ]
-    path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_report_files(
+    path: Path,
+    runs: Mapping[str, Path],
+    classifier_json: Path,
+    figures: Path,
+    title: str,
+    scale: str = "",
+    command: str = "",
+) -> Path:
+    """:func:`write_report` from files: the classifier JSON, and, from the report's folder
+    (a study's output folder), ``provenance.json``, ``timings.json`` and ``command.txt``."""
+    from soo_marl.provenance import PROVENANCE, provenance, revision
+
+    path = Path(path)
+    folder = path.parent
+
+    def read(name: str) -> Any:
+        f = folder / name
+        return json.loads(f.read_text()) if f.exists() else None
+
+    if not command and (folder / "command.txt").exists():
+        command = (folder / "command.txt").read_text().strip()
+    return write_report(
+        folder,
+        runs,
+        json.loads(Path(classifier_json).read_text()),
+        title=title,
+        scale=scale,
+        command=command,
+        provenance=read(PROVENANCE) or provenance(),
+        revision=revision(),
+        timings=read("timings.json") or {},
+        figures=figures,
+        path=path,
+    )
