@@ -149,6 +149,13 @@ def _fail(exc: Exception) -> None:
 )
 @click.option("--seed", "seed_list", type=int, multiple=True, help="a seed to train (repeatable)")
 @click.option(
+    "--first-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="with --seeds N: train seeds K..K+N-1 (e.g. one group of a large study)",
+)
+@click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -171,14 +178,25 @@ def _fail(exc: Exception) -> None:
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @config_options
-def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, **options):
+def train(
+    baseline, seed_count, seed_list, first_seed, run_dir, resume, config_file, quiet, **options
+):
     """Train S seeds of MADDPG (deceptive or honest baseline) in one process."""
     from soo_marl.train import train as run_training
 
     try:
-        seeds = parse_seeds(seed_count, seed_list)
+        seeds = parse_seeds(seed_count, seed_list, first_seed)
         config = build_config(options, config_file, baseline=baseline, seeds=seeds)
         run_dir = run_dir or Path("runs") / baseline
+        mc = config.maddpg
+        if config.run.episodes < mc.noise_decay_episodes and not quiet:
+            end = float(mc.noise_scale(config.run.episodes))
+            click.echo(
+                f"note: exploration noise falls from {mc.noise_scale_start:g} over "
+                f"{mc.noise_decay_episodes:,} episodes, so this {config.run.episodes:,}-episode "
+                f"run ends at scale {end:.3g} (--noise-decay-episodes sets the decay)",
+                err=True,
+            )
         result = run_training(config, run_dir, resume=resume, progress=not quiet)
     except ValueError as exc:
         _fail(exc)
@@ -206,8 +224,16 @@ def train(baseline, seed_count, seed_list, run_dir, resume, config_file, quiet, 
 @click.option(
     "--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda"
 )
+@click.option(
+    "--cross-with",
+    "cross_with",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="cross-play only with the reds of these runs (repeatable; each must also be one "
+    "of RUNS; default: every other run)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar and no summary table")
-def evaluate(runs, episodes, eval_seeds, device, quiet):
+def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet):
     """Deterministic evaluation, blue-centric probes and cross-play of trained RUNS.
 
     Writes eval/metrics.json, eval/trajectories.npz and eval/grids.npz into each run."""
@@ -218,7 +244,9 @@ def evaluate(runs, episodes, eval_seeds, device, quiet):
     try:
         seeds = list(parse_int_list(eval_seeds, "--eval-seeds"))
         dev = str(resolve_device(device))
-        results = evaluate_runs(runs, episodes, seeds, device=dev, progress=not quiet)
+        results = evaluate_runs(
+            runs, episodes, seeds, device=dev, progress=not quiet, cross_with=cross_with or None
+        )
     except ValueError as exc:
         _fail(exc)
     if not quiet:
@@ -245,7 +273,8 @@ def evaluate(runs, episodes, eval_seeds, device, quiet):
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="default: <parent>_soo or <parent>_nosoo",
+    help="default: next to the parent, named after the condition (<parent>_soo, "
+    "<parent>_nosoo, <parent>_authors-soo, …)",
 )
 @click.option("--resume", is_flag=True, help="continue the fine-tuning in --run-dir exactly")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
@@ -260,6 +289,7 @@ def evaluate(runs, episodes, eval_seeds, device, quiet):
 @dataclass_options(FinetuneConfig, "ft")
 def finetune(parent, soo, run_dir, resume, device, quiet, **options):
     """SOO fine-tuning of every seed of a deceptive baseline (or its --no-soo control)."""
+    from soo_marl import rundir
     from soo_marl.finetune import finetune as run_finetune
 
     try:
@@ -267,8 +297,7 @@ def finetune(parent, soo, run_dir, resume, device, quiet, **options):
         if not soo:
             settings["soo_weight"] = 0.0
         ft = FinetuneConfig(**settings)
-        suffix = "_soo" if ft.soo_weight > 0 else "_nosoo"
-        run_dir = run_dir or parent.with_name(parent.name + suffix)
+        run_dir = run_dir or rundir.finetune_dir(parent, ft.condition)
         overrides = {k: v for k, v in options.items() if v is not None and k.startswith("env__")}
         result = run_finetune(
             parent, ft, run_dir, resume=resume, progress=not quiet, overrides=overrides,
@@ -302,16 +331,157 @@ def finetune(parent, soo, run_dir, resume, device, quiet, **options):
     show_default=True,
 )
 @click.option("--device", default="auto", show_default=True)
-@click.option("--quiet", is_flag=True, help="no progress bars")
-def reproduce(preset, seeds, sight_radius, out, device, quiet):
+@click.option(
+    "--keep-buffers",
+    is_flag=True,
+    help="keep every run's replay buffer in its checkpoint (default: drop each once no stage "
+    "needs it; the quick preset then needs about 0.1 GB of disk instead of 1.8 GB)",
+)
+@click.option("--quiet", is_flag=True, help="only a line per stage (no progress lines)")
+def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, quiet):
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
     from soo_marl.reproduce import reproduce as run_reproduce
 
     try:
-        run_reproduce(out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet)
+        run_reproduce(
+            out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet,
+            prune_buffers=not keep_buffers,
+        )  # fmt: skip
     except ValueError as exc:
         _fail(exc)
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="folder of the study's runs (on a cluster: storage every node mounts)",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: subprocesses on this machine; ray: one Ray task per stage",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join ('auto' for the one `ray start` made; default: RAY_ADDRESS, "
+    "else a local Ray instance)",
+)
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="local executor: stages run at the same time",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    help="override a study parameter: --set seeds=4 (repeatable; values read as YAML)",
+)
+@click.option(
+    "--prune-buffers",
+    is_flag=True,
+    help="drop each run's replay buffer once no stage needs it (frees hundreds of MB per run; "
+    "the run can then not be resumed exactly)",
+)
+@click.option("--dry-run", is_flag=True, help="print the stage graph and an estimate, run nothing")
+def sweep(study_file, out, executor, address, max_parallel, assignments, prune_buffers, dry_run):
+    """Run the stages of STUDY_FILE (train, finetune, evaluate, classify, plot, report) in
+    dependency order; finished stages are skipped when run again (studies/README.md)."""
+    from soo_marl.sweep import StudyError, load_study, run_study
+
+    try:
+        study = load_study(study_file, _assignments(assignments))
+        run_study(
+            study, out, executor, address, max_parallel, dry_run, log=click.echo,
+            prune_buffers=prune_buffers,
+        )  # fmt: skip
+    except (StudyError, ValueError) as exc:
+        _fail(exc)
+
+
+def _assignments(items: tuple[str, ...]) -> dict:
+    """``key=value`` pairs, each value read as YAML (numbers, booleans, strings)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@main.command()
+@click.option("--deceptive", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--honest", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--soo", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--no-soo", "no_soo", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "--classifier",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="classifier JSON of `soo-marl classify`",
+)
+@click.option(
+    "--figures",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="folder of `soo-marl plot`",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="report file"
+)
+@click.option("--title", default="soo-marl reproduction", show_default=True)
+@click.option("--scale", default="", help="a sentence on the scale of the runs")
+@click.option("--command", "command_line", default="", help="the command that made the runs")
+def report(deceptive, honest, soo, no_soo, classifier, figures, out, title, scale, command_line):
+    """report.md of four evaluated conditions: the paper's claims as measured, tables,
+    figures, and how the numbers were made (versions, machine, wall times)."""
+    from soo_marl.analysis.report import write_report_files
+
+    try:
+        path = write_report_files(
+            out,
+            {"deceptive": deceptive, "honest": honest, "soo": soo, "no-soo": no_soo},
+            classifier,
+            figures,
+            title=title,
+            scale=scale,
+            command=command_line,
+        )
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--force", is_flag=True, help="also prune runs that have not finished")
+def prune(runs, force):
+    """Free disk: drop the replay buffers from finished RUNS' checkpoints (hundreds of MB
+    each). The runs still evaluate, plot and serve as parents with --fresh-buffer; they can
+    no longer be resumed exactly or fine-tuned from their buffer."""
+    from soo_marl import rundir
+
+    total = 0
+    try:
+        for run in runs:
+            saved = rundir.prune_buffer(run, force=force)
+            total += saved
+            click.echo(f"{run}: {saved / 1e6:,.0f} MB freed")
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(f"total: {total / 1e6:,.0f} MB freed")
 
 
 @main.group()
@@ -360,10 +530,18 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
 
 @main.command()
 @click.option(
-    "--deceptive", type=click.Path(path_type=Path), required=True, help="evaluated deceptive run"
+    "--deceptive",
+    type=click.Path(path_type=Path),
+    required=True,
+    multiple=True,
+    help="evaluated deceptive run (repeatable: runs pair up in order with --honest)",
 )
 @click.option(
-    "--honest", type=click.Path(path_type=Path), required=True, help="evaluated honest run"
+    "--honest",
+    type=click.Path(path_type=Path),
+    required=True,
+    multiple=True,
+    help="evaluated honest run (repeatable)",
 )
 @click.option(
     "--episodes",
@@ -376,7 +554,7 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="output folder (default: the deceptive run's eval/)",
+    help="output folder (default: the (first) deceptive run's eval/)",
 )
 @click.option(
     "--pool-eval-seeds",
@@ -400,11 +578,12 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
 @click.option(
     "--all-variants",
     is_flag=True,
-    help="every rows × trap-flag variant, side by side in one JSON and one figure",
+    help="the variants (all rows / pre-trap rows / flag kept) side by side in one JSON and "
+    "one figure",
 )
 def classify(
-    deceptive: Path,
-    honest: Path,
+    deceptive: tuple[Path, ...],
+    honest: tuple[Path, ...],
     episodes: tuple[str, ...],
     out: Path | None,
     pool_eval_seeds: bool,
@@ -429,7 +608,7 @@ def classify(
             result = run_classify(
                 deceptive, honest, n_episodes, pool_eval_seeds, rows, keep_trap_flag
             )
-        paths = write_result(result, out or deceptive / "eval")
+        paths = write_result(result, out or deceptive[0] / "eval")
     except (ValueError, OSError) as exc:
         _fail(exc)
     for r in result if isinstance(result, list) else [result]:

@@ -122,12 +122,16 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
         raise ValueError(f"{option} takes integers, comma-separated: got {text!r}") from None
 
 
-def parse_seeds(count: int | None, explicit: tuple[int, ...]) -> tuple[int, ...] | None:
-    """``--seeds N`` means seeds 0..N-1; ``--seed`` may be repeated; not both."""
+def parse_seeds(
+    count: int | None, explicit: tuple[int, ...], first: int = 0
+) -> tuple[int, ...] | None:
+    """``--seeds N`` means seeds first..first+N-1; ``--seed`` may be repeated; not both."""
     if count is not None and explicit:
         raise click.UsageError("give either --seeds N or --seed S (repeatable), not both")
+    if first and count is None:
+        raise click.UsageError("--first-seed goes with --seeds N")
     if count is not None:
         if count <= 0:
             raise click.BadParameter("--seeds must be positive")
-        return tuple(range(count))
+        return tuple(range(first, first + count))
     return tuple(explicit) or None

@@ -35,7 +35,7 @@ def test_reproduce_end_to_end_then_skips(tmp_path):
         main, ["reproduce", "--preset", "test", "--out", str(out), "--quiet"]
     )
     assert again.exit_code == 0, again.output
-    assert again.output.count("done earlier, skipped") == 7
+    assert again.output.count("done earlier, skipped") == 8  # every stage, the report too
     assert (out / "deceptive" / "final_model.pt").stat().st_mtime_ns == stamp
     report = (out / "report.md").read_text()
     assert "## The paper's claims, as measured here" in report
@@ -121,13 +121,19 @@ def test_claims_table_reads_each_claim():
     )
 
 
-def test_remaining_time_estimate_uses_siblings_and_scales_finetuning():
-    from soo_marl.reproduce import FINETUNE_COST, Preset, estimate_remaining
+def test_remaining_time_estimate_scales_with_measured_stages():
+    from soo_marl.reproduce import preset_file
+    from soo_marl.sweep import costs, load_study
+    from soo_marl.sweep.run import _remaining
 
-    p = Preset(seeds=2, episodes=1000, finetune_episodes=250, eval_episodes=5)
-    names = ["train honest", "finetune soo", "finetune nosoo", "evaluate", "plot"]
-    assert estimate_remaining({}, names, p) == 0.0
-    after_first = estimate_remaining({"train deceptive": 100.0}, names, p)
-    assert after_first == pytest.approx(100.0 + 2 * 25.0 * FINETUNE_COST)
-    known = {"train deceptive": 100.0, "train honest": 90.0, "finetune soo": 60.0, "evaluate": 7.0}
-    assert estimate_remaining(known, names[2:], p) == pytest.approx(60.0 + 7.0)
+    study = load_study(preset_file("quick"))
+    est = {s.name: costs.estimate_seconds(s, study) for s in study.stages}
+    assert est["deceptive"] == est["honest"] > est["soo"] == est["nosoo"] > est["evaluate"] > 0
+    assert est["deceptive"] == pytest.approx(14_000 * (costs.TRAIN_A_S + 4 * costs.TRAIN_B_S))
+    pending = study.stages[1:]
+    plain = sum(est[s.name] for s in pending)
+    assert _remaining(pending, est, {}) == pytest.approx(plain)  # nothing measured yet
+    # the first stage took twice its estimate: the rest is expected to take twice theirs
+    assert _remaining(pending, est, {"deceptive": 2.0}) == pytest.approx(2 * plain)
+    paper = load_study(preset_file("paper"), {"seeds": 4})
+    assert paper.stage("deceptive").options["seeds"] == 4

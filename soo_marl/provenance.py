@@ -1,0 +1,55 @@
+"""Where numbers came from: package versions, machine and code revision."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+#: File in a study's folder with the provenance recorded when its first stage ran.
+PROVENANCE = "provenance.json"
+
+
+def provenance(device: str = "auto") -> dict[str, str]:
+    """Package versions, machine and code revision, for reports."""
+    import torch
+
+    info = {"python": platform.python_version()}
+    for pkg in ("soo-marl", "torch", "numpy", "pettingzoo", "gymnasium", "matplotlib"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = "not installed"
+    info["git revision"] = revision()
+    info["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    info["processor"] = cpu_model() or platform.processor() or "unknown"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    info["device"] = f"{device} (CUDA GPU: {gpu})"
+    return info
+
+
+def revision() -> str:
+    """``git describe --always --dirty`` of the installed code, or "unknown"."""
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None

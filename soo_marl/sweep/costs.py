@@ -1,0 +1,84 @@
+"""What a stage probably costs: wall time on a 2-core CPU machine and the resources to ask
+a scheduler for. The constants were measured on this project's 2-core machine
+(docs/performance.md); estimates scale them by episodes, seeds and runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soo_marl.sweep.spec import Stage, Study
+
+#: Training wall seconds per episode for S stacked seeds: A + B·S (2 CPU cores; fit to
+#: 8 seeds × 40,000 episodes ≈ 11.5 min and the 1-seed update rate, bench learner).
+TRAIN_A_S, TRAIN_B_S = 2.0e-3, 1.9e-3
+#: Fine-tuning with the SOO/anchor terms costs this much more per episode.
+FINETUNE_FACTOR = 1.3
+#: Evaluation wall seconds per (trained seed × episode) for a run's own play, probes and
+#: blind probe, and per (seed × episode) of one cross-play partner.
+EVAL_PER_SEED_EPISODE = 1.0e-3
+CROSS_PER_SEED_EPISODE = 0.2e-3
+#: Small stages.
+SMALL = {"classify": 5.0, "plot": 10.0, "report": 2.0}
+#: Replay memory per transition: joint obs 16 + actions 4 + rewards 2 + next obs 16 floats.
+BYTES_PER_TRANSITION = 38 * 4
+#: Memory besides the replay buffers (torch, networks, evaluation arrays).
+BASE_MEMORY_GB = 1.0
+DEFAULT_SEEDS = 8
+DEFAULT_EVAL_SEEDS = 8
+
+
+def _seeds(stage: Stage, study: Study) -> int:
+    if stage.kind == "finetune":
+        return _seeds(study.stage(stage.refs["parent"]), study)
+    o = stage.options
+    if "seeds" in o:
+        return int(o["seeds"])
+    if "seed" in o:
+        return len(o["seed"]) if isinstance(o["seed"], list) else 1
+    return DEFAULT_SEEDS
+
+
+def _episodes(stage: Stage) -> int:
+    default = {"train": 40_000, "finetune": 10_000, "evaluate": 500}[stage.kind]
+    return int(stage.options.get("episodes", default))
+
+
+def estimate_seconds(stage: Stage, study: Study) -> float:
+    """Expected wall seconds of ``stage`` with its default resources."""
+    if stage.copy_from is not None:
+        return 0.0
+    if stage.kind in SMALL:
+        return SMALL[stage.kind]
+    if stage.kind in ("train", "finetune"):
+        s = _seeds(stage, study)
+        per_episode = TRAIN_A_S + TRAIN_B_S * s
+        factor = FINETUNE_FACTOR if stage.kind == "finetune" else 1.0
+        return _episodes(stage) * per_episode * factor
+    runs = stage.refs["runs"]
+    seeds = max(_seeds(study.stage(r), study) for r in runs)
+    eval_seeds = stage.options.get("eval-seeds")
+    k = len(str(eval_seeds).replace(",", " ").split()) if eval_seeds else DEFAULT_EVAL_SEEDS
+    n = _episodes(stage) * k * seeds
+    partners = len(stage.refs.get("cross_with") or runs)
+    return len(runs) * n * (EVAL_PER_SEED_EPISODE + partners * CROSS_PER_SEED_EPISODE)
+
+
+def memory_gb(stage: Stage, study: Study) -> float:
+    """Peak resident memory to declare: the replay buffers (twice while a checkpoint is
+    written; a fine-tuning also holds its parent's checkpoint) plus a base."""
+    if stage.kind not in ("train", "finetune") or stage.copy_from is not None:
+        return BASE_MEMORY_GB + (1.0 if stage.kind == "evaluate" else 0.0)
+    root = stage if stage.kind == "train" else study.stage(stage.refs["parent"])
+    capacity = int(root.options.get("buffer-size", 1_000_000))
+    per_seed = min(capacity, _episodes(root) * 50) * BYTES_PER_TRANSITION
+    copies = 2 if stage.kind == "train" else 3
+    return BASE_MEMORY_GB + copies * _seeds(stage, study) * per_seed / 1e9
+
+
+def resources(stage: Stage, study: Study) -> dict[str, Any]:
+    """cpus, gpus and memory_gb of a stage (the study file's ``resources`` override)."""
+    heavy = stage.kind in ("train", "finetune", "evaluate")
+    out = {"cpus": 2 if heavy else 1, "gpus": 0.0, "memory_gb": round(memory_gb(stage, study), 2)}
+    out.update(stage.resources)
+    out["cpus"] = int(out["cpus"])
+    return out

@@ -1,0 +1,534 @@
+"""Run a study: its stages in dependency order, locally or as Ray tasks, resumably.
+
+Every stage is the soo-marl command of its kind with the study's options and the paths
+the sweep chooses (``OUT/<stage name>``). Finished stages are skipped; an interrupted
+training or fine-tuning stage resumes from its checkpoint (exactly); a failed Ray task is
+retried. ``OUT/study.yaml`` records the study; running a different one into the same
+``OUT`` is refused. Per stage, ``OUT/timings.json`` and ``OUT/memory.json`` record the
+wall seconds and peak resident memory, ``OUT/.sweep/logs/<stage>.log`` its output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from soo_marl import rundir
+from soo_marl.progress import fmt_duration
+from soo_marl.sweep import costs
+from soo_marl.sweep.spec import RUN_KINDS, Stage, Study, StudyError, _as_list, _command_options
+
+Log = Callable[[str], None]
+EXECUTORS = ("local", "ray")
+#: Retries of a failed Ray task (a killed worker or an error).
+RAY_RETRIES = 3
+
+
+@dataclass
+class Outcome:
+    """What happened to one stage in this invocation."""
+
+    name: str
+    kind: str
+    status: str  # "done", "skipped" (finished earlier) or "failed"
+    seconds: float = 0.0
+    peak_rss_mb: float | None = None
+
+
+# --------------------------------------------------------------------------- paths and args
+
+
+def output(stage: Stage, out: Path) -> Path:
+    """Where a stage writes: its run directory, or its folder (classify, plot), or its
+    Markdown file (report)."""
+    return out / (f"{stage.name}.md" if stage.kind == "report" else stage.name)
+
+
+def classifier_json(stage: Stage, out: Path) -> Path:
+    """The JSON a classify stage writes (named as :func:`write_result` names it)."""
+    from soo_marl.analysis.classify import result_name
+
+    o = stage.options
+    if o.get("all-variants"):
+        name = "classifier_variants" + ("_pooled" if o.get("pool-eval-seeds") else "")
+    else:
+        name = result_name(
+            {
+                "pooled_eval_seeds": bool(o.get("pool-eval-seeds")),
+                "rows": o.get("rows", "all"),
+                "keep_trap_flag": bool(o.get("keep-trap-flag")),
+            }
+        )
+    return output(stage, out) / f"{name}.json"
+
+
+def option_args(stage: Stage) -> list[str]:
+    """The stage's options as command-line arguments of its command."""
+    params = _command_options(stage.kind)
+    args: list[str] = []
+    for key, value in stage.options.items():
+        p = params[key]
+        if getattr(p, "is_flag", False) or p.type.name == "boolean":
+            secondary = [o[2:] for o in getattr(p, "secondary_opts", [])]
+            primary = p.opts[0][2:]
+            if key in secondary:  # e.g. "fresh-buffer: true"
+                on, off = key, primary
+            else:
+                on, off = key, (secondary[0] if secondary else None)
+            if value:
+                args.append(f"--{on}")
+            elif off:
+                args.append(f"--{off}")
+        elif getattr(p, "multiple", False):
+            for v in _as_list(value):
+                args += [f"--{key}", str(v)]
+        else:
+            args += [f"--{key}", str(value)]
+    return args
+
+
+def stage_args(stage: Stage, study: Study, out: Path) -> list[str]:
+    """The full command line (after ``soo-marl``) that runs ``stage``."""
+    path = output(stage, out)
+    args = [stage.kind]
+    r = stage.refs
+    if stage.kind in RUN_KINDS:
+        if stage.kind == "finetune":
+            args += ["--from", str(out / r["parent"])]
+        args += ["--run-dir", str(path)]
+        if (path / rundir.CHECKPOINT).exists():
+            args.append("--resume")
+    elif stage.kind == "evaluate":
+        args += [str(out / x) for x in r["runs"]]
+        for x in r.get("cross_with") or []:
+            args += ["--cross-with", str(out / x)]
+        args.append("--quiet")
+    elif stage.kind == "classify":
+        for x in r["deceptive"]:
+            args += ["--deceptive", str(out / x)]
+        for x in r["honest"]:
+            args += ["--honest", str(out / x)]
+        args += ["--out", str(path)]
+    elif stage.kind == "plot":
+        args += [str(out / x) for x in r["runs"]] + ["--out", str(path)]
+        if r.get("classifier"):
+            args += ["--classifier", str(classifier_json(study.stage(r["classifier"]), out))]
+    elif stage.kind == "report":
+        for cond, x in r["runs"].items():
+            args += [f"--{cond}", str(out / x)]
+        args += ["--classifier", str(classifier_json(study.stage(r["classifier"]), out))]
+        args += ["--figures", str(output(study.stage(r["figures"]), out)), "--out", str(path)]
+    return args + option_args(stage)
+
+
+def copy_run(src: Path, dst: Path) -> None:
+    """Copy a trained run's weights and config (not its checkpoint or evaluation)."""
+    import shutil
+
+    if not (src / rundir.FINAL_MODEL).exists():
+        raise StudyError(f"copy_from {src}: no trained run there ({rundir.FINAL_MODEL})")
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (rundir.CONFIG, rundir.FINAL_MODEL):
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+
+
+def done_marker(stage: Stage, out: Path) -> Path:
+    """The file that says a stage finished (run stages: their final model)."""
+    if stage.kind in RUN_KINDS:
+        return output(stage, out) / rundir.FINAL_MODEL
+    return out / ".sweep" / "done" / stage.name
+
+
+def is_done(stage: Stage, out: Path) -> bool:
+    """The stage finished in an earlier invocation."""
+    return done_marker(stage, out).exists()
+
+
+# --------------------------------------------------------------------------- executing one stage
+
+
+def execute_in_process(argv: list[str], threads: int) -> None:
+    """Run one stage's command in this process with ``threads`` torch threads (how a Ray
+    task runs it); raises on failure."""
+    import torch
+
+    from soo_marl.cli import main
+
+    torch.set_num_threads(threads)
+    main.main(args=argv, prog_name="soo-marl", standalone_mode=False)
+
+
+def _ray_stage(argv: list[str], threads: int, pid_file: str) -> float | None:
+    """Body of the Ray task of one stage; returns its peak resident memory (MB)."""
+    from soo_marl.allocator import peak_rss_mb, reset_peak_rss
+
+    Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(pid_file).write_text(str(os.getpid()))
+    reset_peak_rss()
+    if "--resume" not in argv and argv[0] in RUN_KINDS:
+        run_dir = Path(argv[argv.index("--run-dir") + 1])
+        if (run_dir / rundir.CHECKPOINT).exists():  # a retry after a killed worker
+            argv = [*argv, "--resume"]
+    execute_in_process(argv, threads)
+    return peak_rss_mb()
+
+
+def _subprocess(argv: list[str], threads: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "soo_marl.cli", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def check_settings(study: Study, out: Path) -> None:
+    """Refuse an ``out`` that holds another study (or the same one with other settings)."""
+    path = out / "study.yaml"
+    if not path.exists():
+        return
+    old = yaml.safe_load(path.read_text()) or {}
+    if old.get("digest") == study.digest():
+        return
+    diffs = []
+    for k, v in study.parameters.items():
+        if (old.get("parameters") or {}).get(k) != v:
+            diffs.append(f"{k} {(old.get('parameters') or {}).get(k)!r} there, {v!r} now")
+    what = "; ".join(diffs) or "its stages differ"
+    raise StudyError(
+        f"{out} holds a study {old.get('name')!r} with other settings ({what}); "
+        "use another --out or the same study and settings"
+    )
+
+
+def write_study(study: Study, out: Path) -> None:
+    """Record the study (name, parameters, digest, stages) in ``out/study.yaml``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "name": study.name,
+        "digest": study.digest(),
+        "parameters": study.parameters,
+        "stages": [s.spec() for s in study.stages],
+    }
+    (out / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def plan_text(study: Study, out: Path) -> str:
+    """The stage graph, what is done, and the estimated time and CPU-hours."""
+    lines = [f"study {study.name!r}: {len(study.stages)} stages -> {out}"]
+    total_wall = total_cpu = 0.0
+    for i, s in enumerate(study.order(), 1):
+        res = costs.resources(s, study)
+        est = costs.estimate_seconds(s, study)
+        total_wall += est
+        total_cpu += est * res["cpus"]
+        deps = ", ".join(s.deps()) or "-"
+        state = "done" if is_done(s, out) else f"~{fmt_duration(est)}"
+        lines.append(
+            f"  [{i}/{len(study.stages)}] {s.kind:<8} {s.name:<28} needs: {deps:<30} "
+            f"{res['cpus']} cpu {res['memory_gb']:.1f} GB  {state}"
+        )
+    lines.append(
+        f"estimate: {total_cpu / 3600:.1f} CPU-hours ({fmt_duration(total_wall)} one stage at "
+        "a time on a 2-core machine; from measured per-stage costs, docs/performance.md)"
+    )
+    return "\n".join(lines)
+
+
+def _json_update(path: Path, key: str, value: Any) -> None:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=1))
+
+
+def run_study(
+    study: Study,
+    out: str | Path,
+    executor: str = "local",
+    address: str | None = None,
+    max_parallel: int = 1,
+    dry_run: bool = False,
+    log: Log = print,
+    on_start: Callable[[Study, Path], None] | None = None,
+    stage_progress: bool = True,
+    prune_buffers: bool = False,
+) -> list[Outcome]:
+    """Run every unfinished stage of ``study`` into ``out``; returns what happened to each.
+
+    ``executor`` "local" runs at most ``max_parallel`` stages at a time as subprocesses;
+    "ray" submits each stage as a Ray task with its resources declared (joining the
+    cluster at ``address`` or ``RAY_ADDRESS``, else starting a local Ray instance).
+    ``on_start`` is called once before the first stage runs (e.g. to record provenance);
+    with ``stage_progress`` the latest progress line of each running stage's log is
+    printed every minute (local executor). ``prune_buffers`` drops a run's replay buffer
+    from its checkpoint as soon as the run and every fine-tuning that starts from it are
+    done (``soo-marl prune``), which frees hundreds of MB per run.
+    """
+    if executor not in EXECUTORS:
+        raise StudyError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if max_parallel < 1:
+        raise StudyError("--max-parallel must be at least 1")
+    out = Path(out)
+    check_settings(study, out)
+    if dry_run:
+        log(plan_text(study, out))
+        return []
+    write_study(study, out)
+    order = study.order()
+    outcomes = {s.name: Outcome(s.name, s.kind, "skipped") for s in order if is_done(s, out)}
+    pending = [s for s in order if s.name not in outcomes]
+    if pending and on_start is not None:
+        on_start(study, out)
+    if executor == "local":
+        runner: Any = _LocalRunner(max_parallel, log if stage_progress else None)
+    else:
+        runner = _RayRunner(out, address)
+    estimates = {s.name: costs.estimate_seconds(s, study) for s in order}
+    t_start = time.perf_counter()
+    index = {s.name: i for i, s in enumerate(order, 1)}
+    for s in order:
+        if s.name in outcomes:
+            log(f"[{index[s.name]}/{len(order)}] {s.kind} {s.name}: done earlier, skipped")
+    measured: dict[str, float] = {}
+    failed: str | None = None
+    while pending or runner.running():
+        for s in list(pending):
+            if failed or not runner.has_room():
+                break
+            if all(d in outcomes and outcomes[d].status != "failed" for d in s.deps()):
+                if s.copy_from is not None:
+                    copy_run(Path(s.copy_from), output(s, out))
+                    outcomes[s.name] = Outcome(s.name, s.kind, "done")
+                    log(f"[{index[s.name]}/{len(order)}] train {s.name}: copied {s.copy_from}")
+                    pending.remove(s)
+                    continue
+                remaining = _remaining(pending, estimates, measured)
+                left = f", about {fmt_duration(remaining)} left" if remaining else ""
+                log(
+                    f"[{index[s.name]}/{len(order)}] {s.kind} {s.name}: started "
+                    f"(elapsed {fmt_duration(time.perf_counter() - t_start)}{left})"
+                )
+                runner.start(s, stage_args(s, study, out), costs.resources(s, study), out)
+                pending.remove(s)
+        finished = runner.wait_any()
+        if finished is None:
+            if pending and not runner.running():
+                break  # dependencies failed
+            continue
+        stage, ok, seconds, rss = finished
+        status = "done" if ok else "failed"
+        outcomes[stage.name] = Outcome(stage.name, stage.kind, status, seconds, rss)
+        if ok:
+            measured[stage.name] = seconds / max(estimates[stage.name], 1e-9)
+            if stage.kind not in RUN_KINDS:
+                marker = done_marker(stage, out)
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps({"seconds": seconds}))
+            if prune_buffers:
+                _prune_finished(study, out, outcomes, log)
+            _json_update(out / "timings.json", stage.name, seconds)
+            _json_update(out / "memory.json", stage.name, rss)
+            log(
+                f"[{index[stage.name]}/{len(order)}] {stage.kind} {stage.name}: done in "
+                f"{fmt_duration(seconds)}"
+            )
+        else:
+            failed = stage.name
+            log(
+                f"[{index[stage.name]}/{len(order)}] {stage.kind} {stage.name}: FAILED "
+                f"(see {out / '.sweep' / 'logs' / stage.name}.log)"
+            )
+    runner.close()
+    result = [outcomes.get(s.name, Outcome(s.name, s.kind, "not run")) for s in order]
+    log(summary_table(result))
+    if failed:
+        raise StudyError(f"stage {failed!r} failed; the finished stages are kept (run again)")
+    return result
+
+
+def _prune_finished(study: Study, out: Path, outcomes: dict[str, Outcome], log: Log) -> None:
+    """Prune the buffers that no unfinished stage needs any more."""
+    finished = {n for n, o in outcomes.items() if o.status in ("done", "skipped")}
+    for s in study.stages:
+        if s.kind not in RUN_KINDS or s.name not in finished or s.copy_from is not None:
+            continue
+        children = [c for c in study.stages if c.refs.get("parent") == s.name]
+        if all(c.name in finished for c in children):
+            saved = rundir.prune_buffer(output(s, out))
+            if saved:
+                log(f"    pruned the replay buffer of {s.name}: {saved / 1e6:,.0f} MB freed")
+
+
+def _remaining(pending: list[Stage], estimates: dict[str, float], measured: dict) -> float:
+    scale = sum(measured.values()) / len(measured) if measured else 1.0
+    return sum(estimates[s.name] for s in pending) * scale
+
+
+def summary_table(outcomes: list[Outcome]) -> str:
+    """One line per stage: status, wall time, peak memory."""
+    lines = [
+        "stage summary:",
+        f"  {'stage':<30} {'kind':<9} {'status':<8} {'time':>9} {'peak RSS':>9}",
+    ]
+    for o in outcomes:
+        rss = f"{o.peak_rss_mb:.0f} MB" if o.peak_rss_mb else "-"
+        took = fmt_duration(o.seconds) if o.status == "done" else "-"
+        lines.append(f"  {o.name:<30} {o.kind:<9} {o.status:<8} {took:>9} {rss:>9}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+class _LocalRunner:
+    """Stages as subprocesses, at most ``limit`` at a time; with ``log``, the newest line
+    of each running stage's log file is passed on every ``every_s`` seconds."""
+
+    def __init__(self, limit: int, log: Log | None = None, every_s: float = 60.0) -> None:
+        self.limit, self.log, self.every_s = limit, log, every_s
+        self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
+        self._last_echo = time.perf_counter()
+        self._echoed: dict[str, str] = {}
+
+    def has_room(self) -> bool:
+        return len(self.procs) < self.limit
+
+    def running(self) -> bool:
+        return bool(self.procs)
+
+    def start(self, stage: Stage, argv: list[str], res: dict, out: Path) -> None:
+        log_path = out / ".sweep" / "logs" / f"{stage.name}.log"
+        proc = _subprocess(argv, res["cpus"], log_path)
+        self.procs[proc.pid] = (stage, proc, time.perf_counter(), log_path)
+
+    def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:
+        while self.procs:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(0.2)
+                self._echo()
+                continue
+            if pid not in self.procs:
+                continue
+            stage, proc, t0, _ = self.procs.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
+            return stage, proc.returncode == 0, time.perf_counter() - t0, rss
+        return None
+
+    def _echo(self) -> None:
+        if self.log is None or time.perf_counter() - self._last_echo < self.every_s:
+            return
+        self._last_echo = time.perf_counter()
+        for stage, _, _, path in self.procs.values():
+            try:
+                lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            except OSError:
+                continue
+            if lines and self._echoed.get(stage.name) != lines[-1]:
+                self._echoed[stage.name] = lines[-1]
+                self.log(f"    {stage.name}: {lines[-1].strip()}")
+
+    def close(self) -> None:
+        for _, proc, _, _ in self.procs.values():
+            proc.terminate()
+
+
+class _RayRunner:
+    """Stages as Ray tasks with their resources declared; failed tasks are retried."""
+
+    def __init__(self, out: Path, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise StudyError("the ray executor needs Ray: pip install 'soo-marl[ray]'") from None
+        self.ray = ray
+        address = address or os.environ.get("RAY_ADDRESS")
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        self.remote = ray.remote(_ray_stage)
+        self.tasks: dict[Any, tuple[Stage, float]] = {}
+        check_shared_storage(out, ray)
+
+    def has_room(self) -> bool:
+        return True  # Ray packs tasks by their declared resources
+
+    def running(self) -> bool:
+        return bool(self.tasks)
+
+    def start(self, stage: Stage, argv: list[str], res: dict, out: Path) -> None:
+        task = self.remote.options(
+            num_cpus=res["cpus"],
+            num_gpus=res["gpus"],
+            memory=int(res["memory_gb"] * 1e9),
+            max_retries=RAY_RETRIES,
+            retry_exceptions=True,
+            name=f"soo-marl {stage.kind} {stage.name}",
+        ).remote(argv, res["cpus"], str(out / ".sweep" / "pids" / stage.name))
+        self.tasks[task] = (stage, time.perf_counter())
+
+    def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:
+        if not self.tasks:
+            return None
+        ready, _ = self.ray.wait(list(self.tasks), num_returns=1)
+        ref = ready[0]
+        stage, t0 = self.tasks.pop(ref)
+        try:
+            rss = self.ray.get(ref)
+            ok = True
+        except Exception:  # noqa: BLE001 - the stage failed after its retries
+            rss, ok = None, False
+        return stage, ok, time.perf_counter() - t0, rss
+
+    def close(self) -> None:
+        pass
+
+
+def _storage_probe(path: str) -> tuple[str, bool]:
+    import socket
+
+    return socket.gethostname(), Path(path).exists()
+
+
+def check_shared_storage(out: Path, ray: Any) -> None:
+    """Every Ray node must see ``out``: a file written here is looked for on each node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out.resolve() / ".sweep" / f"storage-{uuid.uuid4().hex}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("soo-marl sweep")
+    fn = ray.remote(num_cpus=0)(_storage_probe)
+    refs = [
+        fn.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        ).remote(str(probe))
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
+    try:
+        missing = [host for host, seen in ray.get(refs) if not seen]
+    finally:
+        probe.unlink(missing_ok=True)
+    if missing:
+        raise StudyError(
+            f"--out {out} is not visible from Ray node(s) {', '.join(sorted(set(missing)))}: "
+            "put it on storage every node mounts (e.g. NFS) at the same path"
+        )

@@ -1,0 +1,174 @@
+"""soo-marl sweep: study files are validated before anything runs; a study runs locally and
+on a two-node Ray cluster with identical results; a killed Ray worker does not change them."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from soo_marl import rundir
+from soo_marl.cli import main
+from soo_marl.sweep import StudyError, load_study, parse_study, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies"
+TRAIN = {"baseline": "deceptive", "seeds": 2, "episodes": 20, "batch-size": 64,
+         "buffer-size": 5000}  # fmt: skip
+
+
+def study(*stages: dict, **top) -> dict:
+    return {"name": "t", "stages": list(stages), **top}
+
+
+def train(name: str = "dec", **options) -> dict:
+    return {"name": name, "kind": "train", "options": {**TRAIN, **options}}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (study({"name": "x", "kind": "bake"}), "unknown stage kind 'bake'"),
+        (study(train(epsiodes=3)), "unknown option 'epsiodes' for train"),
+        (study(train(**{"run-dir": "x"})), "'run-dir' is set by the sweep"),
+        (study(train(), {"name": "ft", "kind": "finetune", "parent": "nope"}),
+         "parent names a missing stage 'nope'"),
+        (study(train(), {"name": "ft", "kind": "finetune"}), "a finetune stage needs parent"),
+        (study(train(), train()), "two stages write 'dec'"),
+        (study(train(), {"name": "ev", "kind": "evaluate", "runs": ["ev2"]},
+               {"name": "ev2", "kind": "finetune", "parent": "dec", "after": ["ev"]}),
+         "cycle"),
+        (study(train(), {"name": "c", "kind": "classify", "deceptive": "dec", "honest": "dec"}),
+         "never evaluated"),
+        (study(train(), {"name": "ft", "kind": "finetune", "parent": "ev"},
+               {"name": "ev", "kind": "evaluate", "runs": ["dec"]}),
+         "must name a train stage"),
+        (study(train(seeds="${n}")), "unknown parameter ${n}"),
+    ],
+)  # fmt: skip
+def test_invalid_studies_are_refused_before_anything_runs(tmp_path, raw, message):
+    with pytest.raises(StudyError, match=message.replace("$", r"\$").replace("(", r"\(")):
+        parse_study(raw)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code != 0 and "Error:" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_shipped_studies_are_valid_and_estimated():
+    for path in sorted(STUDIES.glob("*.yaml")):
+        s = load_study(path)
+        assert s.stages and s.order()[0].deps() == []
+    big = load_study(STUDIES / "seeds_1500.yaml")
+    assert len(big.stages) == 150 * 3 + 1
+    assert big.stage("deceptive-149").options["first-seed"] == 1490
+    assert big.stage("classifier").refs["deceptive"][:2] == ["deceptive-0", "deceptive-1"]
+    res = CliRunner().invoke(
+        main, ["sweep", str(STUDIES / "seeds_1500.yaml"), "--out", "unused", "--dry-run"]
+    )
+    assert res.exit_code == 0 and "451 stages" in res.output and "CPU-hours" in res.output
+    assert not Path("unused").exists()
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "final_model.pt", weights_only=True)["model"]
+
+
+def _same_results(a: Path, b: Path, runs: list[str]) -> None:
+    for r in runs:
+        wa, wb = _weights(a / r), _weights(b / r)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), r
+        ma, mb = rundir.read_metrics(a / r), rundir.read_metrics(b / r)
+        if ma is not None:
+            for m in (ma, mb):
+                m.pop("run")
+                m["meta"].pop("parent", None), m["meta"].pop("parent_checkpoint", None)
+                m["meta"].pop("parent_sha256", None)
+            assert ma == mb, r
+
+
+def test_tiny_study_runs_locally_and_resumes(tmp_path):
+    out = tmp_path / "tiny"
+    logs: list[str] = []
+    outcomes = run_study(load_study(STUDIES / "tiny.yaml"), out, max_parallel=2, log=logs.append)
+    assert [o.status for o in outcomes] == ["done"] * 5
+    for r in ("deceptive", "honest", "soo", "nosoo"):
+        assert rundir.read_metrics(out / r)["label"]
+    assert set(json.loads((out / "timings.json").read_text())) == {
+        "deceptive", "honest", "soo", "nosoo", "evaluate"
+    }  # fmt: skip
+    assert any("about" in line and "left" in line for line in logs)  # estimated time left
+    again = run_study(load_study(STUDIES / "tiny.yaml"), out, log=lambda m: None)
+    assert [o.status for o in again] == ["skipped"] * 5
+    other = parse_study({**yaml.safe_load((STUDIES / "tiny.yaml").read_text()),
+                         "parameters": {"x": 1}})  # fmt: skip
+    with pytest.raises(StudyError, match="other settings"):
+        run_study(other, out, log=lambda m: None)
+
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20}
+    )
+    c.add_node(num_cpus=1, object_store_memory=100 << 20)
+    ray.init(address=c.address)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.mark.slow
+def test_tiny_study_on_a_two_node_ray_cluster_matches_local(tmp_path, cluster):
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    run_study(load_study(STUDIES / "tiny.yaml"), local, log=lambda m: None)
+    outcomes = run_study(load_study(STUDIES / "tiny.yaml"), remote, executor="ray", log=print)
+    assert [o.status for o in outcomes] == ["done"] * 5
+    _same_results(local, remote, ["deceptive", "honest", "soo", "nosoo"])
+
+
+@pytest.mark.slow
+def test_killing_the_ray_worker_of_a_training_stage_changes_nothing(tmp_path, cluster):
+    raw = study(
+        {**train(episodes=300), "options": {**TRAIN, "episodes": 300, "checkpoint-every": 40,
+                                            "log-every": 20}, "resources": {"cpus": 1}},
+    )  # fmt: skip
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    run_study(parse_study(raw), local, log=lambda m: None)
+    killed = []
+
+    def kill_when_checkpointed() -> None:
+        pid_file = remote / ".sweep" / "pids" / "dec"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            hist = remote / "dec" / "history.jsonl"
+            rows = len(hist.read_text().splitlines()) if hist.exists() else 0
+            if pid_file.exists() and rows >= 3:  # past the checkpoint at episode 40
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                killed.append(rows)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_when_checkpointed)
+    killer.start()
+    outcomes = run_study(parse_study(raw), remote, executor="ray", log=print)
+    killer.join()
+    assert killed, "the worker was never killed"
+    assert outcomes[0].status == "done"
+    _same_results(local, remote, ["dec"])
+    hist = [json.loads(x) for x in (remote / "dec" / "history.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in hist] == list(range(20, 301, 20))  # no duplicate rows
+    assert np.isfinite([r["SPS"] for r in hist]).all()
