@@ -7,7 +7,9 @@
 #   REPORT  where the per-arm tables and the forest plot go (default docs/results/soo_study)
 #   SET     extra --set options, e.g. SET="--set ft_episodes=40 --set eval_episodes=2" to try
 #           the script out at a tiny scale
-#   SOO     the soo-marl command (default soo-marl; e.g. "python -m soo_marl.cli")
+#   SOO     the soo-marl command (default soo-marl) and PY the python (default python): to
+#           run a pinned copy of the package, e.g. PY=/path/venv/bin/python
+#           SOO="$PY -m soo_marl.cli" PYTHONSAFEPATH=1 (so the checkout does not shadow it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/soo-marl ] || bash scripts/setup_env.sh
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/soo_study}
 REPORT=${REPORT:-docs/results/soo_study}
 SOO=${SOO:-soo-marl}
+PY=${PY:-python}
 read -r -a SET_ARGS <<< "${SET:-}"
 $SOO sweep studies/soo_study.yaml --out "$OUT" "${SET_ARGS[@]}"
 FOLLOW=()
@@ -22,9 +25,9 @@ for arg in "${SET_ARGS[@]}"; do  # the follow-up study knows ft_episodes and eva
   case "$arg" in ft_episodes=*|eval_episodes=*) FOLLOW+=(--set "$arg") ;; esac
 done
 for v in speed delay both; do
-  if python -m soo_marl.analysis.soo_study gate "$OUT/variants/$v"; then
+  if $PY -m soo_marl.analysis.soo_study gate "$OUT/variants/$v"; then
     $SOO sweep studies/soo_study_variant.yaml --out "$OUT/variants-followup/$v" \
       --set "root=$OUT" --set "variant=$v" "${FOLLOW[@]}"
   fi
 done
-python -m soo_marl.analysis.soo_study report "$OUT" "$REPORT"
+$PY -m soo_marl.analysis.soo_study report "$OUT" "$REPORT"
