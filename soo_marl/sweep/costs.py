@@ -9,14 +9,15 @@ from typing import Any
 from soo_marl.sweep.spec import Stage, Study
 
 #: Training wall seconds per episode for S stacked seeds: A + B·S (2 CPU cores; fit to
-#: 8 seeds × 40,000 episodes ≈ 11.5 min and the 1-seed update rate, bench learner).
-TRAIN_A_S, TRAIN_B_S = 2.0e-3, 1.9e-3
+#: 8 seeds × 40,000 episodes in 747 s and the 1-seed update rate of bench learner).
+TRAIN_A_S, TRAIN_B_S = 2.0e-3, 2.1e-3
 #: Fine-tuning with the SOO/anchor terms costs this much more per episode.
 FINETUNE_FACTOR = 1.3
 #: Evaluation wall seconds per (trained seed × episode) for a run's own play, probes and
-#: blind probe, and per (seed × episode) of one cross-play partner.
-EVAL_PER_SEED_EPISODE = 1.0e-3
-CROSS_PER_SEED_EPISODE = 0.2e-3
+#: blind probe, and per (seed × episode) of one cross-play partner (fit to 4 runs × 8
+#: seeds × 4,000 episodes with all-pairs cross-play in 83 s).
+EVAL_PER_SEED_EPISODE = 0.4e-3
+CROSS_PER_SEED_EPISODE = 0.1e-3
 #: Small stages.
 SMALL = {"classify": 5.0, "plot": 10.0, "report": 2.0}
 #: Replay memory per transition: joint obs 16 + actions 4 + rewards 2 + next obs 16 floats.

@@ -239,7 +239,9 @@ def plan_text(study: Study, out: Path) -> str:
         est = costs.estimate_seconds(s, study)
         total_wall += est
         total_cpu += est * res["cpus"]
-        deps = ", ".join(s.deps()) or "-"
+        names = s.deps()
+        deps = ", ".join(names[:3]) + (f" +{len(names) - 3} more" if len(names) > 3 else "")
+        deps = deps or "-"
         state = "done" if is_done(s, out) else f"~{fmt_duration(est)}"
         lines.append(
             f"  [{i}/{len(study.stages)}] {s.kind:<8} {s.name:<28} needs: {deps:<30} "
