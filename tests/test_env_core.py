@@ -1,6 +1,6 @@
-"""The batched core against SPEC §1: physics, walls, trap, sight, observations, rewards, start.
+"""The batched core against docs/spec.md §1: physics, walls, trap, sight, observations, rewards, start.
 
-Expected values are computed in the tests from the SPEC formulas (never by calling the
+Expected values are computed in the tests from the formulas of docs/spec.md §1 (never by calling the
 core function under test), so a wrong constant or a wrong rule in ``core`` fails here.
 """
 
@@ -14,10 +14,10 @@ import pytest
 from soo_marl.envs import core
 
 CFG = core.EnvConfig()
-R = 0.125  # SPEC sight radius
-AT = 0.16  # SPEC "at a landmark" distance
-K = 0.001  # SPEC wall softness
-D_MIN = 0.2  # SPEC wall contact distance: 0.15 + 0.05
+R = 0.125  # spec: sight radius
+AT = 0.16  # spec: "at a landmark" distance
+K = 0.001  # spec: wall softness
+D_MIN = 0.2  # spec: wall contact distance: 0.15 + 0.05
 FAR = np.array([-0.7, -0.7])  # a point far from everything used below
 
 
@@ -48,7 +48,7 @@ def softplus(z: float) -> float:
 
 
 def spec_wall_force_1d(x: float) -> float:
-    """SPEC wall force along one axis from the two walls at -1 and +1."""
+    """Spec: wall force along one axis from the two walls at -1 and +1."""
     total = 0.0
     for wall in (-1.0, 1.0):
         d = x - wall
@@ -57,7 +57,7 @@ def spec_wall_force_1d(x: float) -> float:
 
 
 def spec_step_1d(x: float, v: float, a: float) -> tuple[float, float]:
-    """SPEC integration for one coordinate: returns (new x, new v)."""
+    """Spec: integration for one coordinate: returns (new x, new v)."""
     v_new = 0.75 * v + 0.1 * (5.0 * a + spec_wall_force_1d(x))
     return x + 0.1 * v_new, v_new
 
@@ -195,7 +195,7 @@ def test_sight_radius_boundary_in_both_observations(radius, eps, visible):
 
 @pytest.mark.parametrize("radius", [0.125, 0.5])
 def test_sight_at_exactly_r_counts_as_in_sight(radius):
-    """SPEC: "≤ R counts as in sight" (dyadic coordinates make the distance exactly R)."""
+    """Spec: "≤ R counts as in sight" (dyadic coordinates make the distance exactly R)."""
     cfg = core.EnvConfig(sight_radius=radius)
     s = make_state(red=(0.25, -0.5), blue=(0.25 - radius, -0.5))
     obs_red, obs_blue = core.observe(cfg, s)
@@ -205,7 +205,7 @@ def test_sight_at_exactly_r_counts_as_in_sight(radius):
 
 
 def test_at_exactly_0_16_is_not_at_a_landmark():
-    """SPEC: "at a landmark" is centre distance < 0.16, strictly (0.16 = 2 × 0.08 exactly)."""
+    """Spec: "at a landmark" is centre distance < 0.16, strictly (0.16 = 2 × 0.08 exactly)."""
     s = make_state(red=(0.16, 0.0), blue=(0.0, -0.16), lm0=(0.0, 0.0), lm1=(0.16, -0.16))
     assert core.rewards(CFG, s)[0].tolist() == [0.0, 0.0]
     # red exactly 0.16 from the fake landmark (0, 0) after a zero-action step: no trap
