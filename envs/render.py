@@ -149,7 +149,27 @@ def draw_frame(
         circle(red, agent_r + 3 * line_w + 1, outline=COLOURS["trapped"], width=3 * line_w)
         label(red, agent_r + 3 * line_w + 2, "TRAPPED", COLOURS["trapped"], below=True)
 
-    # panel: caption, step counter and status, legend
+    _draw_panel(
+        draw, font, size, caption, f"t = {t} / {cfg.max_cycles}", visible, status, trapped, progress
+    )
+    return np.asarray(img)
+
+
+def _draw_panel(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont,
+    size: int,
+    caption: Sequence[str],
+    step: str,
+    visible: bool | None,
+    status: str,
+    trapped: bool,
+    progress: float | None,
+) -> None:
+    """The panel under the arena of :func:`draw_frame`: caption lines, the step counter
+    with the status line, the legend and the optional progress bar."""
+    panel = panel_height(size)
+    line_w = max(1, size // 200)
     draw.rectangle([0, size, size - 1, size + panel - 1], fill=COLOURS["panel"])
     pad, line = _pad(size), _line_px(size)
     y = size + pad
@@ -157,7 +177,7 @@ def draw_frame(
         draw.text((pad, y), text, fill=COLOURS["text"], font=font)
         y += line
     y = size + pad + CAPTION_LINES * line
-    parts = [f"t = {t} / {cfg.max_cycles}"]
+    parts = [step]
     if visible is not None:
         parts.append("in sight" if visible else "out of sight")
     if status:
@@ -172,7 +192,6 @@ def draw_frame(
         bar = max(2, line_w * 2)
         end = pad + (size - 2 * pad) * min(max(progress, 0.0), 1.0)
         draw.rectangle([pad, size + panel - bar, end, size + panel - 1], fill=COLOURS["wall"])
-    return np.asarray(img)
 
 
 def _legend(

@@ -290,3 +290,49 @@ def few_seeds_note(metrics: Sequence[dict], few: int = 5) -> str:
         f"*Fewer than {few} trained seeds behind {', '.join(small)}: bootstrap CIs over so "
         "few seeds are too narrow to trust.*"
     )
+
+
+def classifier_table(classifier: Mapping[str, Any]) -> str:
+    """The SOO classifier's accuracy (and undecided share) per number of episodes, with
+    the note on how undecided units count."""
+    ns = classifier["n_episodes"]
+    rows = [
+        "| episodes N | " + " | ".join(str(n) for n in ns) + " |",
+        "|---|" + "---|" * len(ns),
+        "| accuracy | " + " | ".join(f"{a:.3f}" for a in classifier["accuracy"]) + " |",
+    ]
+    if "undecided" in classifier:
+        rows.append(
+            "| undecided | " + " | ".join(f"{u:.3f}" for u in classifier["undecided"]) + " |"
+        )
+    note = (
+        "Undecided units (no out-of-sight step on a side in their first N episodes) count as "
+        "wrong, which is why accuracy can be below 0.5 at N = 1."
+    )
+    return "\n".join(rows) + "\n\n" + note
+
+
+def provenance_block(
+    command: str, provenance: Mapping[str, str], revision: str, timings: Mapping[str, float]
+) -> str:
+    """A report's "How this was made": the command, the provenance table, the code
+    revision and the wall time per stage."""
+    lines = [
+        "```bash",
+        command,
+        "```",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in provenance.items()],
+        "",
+        f"Recorded when the first stage ran; this report was written at code revision {revision}.",
+        "",
+        "Wall time per stage (the run that did it; a stage skipped later keeps its time):",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+        f"| **total** | **{sum(timings.values()):.0f}** |",
+    ]
+    return "\n".join(lines)
