@@ -78,7 +78,14 @@ def reproduce(
         f"soo-marl reproduce --preset {preset} --seeds {p['seeds']} --sight-radius "
         f"{p['sight_radius']:g} --out {shlex.quote(str(out))} --device {device}"
     )
-    run_study(study, out, log=log, on_start=record_start(command, device), stage_progress=progress)
+    run_study(
+        study,
+        out,
+        log=log,
+        on_start=record_start(command, device),
+        stage_progress=progress,
+        prune_buffers=prune_buffers,
+    )
     report = Path(out) / "report.md"
     log(f"report: {report}")
     return report

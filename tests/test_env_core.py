@@ -1,7 +1,9 @@
-"""The batched core against docs/spec.md §1: physics, walls, trap, sight, observations, rewards, start.
+"""The batched core against docs/spec.md §1: physics, walls, trap, sight, observations,
+rewards, start.
 
-Expected values are computed in the tests from the formulas of docs/spec.md §1 (never by calling the
-core function under test), so a wrong constant or a wrong rule in ``core`` fails here.
+Expected values are computed in the tests from the formulas of docs/spec.md §1 (never by
+calling the core function under test), so a wrong constant or a wrong rule in ``core``
+fails here.
 """
 
 from __future__ import annotations

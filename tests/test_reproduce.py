@@ -28,6 +28,10 @@ def test_reproduce_end_to_end_then_skips(tmp_path):
         row = rows[m["label"]]  # … with its own row in the results table, quoting its numbers
         assert f"| {len(m['seeds'])} | {fmt(m['metrics']['trap_rate'])} |" in row
         assert row.endswith(f"| {fmt(m['metrics']['soo_value'])} |")
+    for cond in ("deceptive", "honest", "soo", "nosoo"):  # buffers pruned, after evaluation
+        saved = rundir.load_checkpoint(out / cond / rundir.CHECKPOINT)
+        assert saved.get("buffer_pruned") and "buffer" not in saved, cond
+        assert rundir.require_metrics(out / cond)["saturation_replay"] is not None, cond
     labels = {rundir.require_metrics(out / c)["label"] for c in ("soo", "nosoo")}
     assert labels == {"soo r0.125", "no-soo r0.125"}
     stamp = (out / "deceptive" / "final_model.pt").stat().st_mtime_ns

@@ -51,6 +51,9 @@ def train(name: str = "dec", **options) -> dict:
                {"name": "ev", "kind": "evaluate", "runs": ["dec"]}),
          "must name a train stage"),
         (study(train(seeds="${n}")), "unknown parameter ${n}"),
+        (study(train(), train("hon"), {"name": "ev", "kind": "evaluate", "runs": ["dec"],
+                                       "cross_with": ["hon"]}),
+         "cross_with names stages that are not among its runs: hon"),
     ],
 )  # fmt: skip
 def test_invalid_studies_are_refused_before_anything_runs(tmp_path, raw, message):
@@ -114,6 +117,38 @@ def test_tiny_study_runs_locally_and_resumes(tmp_path):
         run_study(other, out, log=lambda m: None)
 
 
+def test_run_killed_before_its_first_checkpoint_is_started_again(tmp_path):
+    """A stage whose process died after writing config.yaml but before any checkpoint is
+    run again from scratch (``--resume`` on a directory without a checkpoint) and gives
+    the same weights as an uninterrupted run."""
+    raw = study(train())
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    run_study(parse_study(raw), clean, log=lambda m: None)
+    run_study(parse_study(raw), broken, log=lambda m: None)
+    for f in ("checkpoint.pt", "final_model.pt", "history.jsonl"):
+        (broken / "dec" / f).unlink()
+    outcomes = run_study(parse_study(raw), broken, log=lambda m: None)
+    assert [o.status for o in outcomes] == ["done"]
+    _same_results(clean, broken, ["dec"])
+
+
+def test_pruning_waits_for_fine_tuning_and_evaluation(tmp_path):
+    raw = study(
+        train(),
+        {"name": "ft", "kind": "finetune", "parent": "dec",
+         "options": {"episodes": 10, "device": "cpu"}},
+        {"name": "ev", "kind": "evaluate", "runs": ["dec", "ft"], "options": {"episodes": 2}},
+    )  # fmt: skip
+    logs: list[str] = []
+    run_study(parse_study(raw), tmp_path, prune_buffers=True, log=logs.append)
+    for r in ("dec", "ft"):
+        assert rundir.load_checkpoint(tmp_path / r / rundir.CHECKPOINT).get("buffer_pruned")
+        assert rundir.require_metrics(tmp_path / r)["saturation_replay"] is not None, r
+    pruned = [i for i, line in enumerate(logs) if "pruned the replay buffer of dec" in line]
+    evaluated = [i for i, line in enumerate(logs) if "evaluate ev: done" in line]
+    assert pruned and evaluated and pruned[0] > evaluated[0]
+
+
 ray = pytest.importorskip("ray")
 
 
@@ -138,6 +173,8 @@ def test_tiny_study_on_a_two_node_ray_cluster_matches_local(tmp_path, cluster):
     outcomes = run_study(load_study(STUDIES / "tiny.yaml"), remote, executor="ray", log=print)
     assert [o.status for o in outcomes] == ["done"] * 5
     _same_results(local, remote, ["deceptive", "honest", "soo", "nosoo"])
+    log = (remote / ".sweep" / "logs" / "deceptive.log").read_text()  # Ray stages log too
+    assert "final model" in log or "episodes" in log, log[-500:]
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def stage_args(stage: Stage, study: Study, out: Path) -> list[str]:
         if stage.kind == "finetune":
             args += ["--from", str(out / r["parent"])]
         args += ["--run-dir", str(path)]
-        if (path / rundir.CHECKPOINT).exists():
+        if _started(path):
             args.append("--resume")
     elif stage.kind == "evaluate":
         args += [str(out / x) for x in r["runs"]]
@@ -169,19 +170,28 @@ def execute_in_process(argv: list[str], threads: int) -> None:
     main.main(args=argv, prog_name="soo-marl", standalone_mode=False)
 
 
-def _ray_stage(argv: list[str], threads: int, pid_file: str) -> float | None:
-    """Body of the Ray task of one stage; returns its peak resident memory (MB)."""
+def _ray_stage(argv: list[str], threads: int, pid_file: str, log_file: str) -> float | None:
+    """Body of the Ray task of one stage, its output appended to ``log_file``; returns its
+    peak resident memory (MB)."""
     from soo_marl.allocator import peak_rss_mb, reset_peak_rss
 
     Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
     Path(pid_file).write_text(str(os.getpid()))
     reset_peak_rss()
     if "--resume" not in argv and argv[0] in RUN_KINDS:
-        run_dir = Path(argv[argv.index("--run-dir") + 1])
-        if (run_dir / rundir.CHECKPOINT).exists():  # a retry after a killed worker
+        if _started(Path(argv[argv.index("--run-dir") + 1])):  # a retry after a killed worker
             argv = [*argv, "--resume"]
-    execute_in_process(argv, threads)
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as log, redirect_stdout(log), redirect_stderr(log):
+        execute_in_process(argv, threads)
     return peak_rss_mb()
+
+
+def _started(run_dir: Path) -> bool:
+    """Whether an earlier attempt created ``run_dir`` (its config.yaml, with or without a
+    checkpoint): it is then continued with ``--resume``, which restarts a run killed before
+    its first checkpoint from scratch and refuses one with other settings."""
+    return (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.CHECKPOINT).exists()
 
 
 def _subprocess(argv: list[str], threads: int, log_path: Path) -> subprocess.Popen:
@@ -335,28 +345,17 @@ def run_study(
                 break  # dependencies failed
             continue
         stage, ok, seconds, rss = finished
-        status = "done" if ok else "failed"
-        outcomes[stage.name] = Outcome(stage.name, stage.kind, status, seconds, rss)
+        tag = f"[{index[stage.name]}/{len(order)}] {stage.kind} {stage.name}"
+        outcomes[stage.name] = Outcome(
+            stage.name, stage.kind, "done" if ok else "failed", seconds, rss
+        )
         if ok:
             measured[stage.name] = seconds / max(estimates[stage.name], 1e-9)
-            if stage.kind not in RUN_KINDS:
-                marker = done_marker(stage, out)
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps({"seconds": seconds}))
-            if prune_buffers:
-                _prune_finished(study, out, outcomes, log)
-            _json_update(out / "timings.json", stage.name, seconds)
-            _json_update(out / "memory.json", stage.name, rss)
-            log(
-                f"[{index[stage.name]}/{len(order)}] {stage.kind} {stage.name}: done in "
-                f"{fmt_duration(seconds)}"
-            )
+            log(f"{tag}: done in {fmt_duration(seconds)}")
+            _record_done(study, stage, out, outcomes, prune_buffers, log)
         else:
             failed = stage.name
-            log(
-                f"[{index[stage.name]}/{len(order)}] {stage.kind} {stage.name}: FAILED "
-                f"(see {out / '.sweep' / 'logs' / stage.name}.log)"
-            )
+            log(f"{tag}: FAILED (see {out / '.sweep' / 'logs' / stage.name}.log)")
     runner.close()
     result = [outcomes.get(s.name, Outcome(s.name, s.kind, "not run")) for s in order]
     log(summary_table(result))
@@ -365,14 +364,35 @@ def run_study(
     return result
 
 
+def _record_done(
+    study: Study, stage: Stage, out: Path, outcomes: dict[str, Outcome], prune: bool, log: Log
+) -> None:
+    """After ``stage`` succeeded: its done marker (stages without a run directory), buffer
+    pruning of runs nothing needs any more, and its wall time and peak memory in
+    ``timings.json`` / ``memory.json``."""
+    outcome = outcomes[stage.name]
+    if stage.kind not in RUN_KINDS:
+        marker = done_marker(stage, out)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"seconds": outcome.seconds}))
+    if prune:
+        _prune_finished(study, out, outcomes, log)
+    _json_update(out / "timings.json", stage.name, outcome.seconds)
+    _json_update(out / "memory.json", stage.name, outcome.peak_rss_mb)
+
+
 def _prune_finished(study: Study, out: Path, outcomes: dict[str, Outcome], log: Log) -> None:
-    """Prune the buffers that no unfinished stage needs any more."""
+    """Prune the buffers that no unfinished stage needs any more: a run's buffer goes once
+    the run and every stage that reads it (its fine-tunings and its evaluation, which
+    measures actor saturation on the replayed observations) are finished."""
     finished = {n for n, o in outcomes.items() if o.status in ("done", "skipped")}
     for s in study.stages:
         if s.kind not in RUN_KINDS or s.name not in finished or s.copy_from is not None:
             continue
-        children = [c for c in study.stages if c.refs.get("parent") == s.name]
-        if all(c.name in finished for c in children):
+        readers = [
+            c for c in study.stages if c.kind in ("finetune", "evaluate") and s.name in c.deps()
+        ]
+        if all(c.name in finished for c in readers):
             saved = rundir.prune_buffer(output(s, out))
             if saved:
                 log(f"    pruned the replay buffer of {s.name}: {saved / 1e6:,.0f} MB freed")
@@ -483,7 +503,12 @@ class _RayRunner:
             max_retries=RAY_RETRIES,
             retry_exceptions=True,
             name=f"soo-marl {stage.kind} {stage.name}",
-        ).remote(argv, res["cpus"], str(out / ".sweep" / "pids" / stage.name))
+        ).remote(
+            argv,
+            res["cpus"],
+            str(out / ".sweep" / "pids" / stage.name),
+            str(out / ".sweep" / "logs" / f"{stage.name}.log"),
+        )
         self.tasks[task] = (stage, time.perf_counter())
 
     def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:

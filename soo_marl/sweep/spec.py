@@ -367,6 +367,12 @@ def validate(study: Study, source: str = "study") -> None:
         for key in REQUIRED.get(s.kind, ()):
             if not s.refs.get(key):
                 raise StudyError(f"{where}: a {s.kind} stage needs {key}")
+        extra = set(_as_list(s.refs.get("cross_with") or [])) - set(_as_list(s.refs.get("runs")))
+        if s.kind == "evaluate" and extra:
+            raise StudyError(
+                f"{where}: cross_with names stages that are not among its runs: "
+                f"{', '.join(sorted(extra))}"
+            )
         if s.kind == "classify" and len(_as_list(s.refs["deceptive"])) != len(
             _as_list(s.refs["honest"])
         ):
