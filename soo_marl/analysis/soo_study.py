@@ -167,7 +167,7 @@ def fig_forest(results: Sequence[dict[str, Any]]) -> Figure:
     """Every comparison's paired difference in luring Δtrap (parent's red) with its 95% CI
     and the ±0.03 band of the verdict rule."""
     colors = {REDUCES: "tab:green", NEGATIVE: "tab:blue", INCONCLUSIVE: "tab:orange"}
-    fig = Figure(figsize=(8.0, 0.45 * len(results) + 1.8), layout="constrained")
+    fig = Figure(figsize=(9.0, 0.45 * len(results) + 2.0), layout="constrained")
     ax = fig.subplots()
     ax.axvspan(-BAND, BAND, color="0.85", label=f"±{BAND} (negative if the CI lies inside)")
     ax.axvline(0.0, color="0.4", lw=0.8)
@@ -183,6 +183,15 @@ def fig_forest(results: Sequence[dict[str, Any]]) -> Figure:
             color=color,
             capsize=4,
         )
+        g = r["goal"]
+        ax.text(
+            1.02,
+            y,
+            f"goal reach {g['mean']:+.3f}",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(
         range(len(results)),
         [f"{r['comparison'].arm}: {r['comparison'].title}" for r in reversed(results)],
@@ -191,7 +200,11 @@ def fig_forest(results: Sequence[dict[str, Any]]) -> Figure:
     ax.set_xlabel("paired difference in luring Δtrap with the parent's red (treatment − control)")
     handles = [ax.plot([], [], "o", color=col, label=name)[0] for name, col in colors.items()]
     ax.legend(handles=[*ax.get_legend_handles_labels()[0][:1], *handles], fontsize=8, loc="best")
-    ax.set_title("SOO study: every arm against its paired control (95% bootstrap CI, 8 seeds)")
+    ax.set_title(
+        "SOO study: every arm against its paired control\n(mean and 95% bootstrap CI over 8 "
+        "seeds; right: paired difference in blue's goal reach)",
+        fontsize=10,
+    )
     ax.grid(axis="x", alpha=0.3)
     return fig
 
