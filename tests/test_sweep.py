@@ -54,6 +54,8 @@ def train(name: str = "dec", **options) -> dict:
         (study(train(), train("hon"), {"name": "ev", "kind": "evaluate", "runs": ["dec"],
                                        "cross_with": ["hon"]}),
          "cross_with names stages that are not among its runs: hon"),
+        (study(train(), {"name": "ev", "kind": "evaluate", "runs": {"d": "dec"}}),
+         "runs is a stage name or a list of names"),
     ],
 )  # fmt: skip
 def test_invalid_studies_are_refused_before_anything_runs(tmp_path, raw, message):

@@ -156,6 +156,13 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _ref_names(value: Any) -> list:
+    """The stage names a reference holds: a name, a list of names or a {label: name} map."""
+    if value is None:
+        return []
+    return list(value.values()) if isinstance(value, dict) else _as_list(value)
+
+
 def substitute(value: Any, params: dict[str, Any], where: str) -> Any:
     """``${name}`` placeholders of ``value`` (recursively) replaced by ``params``."""
     if isinstance(value, dict):
@@ -309,6 +316,10 @@ def _resolve_patterns(study: Study, source: str) -> None:
                     raise StudyError(f"{source}: stage {s.name}: {key} maps conditions to stages")
                 s.refs[key] = {str(k): str(v) for k, v in s.refs[key].items()}
             elif shape == "list":
+                if not all(isinstance(r, str) for r in _as_list(s.refs[key])):
+                    raise StudyError(
+                        f"{source}: stage {s.name}: {key} is a stage name or a list of names"
+                    )
                 s.refs[key] = expand(s.refs[key])
             else:
                 s.refs[key] = str(s.refs[key])
@@ -367,12 +378,13 @@ def validate(study: Study, source: str = "study") -> None:
         for key in REQUIRED.get(s.kind, ()):
             if not s.refs.get(key):
                 raise StudyError(f"{where}: a {s.kind} stage needs {key}")
-        extra = set(_as_list(s.refs.get("cross_with") or [])) - set(_as_list(s.refs.get("runs")))
-        if s.kind == "evaluate" and extra:
-            raise StudyError(
-                f"{where}: cross_with names stages that are not among its runs: "
-                f"{', '.join(sorted(extra))}"
-            )
+        if s.kind == "evaluate":
+            extra = set(_ref_names(s.refs.get("cross_with"))) - set(_ref_names(s.refs.get("runs")))
+            if extra:
+                raise StudyError(
+                    f"{where}: cross_with names stages that are not among its runs: "
+                    f"{', '.join(sorted(extra))}"
+                )
         if s.kind == "classify" and len(_as_list(s.refs["deceptive"])) != len(
             _as_list(s.refs["honest"])
         ):
