@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 
 from soo_marl import metrics, rundir
 from soo_marl.analysis.tables import fmt
+from soo_marl.envs import core
+from soo_marl.envs.physical_deception_v0 import BLUE_ID
 
 #: The verdict rule: a paired luring difference whose CI lies below −BAND reduces
 #: deception, one inside ±BAND is a negative; goal reach must stay within GOAL_TOLERANCE.
@@ -255,6 +257,60 @@ def short_training(group: str | Path) -> dict[str, Any]:
     return out
 
 
+def red_weight(run: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed, how strongly blue's actor reads red's position: the Frobenius norm of its
+    first-layer weights on red's observation slots and, for scale, on all other slots, on
+    the normalised input the actor sees (post hoc: a mechanism check, not part of the
+    study's protocol)."""
+    state = rundir.load_checkpoint(Path(run) / rundir.FINAL_MODEL)
+    agents = list(state["agents"])
+    w = state["model"]["actor.weights.0"].double()
+    members = w.reshape(len(state["seeds"]), len(agents), *w.shape[1:])
+    blue = members[:, agents.index(BLUE_ID)]
+    red = np.zeros(blue.shape[1], dtype=bool)
+    red[core.BLUE_RED_SLOTS] = True
+    return (
+        blue[:, red, :].flatten(1).norm(dim=1).numpy(),
+        blue[:, ~red, :].flatten(1).norm(dim=1).numpy(),
+    )
+
+
+#: Runs whose blue red-slot weights the report lists (group, run).
+WEIGHT_RUNS = tuple(
+    ("r0.5", r)
+    for r in (
+        "deceptive", "honest", "control", "pos", "soo_w1_h1h2", "soo_w10_h1h2",
+        "soo_w1_action", "soo_w10_action", "authors", "authors_control",
+    )
+)  # fmt: skip
+
+
+def weight_table(root: Path) -> list[str]:
+    """Report lines: blue's first-layer weight norm on red's slots, per run (post hoc)."""
+    rows = []
+    for group, run in WEIGHT_RUNS:
+        path = root / group / run / rundir.FINAL_MODEL
+        if path.exists():
+            v, rest = red_weight(path.parent)
+            rows.append(
+                f"| {group}/{run} | {np.median(v):.3f} | {v.min():.3f} – {v.max():.3f} "
+                f"| {np.median(rest):.2f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Post hoc: how much blue's actor reads red's position",
+        "",
+        "Not in the protocol. Frobenius norm of blue's first-layer actor weights on red's two",
+        "observation slots (normalised input), per seed; `red_weight` in this module.",
+        "",
+        "| run | red slots: median over seeds | range | other slots: median |",
+        "|---|---|---|---|",
+        *rows,
+    ]
+
+
 def report(root: str | Path, out_dir: str | Path) -> Path:
     """Write ``arms.md`` (every arm's table and verdict, the gates, arm 5) and
     ``forest.png`` into ``out_dir``."""
@@ -294,6 +350,7 @@ def report(root: str | Path, out_dir: str | Path) -> Path:
                 f"{fmt(g['closed_loop_share'])} | {fmt(g['honest_luring'])} | "
                 f"{_d(g['deceptive_minus_honest'])} | {'yes' if g['passes'] else 'no'} |"
             )
+    lines += weight_table(root)
     for radius in ("r0.5", "r0.125"):
         group = root / "short" / radius
         if not (group / "short" / rundir.EVAL).exists():
@@ -301,7 +358,7 @@ def report(root: str | Path, out_dir: str | Path) -> Path:
         bd = short_training(group)
         lines += ["", f"## Arm 5: the published artefact at {radius} (trunc_noguard grids)", ""]
         lines += ["| pair | behavioural difference |", "|---|---|"]
-        lines += [f"| {k} | {fmt(v, 4)} |" for k, v in bd.items()]
+        lines += [f"| {k} | {fmt(v, 0)} |" for k, v in bd.items()]
     if results:
         fig_forest(results).savefig(out / "forest.png", dpi=150)
     path = out / "arms.md"
