@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from soo_marl import metrics
+from soo_marl.envs import core
 from soo_marl.rollout import rollout, start_uniforms
 from soo_marl.rundir import load_model
 
@@ -21,17 +22,32 @@ def test_models_are_committed():
 
 @pytest.mark.parametrize("model_set", SETS, ids=[p.name for p in SETS])
 def test_committed_baselines_load_and_behave(model_set):
-    uniforms = start_uniforms([155], 40)
+    present = [b for b in ("deceptive", "honest") if (model_set / b).is_dir()]
+    assert present, f"{model_set} holds neither a deceptive nor an honest baseline"
     trap, goal = {}, {}
-    for baseline in ("deceptive", "honest"):
+    for baseline in present:
         loaded = load_model(model_set / baseline)
         assert loaded.config.env.baseline == baseline
         assert loaded.path.name == "final_model.pt"
         cfg = loaded.config.env
+        uniforms = start_uniforms([155], 40, core.reset_draws(cfg))
         traj = rollout(cfg, uniforms, loaded.model, loaded.model)
         trap[baseline] = metrics.trap_rate(traj["trapped"])
         goal[baseline] = metrics.goal_reach_rate(
             cfg, traj["blue_pos"], traj["landmarks"], traj["goal_index"]
         )
-    assert np.median(goal["honest"]) >= 0.9, goal["honest"]
-    assert trap["deceptive"].mean() > trap["honest"].mean(), trap
+    if "honest" in goal:
+        assert np.median(goal["honest"]) >= 0.9, goal["honest"]
+    if len(present) == 2:
+        assert trap["deceptive"].mean() > trap["honest"].mean(), trap
+    else:  # a deceptive pair alone (the 10,000-episode "published artefact"): a trained
+        # blue (an untrained one stands still) and a red trapped more often than the honest
+        # baselines' (0.13-0.25 at these radii)
+        assert np.median(goal["deceptive"]) >= 0.3, goal["deceptive"]
+        assert trap["deceptive"].mean() > 0.3, trap
+
+
+def test_every_committed_set_is_described():
+    readme = (MODELS / "README.md").read_text()
+    for model_set in SETS:
+        assert f"`{model_set.name}/`" in readme, f"{model_set.name} missing from models/README.md"
