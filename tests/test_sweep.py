@@ -4,6 +4,7 @@ on a two-node Ray cluster with identical results; a killed Ray worker does not c
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -149,6 +150,29 @@ def test_pruning_waits_for_fine_tuning_and_evaluation(tmp_path):
     pruned = [i for i, line in enumerate(logs) if "pruned the replay buffer of dec" in line]
     evaluated = [i for i, line in enumerate(logs) if "evaluate ev: done" in line]
     assert pruned and evaluated and pruned[0] > evaluated[0]
+
+
+def test_ray_executor_without_an_address_starts_its_own_instance(tmp_path, monkeypatch):
+    """Not the cluster a stale /tmp/ray/ray_current_cluster names (Ray's default), which
+    made a sweep wait forever after an earlier cluster died."""
+    import types
+
+    from soo_marl.sweep import run as sweep_run
+
+    calls = []
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: False,
+        init=lambda **kw: calls.append(kw),
+        remote=lambda f: f,
+    )
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(sweep_run, "check_shared_storage", lambda out, ray: None)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    sweep_run._RayRunner(tmp_path, None)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    sweep_run._RayRunner(tmp_path, None)
+    sweep_run._RayRunner(tmp_path, "auto")
+    assert [c["address"] for c in calls] == ["local", "10.0.0.1:6379", "auto"]
 
 
 ray = pytest.importorskip("ray")

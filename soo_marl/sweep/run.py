@@ -482,7 +482,9 @@ class _RayRunner:
         except ImportError:
             raise StudyError("the ray executor needs Ray: pip install 'soo-marl[ray]'") from None
         self.ray = ray
-        address = address or os.environ.get("RAY_ADDRESS")
+        # "local" starts a fresh instance: without it Ray would try to join whatever
+        # cluster /tmp/ray/ray_current_cluster names, and wait forever if that one is gone
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         self.remote = ray.remote(_ray_stage)
