@@ -170,11 +170,15 @@ def execute_in_process(argv: list[str], threads: int) -> None:
     main.main(args=argv, prog_name="soo-marl", standalone_mode=False)
 
 
-def _ray_stage(argv: list[str], threads: int, pid_file: str, log_file: str) -> float | None:
+def _ray_stage(
+    argv: list[str], threads: int, pid_file: str, log_file: str
+) -> tuple[float, float | None]:
     """Body of the Ray task of one stage, its output appended to ``log_file``; returns its
-    peak resident memory (MB)."""
+    wall time once running (not the time it waited for resources) and its peak resident
+    memory (MB)."""
     from soo_marl.allocator import peak_rss_mb, reset_peak_rss
 
+    t0 = time.perf_counter()
     Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
     Path(pid_file).write_text(str(os.getpid()))
     reset_peak_rss()
@@ -184,7 +188,7 @@ def _ray_stage(argv: list[str], threads: int, pid_file: str, log_file: str) -> f
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as log, redirect_stdout(log), redirect_stderr(log):
         execute_in_process(argv, threads)
-    return peak_rss_mb()
+    return time.perf_counter() - t0, peak_rss_mb()
 
 
 def _started(run_dir: Path) -> bool:
@@ -334,7 +338,7 @@ def run_study(
                 remaining = _remaining(pending, estimates, measured)
                 left = f", about {fmt_duration(remaining)} left" if remaining else ""
                 log(
-                    f"[{index[s.name]}/{len(order)}] {s.kind} {s.name}: started "
+                    f"[{index[s.name]}/{len(order)}] {s.kind} {s.name}: {runner.verb} "
                     f"(elapsed {fmt_duration(time.perf_counter() - t_start)}{left})"
                 )
                 runner.start(s, stage_args(s, study, out), costs.resources(s, study), out)
@@ -423,6 +427,8 @@ class _LocalRunner:
     """Stages as subprocesses, at most ``limit`` at a time; with ``log``, the newest line
     of each running stage's log file is passed on every ``every_s`` seconds."""
 
+    verb = "started"
+
     def __init__(self, limit: int, log: Log | None = None, every_s: float = 60.0) -> None:
         self.limit, self.log, self.every_s = limit, log, every_s
         self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
@@ -476,6 +482,9 @@ class _LocalRunner:
 class _RayRunner:
     """Stages as Ray tasks with their resources declared; failed tasks are retried."""
 
+    #: Ray starts a submitted task when its declared resources are free.
+    verb = "submitted"
+
     def __init__(self, out: Path, address: str | None) -> None:
         try:
             import ray
@@ -511,20 +520,20 @@ class _RayRunner:
             str(out / ".sweep" / "pids" / stage.name),
             str(out / ".sweep" / "logs" / f"{stage.name}.log"),
         )
-        self.tasks[task] = (stage, time.perf_counter())
+        self.tasks[task] = stage
 
     def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:
         if not self.tasks:
             return None
         ready, _ = self.ray.wait(list(self.tasks), num_returns=1)
         ref = ready[0]
-        stage, t0 = self.tasks.pop(ref)
+        stage = self.tasks.pop(ref)
         try:
-            rss = self.ray.get(ref)
+            seconds, rss = self.ray.get(ref)
             ok = True
         except Exception:  # noqa: BLE001 - the stage failed after its retries
-            rss, ok = None, False
-        return stage, ok, time.perf_counter() - t0, rss
+            seconds, rss, ok = 0.0, None, False
+        return stage, ok, seconds, rss
 
     def close(self) -> None:
         pass
