@@ -335,7 +335,7 @@ def finetune(parent, soo, run_dir, resume, device, quiet, **options):
     "--keep-buffers",
     is_flag=True,
     help="keep every run's replay buffer in its checkpoint (default: drop each once no stage "
-    "needs it; the quick preset then needs about 0.1 GB of disk instead of 1.8 GB)",
+    "needs it; the quick preset then needs 22 MB of disk instead of 1.8 GB)",
 )
 @click.option("--quiet", is_flag=True, help="only a line per stage (no progress lines)")
 def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, quiet):
