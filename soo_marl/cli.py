@@ -371,7 +371,7 @@ def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, quiet):
     "--address",
     default=None,
     help="Ray cluster to join ('auto' for the one `ray start` made; default: RAY_ADDRESS, "
-    "else a local Ray instance)",
+    "else a new local Ray instance)",
 )
 @click.option(
     "--max-parallel",
