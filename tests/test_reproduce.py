@@ -28,6 +28,14 @@ def test_reproduce_end_to_end_then_skips(tmp_path):
         row = rows[m["label"]]  # … with its own row in the results table, quoting its numbers
         assert f"| {len(m['seeds'])} | {fmt(m['metrics']['trap_rate'])} |" in row
         assert row.endswith(f"| {fmt(m['metrics']['soo_value'])} |")
+    blind = report.split("## Does blue's luring need to see red?")[1].split("\n## ")[0]
+    states = report.split("## SOO value by trap state")[1].split("\n## ")[0]
+    for cond in ("deceptive", "honest", "soo", "nosoo"):  # the instruments' rows, per run
+        m = rundir.require_metrics(out / cond)
+        cells = [m["luring_delta_trap"], m["blind"]["luring_delta_trap"], m["closed_loop_share"]]
+        assert f"| {m['label']} | " + " | ".join(fmt(c) for c in cells) + " |" in blind
+        values = [fmt(m["metrics"][k]) for k in ("soo_value", "soo_value_pre_trap")]
+        assert f"| {m['label']} | {values[0]} | {values[1]} |" in states
     for cond in ("deceptive", "honest", "soo", "nosoo"):  # buffers pruned, after evaluation
         saved = rundir.load_checkpoint(out / cond / rundir.CHECKPOINT)
         assert saved.get("buffer_pruned") and "buffer" not in saved, cond
