@@ -363,8 +363,7 @@ def validate(study: Study, source: str = "study") -> None:
             value = s.refs.get(key)
             if value is None:
                 continue
-            names = value.values() if isinstance(value, dict) else _as_list(value)
-            for name in names:
+            for name in _ref_names(value):
                 if name not in by_name:
                     raise StudyError(f"{where}: {key} names a missing stage {name!r}")
                 if by_name[name].kind not in kinds:
