@@ -337,8 +337,16 @@ def finetune(parent, soo, run_dir, resume, device, quiet, **options):
     help="keep every run's replay buffer in its checkpoint (default: drop each once no stage "
     "needs it; the quick preset then needs 22 MB of disk instead of 1.8 GB)",
 )
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="independent stages (the two baselines, the two fine-tunings) run at the same "
+    "time, one CPU thread each; 1 halves the peak memory, results are the same",
+)
 @click.option("--quiet", is_flag=True, help="only a line per stage (no progress lines)")
-def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, quiet):
+def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, max_parallel, quiet):
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
     from soo_marl.reproduce import reproduce as run_reproduce
@@ -346,7 +354,7 @@ def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, quiet):
     try:
         run_reproduce(
             out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet,
-            prune_buffers=not keep_buffers,
+            prune_buffers=not keep_buffers, max_parallel=max_parallel,
         )  # fmt: skip
     except ValueError as exc:
         _fail(exc)

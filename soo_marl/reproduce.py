@@ -63,6 +63,7 @@ def reproduce(
     log: Callable[[str], None] = print,
     progress: bool = True,
     prune_buffers: bool = True,
+    max_parallel: int = 2,
 ) -> Path:
     """Run every stage of a preset into ``out`` (skipping finished ones); returns
     ``out/report.md``.
@@ -70,7 +71,10 @@ def reproduce(
     ``seeds`` and ``sight_radius`` default to the preset's. Raises ValueError for an
     unknown preset, a non-positive seed count or radius, and when ``out`` holds a study
     with other settings. ``progress`` prints a line from running stages every minute;
-    ``prune_buffers`` drops each run's replay buffer once no stage needs it.
+    ``prune_buffers`` drops each run's replay buffer once no stage needs it;
+    ``max_parallel`` independent stages run at the same time (the presets give their
+    trainings and fine-tunings one CPU thread each, so 2 fills a 2-core machine; results
+    do not depend on it).
     """
     study = preset_study(preset, seeds, sight_radius, device)
     p = study.parameters
@@ -85,6 +89,7 @@ def reproduce(
         on_start=record_start(command, device),
         stage_progress=progress,
         prune_buffers=prune_buffers,
+        max_parallel=max_parallel,
     )
     report = Path(out) / "report.md"
     log(f"report: {report}")
