@@ -180,3 +180,24 @@ def test_buffer_reward_statistics_and_wraparound():
     assert batch["rew"].shape == (2, 100, 1)
     assert abs(batch["rew"][0].mean().item()) < 0.3  # standardised
     assert torch.allclose(batch["obs"][1], 10 * batch["obs"][1] / 10)
+
+
+def test_update_rounds_do_not_depend_on_the_thread_count():
+    """reproduce runs two stages side by side with one thread each instead of one stage
+    with two: the same update rounds must give bit-identical networks (realistic shapes:
+    8 seeds, batch 1024)."""
+    before = torch.get_num_threads()
+    nets = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            m = make(seeds=range(8))
+            for k in range(3):
+                m.update(random_batch(8, 1024, seed=k))
+            nets[threads] = {k: v.clone() for k, v in m.state_dict().items()}
+    finally:
+        torch.set_num_threads(before)
+    assert nets[1].keys() == nets[2].keys()
+    for key in nets[1]:
+        assert torch.equal(nets[1][key], nets[2][key]), key
