@@ -20,6 +20,12 @@ from typing import NamedTuple
 import numpy as np
 
 RED, BLUE = 0, 1
+#: PettingZoo agent ids of red and blue (the names of the published environment), in the
+#: order of the agent axis.
+RED_ID, BLUE_ID = "adversary_0", "agent_0"
+AGENT_IDS = (RED_ID, BLUE_ID)
+#: The paper's sight radius: the default of ``EnvConfig.sight_radius``.
+PAPER_SIGHT_RADIUS = 0.125
 BASELINES = ("deceptive", "honest")
 OBS_DIM_RED = 6
 OBS_DIM_BLUE = 10
@@ -62,7 +68,7 @@ class EnvConfig:
         metadata=_help("radius of both landmarks; at a landmark means centre distance < 2 × this"),
     )
     sight_radius: float = field(
-        default=0.125,
+        default=PAPER_SIGHT_RADIUS,
         metadata=_help(
             "centre distance at or below which the two agents see each other (the paper's "
             "0.125; red follows blue only at larger radii such as 0.5, the radius of "
@@ -535,7 +541,7 @@ class BatchedEnv:
             raise RuntimeError("call reset() before step()")
         if validate:
             actions = validate_joint_actions(
-                [actions_red, actions_blue], ("adversary_0", "agent_0"), self.batch_size
+                [actions_red, actions_blue], AGENT_IDS, self.batch_size
             )
         else:
             actions = np.stack([actions_red, actions_blue], axis=1)

@@ -11,7 +11,7 @@ from pettingzoo.utils import parallel_to_aec, wrappers
 
 from soo_marl.envs import core
 
-RED_ID, BLUE_ID = "adversary_0", "agent_0"
+RED_ID, BLUE_ID = core.RED_ID, core.BLUE_ID
 AGENTS = (RED_ID, BLUE_ID)
 RENDER_MODES = (None, "rgb_array")
 

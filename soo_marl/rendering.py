@@ -53,7 +53,7 @@ def render_random_episodes(
     episodes: int = 2,
     seed: int = 0,
     baseline: str = "deceptive",
-    sight_radius: float = 0.125,
+    sight_radius: float = core.PAPER_SIGHT_RADIUS,
 ) -> Path:
     """Play ``episodes`` episodes with uniformly random actions and write them as one GIF.
 

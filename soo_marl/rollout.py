@@ -15,9 +15,10 @@ import torch
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 
-#: Scripted blue policies of the blue-centric probes (docs/spec.md §4).
+#: Scripted blue policies of the blue-centric probes (docs/spec.md §4.4).
 SCRIPTED_BLUES = ("to_goal", "to_fake", "still")
-#: Default evaluation seeds (the published code's).
+#: Default evaluation seeds (the published code's): the one home of this default, read by
+#: `soo-marl evaluate`, rendering and the sweep's cost model.
 DEFAULT_EVAL_SEEDS = (155, 714, 1908, 1549, 1195, 1812, 542, 2844)
 
 
@@ -60,7 +61,7 @@ def rollout(
     the same seed count (its blue actor is used; cross-play when it is another run's), the
     name of a scripted blue, or a function of blue's observations. ``blind_blue``: blue
     acts on observations whose red slots (6–7) are forced to 0 at every step (the blind
-    probe, docs/spec.md §4); what is recorded is what the environment showed. Returns the
+    probe, docs/spec.md §4.4); what is recorded is what the environment showed. Returns the
     trajectory arrays of the export format: ``red_pos``/``blue_pos`` (S, N, T+1, 2),
     ``landmarks`` (S, N, 2, 2), ``goal_index`` (S, N), ``trapped``/``red_visible``
     (S, N, T+1), ``actions_red``/``actions_blue`` (S, N, T, 2), ``rewards`` (S, N, T, 2),

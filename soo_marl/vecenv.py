@@ -17,7 +17,7 @@ from soo_marl.envs import core
 class DeceptionVecEnv:
     """The physical-deception core with S·E worlds; seed s resets from its own Generator."""
 
-    agents = ("adversary_0", "agent_0")
+    agents = core.AGENT_IDS
     obs_dims = (core.OBS_DIM_RED, core.OBS_DIM_BLUE)
     act_dims = (core.ACTION_DIM, core.ACTION_DIM)
 
