@@ -6,6 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from soo_marl.agents.maddpg import MADDPGConfig
+from soo_marl.commands import DEFAULT_EVAL_EPISODES
+from soo_marl.config import RunConfig
+from soo_marl.envs.core import EnvConfig
+from soo_marl.finetune import FinetuneConfig
+from soo_marl.rollout import DEFAULT_EVAL_SEEDS as _EVAL_SEEDS
+from soo_marl.stage_kinds import KINDS
 from soo_marl.sweep.spec import Stage, Study
 
 #: Training wall seconds per episode for S stacked seeds: A + B·S (2 CPU cores; fit to
@@ -24,8 +31,18 @@ SMALL = {"classify": 5.0, "plot": 10.0, "report": 2.0}
 BYTES_PER_TRANSITION = 38 * 4
 #: Memory besides the replay buffers (torch, networks, evaluation arrays).
 BASE_MEMORY_GB = 1.0
-DEFAULT_SEEDS = 8
-DEFAULT_EVAL_SEEDS = 8
+#: What a stage that does not say runs: the defaults of the config dataclasses and of the
+#: commands (never repeated here).
+DEFAULT_SEEDS = len(RunConfig().seeds)
+DEFAULT_EVAL_SEEDS = len(_EVAL_SEEDS)
+DEFAULT_EPISODES = {
+    "train": RunConfig().episodes,
+    "finetune": FinetuneConfig().episodes,
+    "evaluate": DEFAULT_EVAL_EPISODES,
+}
+DEFAULT_BUFFER_SIZE = MADDPGConfig().buffer_size
+#: Steps per episode (transitions stored per seed and episode).
+EPISODE_STEPS = EnvConfig().max_cycles
 
 
 def _seeds(stage: Stage, study: Study) -> int:
@@ -40,8 +57,7 @@ def _seeds(stage: Stage, study: Study) -> int:
 
 
 def _episodes(stage: Stage) -> int:
-    default = {"train": 40_000, "finetune": 10_000, "evaluate": 500}[stage.kind]
-    return int(stage.options.get("episodes", default))
+    return int(stage.options.get("episodes", DEFAULT_EPISODES[stage.kind]))
 
 
 def estimate_seconds(stage: Stage, study: Study) -> float:
@@ -70,16 +86,16 @@ def memory_gb(stage: Stage, study: Study) -> float:
     if stage.kind not in ("train", "finetune") or stage.copy_from is not None:
         return BASE_MEMORY_GB + (1.0 if stage.kind == "evaluate" else 0.0)
     root = stage if stage.kind == "train" else study.stage(stage.refs["parent"])
-    capacity = int(root.options.get("buffer-size", 1_000_000))
-    per_seed = min(capacity, _episodes(root) * 50) * BYTES_PER_TRANSITION
+    capacity = int(root.options.get("buffer-size", DEFAULT_BUFFER_SIZE))
+    per_seed = min(capacity, _episodes(root) * EPISODE_STEPS) * BYTES_PER_TRANSITION
     copies = 2 if stage.kind == "train" else 3
     return BASE_MEMORY_GB + copies * _seeds(stage, study) * per_seed / 1e9
 
 
 def resources(stage: Stage, study: Study) -> dict[str, Any]:
     """cpus, gpus and memory_gb of a stage (the study file's ``resources`` override)."""
-    heavy = stage.kind in ("train", "finetune", "evaluate")
-    out = {"cpus": 2 if heavy else 1, "gpus": 0.0, "memory_gb": round(memory_gb(stage, study), 2)}
+    cpus = KINDS[stage.kind].cpus
+    out = {"cpus": cpus, "gpus": 0.0, "memory_gb": round(memory_gb(stage, study), 2)}
     out.update(stage.resources)
     out["cpus"] = int(out["cpus"])
     return out

@@ -1,7 +1,8 @@
 """Run a study: its stages in dependency order, locally or as Ray tasks, resumably.
 
 Every stage is the soo-marl command of its kind with the study's options and the paths
-the sweep chooses (``OUT/<stage name>``). Finished stages are skipped; an interrupted
+the sweep chooses (``OUT/<stage name>``; what each kind passes:
+:mod:`soo_marl.stage_kinds`). Finished stages are skipped; an interrupted
 training or fine-tuning stage resumes from its checkpoint (exactly); a failed Ray task is
 retried. ``OUT/study.yaml`` records the study; running a different one into the same
 ``OUT`` is refused. Per stage, ``OUT/timings.json`` and ``OUT/memory.json`` record the
@@ -26,8 +27,9 @@ import yaml
 
 from soo_marl import rundir
 from soo_marl.progress import fmt_duration
+from soo_marl.stage_kinds import KINDS, RUN_KINDS, output, run_command, stage_argv
 from soo_marl.sweep import costs
-from soo_marl.sweep.spec import RUN_KINDS, Stage, Study, StudyError, _as_list, _command_options
+from soo_marl.sweep.spec import Stage, Study, StudyError
 
 Log = Callable[[str], None]
 EXECUTORS = ("local", "ray")
@@ -49,87 +51,11 @@ class Outcome:
 # --------------------------------------------------------------------------- paths and args
 
 
-def output(stage: Stage, out: Path) -> Path:
-    """Where a stage writes: its run directory, or its folder (classify, plot), or its
-    Markdown file (report)."""
-    return out / (f"{stage.name}.md" if stage.kind == "report" else stage.name)
-
-
-def classifier_json(stage: Stage, out: Path) -> Path:
-    """The JSON a classify stage writes (named as :func:`write_result` names it)."""
-    from soo_marl.analysis.classify import result_name
-
-    o = stage.options
-    if o.get("all-variants"):
-        name = "classifier_variants" + ("_pooled" if o.get("pool-eval-seeds") else "")
-    else:
-        name = result_name(
-            {
-                "pooled_eval_seeds": bool(o.get("pool-eval-seeds")),
-                "rows": o.get("rows", "all"),
-                "keep_trap_flag": bool(o.get("keep-trap-flag")),
-            }
-        )
-    return output(stage, out) / f"{name}.json"
-
-
-def option_args(stage: Stage) -> list[str]:
-    """The stage's options as command-line arguments of its command."""
-    params = _command_options(stage.kind)
-    args: list[str] = []
-    for key, value in stage.options.items():
-        p = params[key]
-        if getattr(p, "is_flag", False) or p.type.name == "boolean":
-            secondary = [o[2:] for o in getattr(p, "secondary_opts", [])]
-            primary = p.opts[0][2:]
-            if key in secondary:  # e.g. "fresh-buffer: true"
-                on, off = key, primary
-            else:
-                on, off = key, (secondary[0] if secondary else None)
-            if value:
-                args.append(f"--{on}")
-            elif off:
-                args.append(f"--{off}")
-        elif getattr(p, "multiple", False):
-            for v in _as_list(value):
-                args += [f"--{key}", str(v)]
-        else:
-            args += [f"--{key}", str(value)]
-    return args
-
-
 def stage_args(stage: Stage, study: Study, out: Path) -> list[str]:
-    """The full command line (after ``soo-marl``) that runs ``stage``."""
-    path = output(stage, out)
-    args = [stage.kind]
-    r = stage.refs
-    if stage.kind in RUN_KINDS:
-        if stage.kind == "finetune":
-            args += ["--from", str(out / r["parent"])]
-        args += ["--run-dir", str(path)]
-        if _started(path):
-            args.append("--resume")
-    elif stage.kind == "evaluate":
-        args += [str(out / x) for x in r["runs"]]
-        for x in r.get("cross_with") or []:
-            args += ["--cross-with", str(out / x)]
-        args.append("--quiet")
-    elif stage.kind == "classify":
-        for x in r["deceptive"]:
-            args += ["--deceptive", str(out / x)]
-        for x in r["honest"]:
-            args += ["--honest", str(out / x)]
-        args += ["--out", str(path)]
-    elif stage.kind == "plot":
-        args += [str(out / x) for x in r["runs"]] + ["--out", str(path)]
-        if r.get("classifier"):
-            args += ["--classifier", str(classifier_json(study.stage(r["classifier"]), out))]
-    elif stage.kind == "report":
-        for cond, x in r["runs"].items():
-            args += [f"--{cond}", str(out / x)]
-        args += ["--classifier", str(classifier_json(study.stage(r["classifier"]), out))]
-        args += ["--figures", str(output(study.stage(r["figures"]), out)), "--out", str(path)]
-    return args + option_args(stage)
+    """The full command line (after ``soo-marl``) that runs ``stage``: a run stage whose
+    directory an earlier attempt started gets ``--resume``."""
+    resume = KINDS[stage.kind].makes_run and _started(output(stage, out))
+    return stage_argv(stage, out, study.stage, resume=resume)
 
 
 def copy_run(src: Path, dst: Path) -> None:
@@ -146,7 +72,7 @@ def copy_run(src: Path, dst: Path) -> None:
 
 def done_marker(stage: Stage, out: Path) -> Path:
     """The file that says a stage finished (run stages: their final model)."""
-    if stage.kind in RUN_KINDS:
+    if KINDS[stage.kind].makes_run:
         return output(stage, out) / rundir.FINAL_MODEL
     return out / ".sweep" / "done" / stage.name
 
@@ -164,10 +90,8 @@ def execute_in_process(argv: list[str], threads: int) -> None:
     task runs it); raises on failure."""
     import torch
 
-    from soo_marl.cli import main
-
     torch.set_num_threads(threads)
-    main.main(args=argv, prog_name="soo-marl", standalone_mode=False)
+    run_command(argv)
 
 
 def _ray_stage(
@@ -375,7 +299,7 @@ def _record_done(
     pruning of runs nothing needs any more, and its wall time and peak memory in
     ``timings.json`` / ``memory.json``."""
     outcome = outcomes[stage.name]
-    if stage.kind not in RUN_KINDS:
+    if not KINDS[stage.kind].makes_run:
         marker = done_marker(stage, out)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"seconds": outcome.seconds}))
@@ -391,11 +315,9 @@ def _prune_finished(study: Study, out: Path, outcomes: dict[str, Outcome], log: 
     measures actor saturation on the replayed observations) are finished."""
     finished = {n for n, o in outcomes.items() if o.status in ("done", "skipped")}
     for s in study.stages:
-        if s.kind not in RUN_KINDS or s.name not in finished or s.copy_from is not None:
+        if not KINDS[s.kind].makes_run or s.name not in finished or s.copy_from is not None:
             continue
-        readers = [
-            c for c in study.stages if c.kind in ("finetune", "evaluate") and s.name in c.deps()
-        ]
+        readers = [c for c in study.stages if KINDS[c.kind].reads_buffer and s.name in c.deps()]
         if all(c.name in finished for c in readers):
             saved = rundir.prune_buffer(output(s, out))
             if saved:

@@ -4,7 +4,8 @@ A study file lists stages; each has a ``name``, a ``kind`` (a soo-marl command: 
 ``finetune``, ``evaluate``, ``classify``, ``plot``, ``report``), the ``options`` of that
 command (``episodes: 10000``, ``soo: false``, ``freeze-red: true``, …) and what it depends
 on. Run directories are not options: the sweep puts stage NAME's output at ``OUT/NAME``
-and passes the paths. References to other stages:
+and passes the paths. What each kind takes and sets is :data:`soo_marl.stage_kinds.KINDS`;
+its references to other stages:
 
 - ``finetune``: ``parent`` — the train stage it starts from;
 - ``evaluate``: ``runs`` — the train/finetune stages evaluated together; optional
@@ -21,7 +22,11 @@ is trained (options are then not allowed).
 
 A reference may end in ``*`` to mean every stage whose name starts with what precedes it
 (in file order). ``parameters`` give defaults for ``${name}`` placeholders in names,
-options and references (a value that is only a placeholder keeps its type), and
+options and references (a value that is only a placeholder keeps its type;
+``${name:spec}`` formats the value with a Python format spec, e.g. ``${episodes:,}`` →
+``14,000``), and an option whose value is null is left out (the command's default
+applies). ``presets`` name sets of parameter values: choosing one (``--preset``; else the
+first) applies its values on top of ``parameters`` and makes ``${preset}`` its name.
 ``matrix`` expands one stage into several: its keys are lists or ``{range: [start,
 stop(, step)]}`` of equal length, zipped, each value available as ``${key}``.
 ``resources`` (``cpus``, ``gpus``, ``memory_gb``) override the defaults of
@@ -38,47 +43,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
 from soo_marl.config import load_yaml
+from soo_marl.stage_kinds import KINDS, RUN_KINDS, as_list, command_options
 
-KINDS = ("train", "finetune", "evaluate", "classify", "plot", "report")
-#: Kinds whose output is a run directory.
-RUN_KINDS = ("train", "finetune")
-#: Reference fields per kind: field → (single or list, kinds it may name).
-REFERENCES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
-    "train": {},
-    "finetune": {"parent": ("one", ("train",))},
-    "evaluate": {"runs": ("list", RUN_KINDS), "cross_with": ("list", RUN_KINDS)},
-    "classify": {"deceptive": ("list", RUN_KINDS), "honest": ("list", RUN_KINDS)},
-    "plot": {"runs": ("list", RUN_KINDS), "classifier": ("one", ("classify",))},
-    "report": {
-        "runs": ("map", RUN_KINDS),
-        "classifier": ("one", ("classify",)),
-        "figures": ("one", ("plot",)),
-    },
-}
-#: References a stage of each kind must have.
-REQUIRED = {
-    "finetune": ("parent",),
-    "evaluate": ("runs",),
-    "classify": ("deceptive", "honest"),
-    "plot": ("runs",),
-    "report": ("runs", "classifier", "figures"),
-}
-#: Options the sweep sets itself (from the stage's name and references).
-RESERVED = {
-    "train": {"run-dir", "resume"},
-    "finetune": {"from", "run-dir", "resume"},
-    "evaluate": {"runs", "cross-with", "quiet"},
-    "classify": {"deceptive", "honest", "out"},
-    "plot": {"runs", "out", "classifier"},
-    "report": {"deceptive", "honest", "soo", "no-soo", "classifier", "figures", "out"},
-}
-STAGE_KEYS = {"name", "kind", "options", "after", "resources", "matrix", "copy_from", *(
-    k for refs in REFERENCES.values() for k in refs
-)}  # fmt: skip
-_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+__all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "load_study", "parse_study"]
+
+#: Keys every stage may have, besides the reference keys of its kind.
+GENERAL_KEYS = {"name", "kind", "options", "after", "resources", "matrix", "copy_from"}
+STAGE_KEYS = GENERAL_KEYS | {k for kind in KINDS.values() for k in kind.references}
+#: Top-level keys of a study file.
+TOP_KEYS = {"name", "description", "parameters", "presets", "stages"}
+_PLACEHOLDER = re.compile(r"\$\{(\w+)(?::([^}]*))?\}")
 
 
 class StudyError(ValueError):
@@ -102,7 +77,7 @@ class Stage:
         """Names of the stages this one needs (references and ``after``)."""
         out: list[str] = []
         for value in self.refs.values():
-            for name in value.values() if isinstance(value, dict) else _as_list(value):
+            for name in value.values() if isinstance(value, dict) else as_list(value):
                 if name not in out:
                     out.append(name)
         return out + [a for a in self.after if a not in out]
@@ -152,19 +127,17 @@ class Study:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def _ref_names(value: Any) -> list:
     """The stage names a reference holds: a name, a list of names or a {label: name} map."""
     if value is None:
         return []
-    return list(value.values()) if isinstance(value, dict) else _as_list(value)
+    return list(value.values()) if isinstance(value, dict) else as_list(value)
 
 
 def substitute(value: Any, params: dict[str, Any], where: str) -> Any:
-    """``${name}`` placeholders of ``value`` (recursively) replaced by ``params``."""
+    """``${name}`` placeholders of ``value`` (recursively) replaced by ``params``; a string
+    that is only ``${name}`` takes the value itself, ``${name:spec}`` its text formatted
+    with the format spec (``${episodes:,}`` → ``14,000``)."""
     if isinstance(value, dict):
         return {k: substitute(v, params, where) for k, v in value.items()}
     if isinstance(value, list):
@@ -177,10 +150,21 @@ def substitute(value: Any, params: dict[str, Any], where: str) -> Any:
             raise StudyError(f"{where}: unknown parameter ${{{name}}}")
         return params[name]
 
+    def text(m: re.Match) -> str:
+        value = lookup(m.group(1))
+        if m.group(2) is None:
+            return str(value)
+        try:
+            return format(value, m.group(2))
+        except (TypeError, ValueError):
+            raise StudyError(
+                f"{where}: cannot format {value!r} as {{:{m.group(2)}}} (${{{m.group(1)}}})"
+            ) from None
+
     whole = _PLACEHOLDER.fullmatch(value)
-    if whole:
+    if whole and whole.group(2) is None:
         return lookup(whole.group(1))
-    return _PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), value)
+    return _PLACEHOLDER.sub(text, value)
 
 
 def _matrix(spec: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -188,7 +172,7 @@ def _matrix(spec: dict[str, Any], where: str) -> list[dict[str, Any]]:
     columns = {}
     for key, values in spec.items():
         if isinstance(values, dict) and set(values) == {"range"}:
-            args = _as_list(values["range"])
+            args = as_list(values["range"])
             if not 1 <= len(args) <= 3 or not all(isinstance(a, int) for a in args):
                 raise StudyError(f"{where}: matrix {key}: range takes 1-3 integers")
             values = list(range(*args))
@@ -202,8 +186,11 @@ def _matrix(spec: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in columns.items()} for i in range(n)]
 
 
-def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Study:
-    """Read and validate a study file; ``overrides`` replace parameter defaults.
+def load_study(
+    path: str | Path, overrides: dict[str, Any] | None = None, preset: str | None = None
+) -> Study:
+    """Read and validate a study file; ``preset`` chooses one of its ``presets`` (default:
+    the first, if it has any), ``overrides`` replace parameter values.
 
     Raises :class:`StudyError` (one line) for an unknown stage kind, option or parameter,
     a missing or wrongly typed reference, a cycle or two stages with the same output.
@@ -213,18 +200,31 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
         raw = load_yaml(path)
     except ValueError as exc:
         raise StudyError(str(exc)) from None
-    return parse_study(raw, str(path), overrides)
+    return parse_study(raw, str(path), overrides, preset)
 
 
 def parse_study(
-    raw: dict[str, Any], source: str = "study", overrides: dict[str, Any] | None = None
+    raw: dict[str, Any],
+    source: str = "study",
+    overrides: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> Study:
     """Validate the plain data of a study file (see :func:`load_study`)."""
-    unknown = set(raw) - {"name", "description", "parameters", "stages"}
+    unknown = set(raw) - TOP_KEYS
     if unknown:
         raise StudyError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+    name = str(raw.get("name") or Path(source).stem)
+    description = str(raw.get("description") or "")
     params = dict(raw.get("parameters") or {})
+    if raw.get("presets") is not None:
+        preset, values, description = _preset(raw, source, preset)
+        params = {"preset": preset, **params, **values}
+        name = f"{name}-{preset}"
+    elif preset is not None:
+        raise StudyError(f"{source}: has no presets (asked for {preset!r})")
     for key, value in (overrides or {}).items():
+        if key == "preset" and raw.get("presets") is not None:
+            raise StudyError(f"{source}: choose a preset with --preset, not --set preset=…")
         if key not in params:
             raise StudyError(f"{source}: no parameter {key!r} (has: {', '.join(params) or 'none'})")
         params[key] = value
@@ -242,15 +242,43 @@ def parse_study(
         rows = _matrix(item["matrix"], where) if "matrix" in item else [{}]
         for row in rows:
             stages.append(_stage(item, {**params, **row}, where))
-    study = Study(
-        str(raw.get("name") or Path(source).stem),
-        str(raw.get("description") or ""),
-        params,
-        stages,
-    )
+    study = Study(name, str(substitute(description, params, source)), params, stages)
     _resolve_patterns(study, source)
     validate(study, source)
     return study
+
+
+def _preset(
+    raw: dict[str, Any], source: str, preset: str | None
+) -> tuple[str, dict[str, Any], str]:
+    """The chosen preset's name, parameter values and description (``presets``: name →
+    ``{description, parameters}``; default the first)."""
+    presets = raw["presets"]
+    if not isinstance(presets, dict) or not presets:
+        raise StudyError(f"{source}: presets must map preset names to their parameters")
+    if preset is None:
+        preset = str(next(iter(presets)))
+    if preset not in presets:
+        raise StudyError(f"{source}: no preset {preset!r} (has: {', '.join(presets)})")
+    body = presets[preset] or {}
+    extra = set(body) - {"description", "parameters"} if isinstance(body, dict) else None
+    if extra is None or extra or not isinstance(body.get("parameters") or {}, dict):
+        raise StudyError(
+            f"{source}: preset {preset!r} is a mapping with description and parameters"
+        )
+    if "preset" in (raw.get("parameters") or {}):
+        raise StudyError(f"{source}: 'preset' is the chosen preset's name, not a parameter")
+    values = dict(body.get("parameters") or {})
+    for other, other_body in presets.items():
+        names = set(
+            ((other_body or {}).get("parameters") or {}) if isinstance(other_body, dict) else {}
+        )
+        if names != set(values):
+            raise StudyError(
+                f"{source}: presets {preset!r} and {other!r} must set the same parameters "
+                f"(differ in {', '.join(sorted(names ^ set(values)))})"
+            )
+    return preset, values, str(body.get("description") or raw.get("description") or "")
 
 
 def _stage(item: dict[str, Any], params: dict[str, Any], where: str) -> Stage:
@@ -262,16 +290,17 @@ def _stage(item: dict[str, Any], params: dict[str, Any], where: str) -> Stage:
     if kind not in KINDS:
         raise StudyError(f"{where}: unknown stage kind {kind!r}; allowed: {', '.join(KINDS)}")
     refs = {}
-    for key in REFERENCES[kind]:
+    references = KINDS[kind].references
+    for key in references:
         if key in item:
             refs[key] = item[key]
-    general = {"name", "kind", "options", "after", "resources", "matrix", "copy_from"}
-    stray = [k for k in item if k in STAGE_KEYS - general and k not in REFERENCES[kind]]
+    stray = [k for k in item if k in STAGE_KEYS - GENERAL_KEYS and k not in references]
     if stray:
         raise StudyError(f"{where}: a {kind} stage has no {', '.join(stray)}")
     options = item.get("options") or {}
     if not isinstance(options, dict):
         raise StudyError(f"{where}: options must be a mapping")
+    options = {k: v for k, v in options.items() if v is not None}  # null: not given
     resources = item.get("resources") or {}
     bad = set(resources) - {"cpus", "gpus", "memory_gb"}
     if bad:
@@ -285,7 +314,7 @@ def _stage(item: dict[str, Any], params: dict[str, Any], where: str) -> Stage:
         kind,
         {str(k): v for k, v in options.items()},
         refs,
-        [str(a) for a in _as_list(item.get("after") or [])],
+        [str(a) for a in as_list(item.get("after") or [])],
         {k: float(v) for k, v in resources.items()},
         None if copy_from is None else str(copy_from),
     )
@@ -297,7 +326,7 @@ def _resolve_patterns(study: Study, source: str) -> None:
 
     def expand(ref: Any) -> list[str]:
         out = []
-        for r in _as_list(ref):
+        for r in as_list(ref):
             if isinstance(r, str) and r.endswith("*"):
                 hits = [n for n in names if n.startswith(r[:-1])]
                 if not hits:
@@ -308,15 +337,16 @@ def _resolve_patterns(study: Study, source: str) -> None:
         return out
 
     for s in study.stages:
-        for key, (shape, _) in REFERENCES[s.kind].items():
+        for key, ref in KINDS[s.kind].references.items():
             if key not in s.refs:
                 continue
+            shape = ref.shape
             if shape == "map":
                 if not isinstance(s.refs[key], dict):
                     raise StudyError(f"{source}: stage {s.name}: {key} maps conditions to stages")
                 s.refs[key] = {str(k): str(v) for k, v in s.refs[key].items()}
             elif shape == "list":
-                if not all(isinstance(r, str) for r in _as_list(s.refs[key])):
+                if not all(isinstance(r, str) for r in as_list(s.refs[key])):
                     raise StudyError(
                         f"{source}: stage {s.name}: {key} is a stage name or a list of names"
                     )
@@ -324,18 +354,6 @@ def _resolve_patterns(study: Study, source: str) -> None:
             else:
                 s.refs[key] = str(s.refs[key])
         s.after = expand(s.after) if s.after else []
-
-
-def _command_options(kind: str) -> dict[str, click.Parameter]:
-    from soo_marl.cli import main
-
-    cmd = main.commands[kind]
-    out = {}
-    for p in cmd.params:
-        for opt in (*p.opts, *getattr(p, "secondary_opts", [])):
-            if opt.startswith("--"):
-                out[opt[2:]] = p
-    return out
 
 
 def validate(study: Study, source: str = "study") -> None:
@@ -350,16 +368,18 @@ def validate(study: Study, source: str = "study") -> None:
         by_name[s.name] = s
     for s in study.stages:
         where = f"{source}: stage {s.name}"
-        allowed = _command_options(s.kind)
+        kind = KINDS[s.kind]
+        allowed = command_options(s.kind)
         for opt in s.options:
-            if opt in RESERVED[s.kind]:
+            if opt in kind.reserved:
                 raise StudyError(f"{where}: {opt!r} is set by the sweep, not an option")
             if opt not in allowed:
-                known = sorted(k for k in allowed if k not in RESERVED[s.kind] and k != "help")
+                known = sorted(k for k in allowed if k not in kind.reserved and k != "help")
                 raise StudyError(
                     f"{where}: unknown option {opt!r} for {s.kind}; options: {', '.join(known)}"
                 )
-        for key, (_, kinds) in REFERENCES[s.kind].items():
+        for key, ref in kind.references.items():
+            kinds = ref.kinds
             value = s.refs.get(key)
             if value is None:
                 continue
@@ -374,7 +394,7 @@ def validate(study: Study, source: str = "study") -> None:
         for a in s.after:
             if a not in by_name:
                 raise StudyError(f"{where}: after names a missing stage {a!r}")
-        for key in REQUIRED.get(s.kind, ()):
+        for key in (k for k, ref in kind.references.items() if ref.required):
             if not s.refs.get(key):
                 raise StudyError(f"{where}: a {s.kind} stage needs {key}")
         if s.kind == "evaluate":
@@ -384,8 +404,8 @@ def validate(study: Study, source: str = "study") -> None:
                     f"{where}: cross_with names stages that are not among its runs: "
                     f"{', '.join(sorted(extra))}"
                 )
-        if s.kind == "classify" and len(_as_list(s.refs["deceptive"])) != len(
-            _as_list(s.refs["honest"])
+        if s.kind == "classify" and len(as_list(s.refs["deceptive"])) != len(
+            as_list(s.refs["honest"])
         ):
             raise StudyError(f"{where}: deceptive and honest must list as many stages")
     _check_cycles(study, source)
@@ -427,13 +447,13 @@ def _add_evaluation_deps(study: Study, source: str) -> None:
     that write them (one must exist)."""
     evaluated = evaluated_runs(study)
     for s in study.stages:
-        if s.kind not in ("classify", "plot", "report"):
+        if not KINDS[s.kind].reads_evaluation:
             continue
         runs: list[str] = []
         for key in ("runs", "deceptive", "honest"):
             value = s.refs.get(key)
             if value is not None:
-                runs += list(value.values()) if isinstance(value, dict) else _as_list(value)
+                runs += list(value.values()) if isinstance(value, dict) else as_list(value)
         for r in runs:
             if r not in evaluated:
                 raise StudyError(f"{source}: stage {s.name}: run {r!r} is never evaluated")

@@ -1,0 +1,109 @@
+"""The package's import graph, read from the source with ``ast`` (module-level and
+function-level imports alike): it has no circle, and the command line is at the top —
+nothing imports ``soo_marl.cli``, and the study engine reaches no CLI module."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Source folders and the package each is installed as (setup.cfg's package_dir).
+PACKAGES = {
+    "soo_marl": "soo_marl",
+    "envs": "soo_marl.envs",
+    "agents": "soo_marl.agents",
+    "studies": "soo_marl.studies",
+}
+#: Modules of the command line; no other module may import them.
+CLI_MODULES = {"soo_marl.cli", "soo_marl.cli_options"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join([package, *parts])] = path
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the package modules it imports anywhere in its source. ``from P import
+    name`` counts as an import of ``P.name`` when that is a module, else of ``P``."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    here = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = here[: len(here) - (node.level - 1)]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
+            else:
+                continue
+            for t in targets:
+                while t and t not in modules:  # `import soo_marl.x.y` of a non-module y
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    deps.add(t)
+        graph[name] = deps
+    return graph
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for d in graph[todo.pop()]:
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+def test_the_graph_is_read_from_the_source():
+    graph = import_graph()
+    assert "soo_marl.stage_kinds" in graph["soo_marl.sweep.spec"]
+    assert "soo_marl.commands" in graph["soo_marl.cli"]
+    assert "soo_marl.envs.core" in graph["soo_marl.vecenv"]
+    # function-level imports count: the train command imports the trainer in its body
+    assert "soo_marl.train" in graph["soo_marl.commands"]
+
+
+def test_the_package_has_no_import_circle():
+    graph = import_graph()
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 1:
+            cycle = path[path.index(name) :] + [name]
+            raise AssertionError("import circle: " + " -> ".join(cycle))
+        if state.get(name) == 2:
+            return
+        state[name] = 1
+        for d in sorted(graph[name]):
+            visit(d, [*path, name])
+        state[name] = 2
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_nothing_imports_the_command_line():
+    graph = import_graph()
+    importers = {m for m, deps in graph.items() if deps & CLI_MODULES}
+    assert importers == set(), importers
+    for m in graph:
+        if m.startswith("soo_marl.sweep") or m in ("soo_marl.reproduce", "soo_marl.stage_kinds"):
+            reached = _reachable(graph, m) & CLI_MODULES
+            assert not reached, f"{m} reaches {reached}"
