@@ -1,7 +1,8 @@
 """``soo-marl reproduce``: the whole pipeline (train, fine-tune, evaluate, classify, plot,
-report) in one resumable command. Its presets are the study files ``quick``, ``paper``
-and ``test`` shipped with the package, run by the study engine of :mod:`soo_marl.sweep`,
-so finished stages are skipped on a second invocation."""
+report) in one resumable command. Its presets ``quick``, ``paper`` and ``test`` are the
+presets of one study file, ``studies/reproduce.yaml`` (shipped with the package), run by
+the study engine of :mod:`soo_marl.sweep`, so finished stages are skipped on a second
+invocation."""
 
 from __future__ import annotations
 
@@ -14,21 +15,21 @@ from pathlib import Path
 from soo_marl.provenance import PROVENANCE, provenance
 from soo_marl.sweep import Study, load_study, run_study
 
-#: Presets of ``reproduce`` (study files of ``soo_marl.studies``).
+#: Presets of ``reproduce``: the ``presets`` of its study file (the first is the default).
 PRESETS = ("quick", "paper", "test")
 
 
-def preset_file(preset: str) -> Path:
-    """The study file of a preset (installed with the package from ``studies/``)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    return Path(str(resources.files("soo_marl.studies") / f"{preset}.yaml"))
+def study_file() -> Path:
+    """The study file of ``reproduce`` (installed with the package from ``studies/``)."""
+    return Path(str(resources.files("soo_marl.studies") / "reproduce.yaml"))
 
 
 def preset_study(
     preset: str, seeds: int | None = None, sight_radius: float | None = None, device: str = "auto"
 ) -> Study:
     """A preset's study with its parameters overridden where given."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     overrides: dict = {"device": device}
     if seeds is not None:
         if seeds <= 0:
@@ -38,7 +39,7 @@ def preset_study(
         if not sight_radius > 0:
             raise ValueError("--sight-radius must be positive")
         overrides["sight_radius"] = float(sight_radius)
-    return load_study(preset_file(preset), overrides)
+    return load_study(study_file(), overrides, preset)
 
 
 def record_start(command: str, device: str) -> Callable[[Study, Path], None]:

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from soo_marl import rundir
@@ -134,11 +135,11 @@ def test_claims_table_reads_each_claim():
 
 
 def test_remaining_time_estimate_scales_with_measured_stages():
-    from soo_marl.reproduce import preset_file
-    from soo_marl.sweep import costs, load_study
+    from soo_marl.reproduce import preset_study
+    from soo_marl.sweep import costs
     from soo_marl.sweep.run import _remaining
 
-    study = load_study(preset_file("quick"))
+    study = preset_study("quick")
     est = {s.name: costs.estimate_seconds(s, study) for s in study.stages}
     assert est["deceptive"] == est["honest"] > est["soo"] == est["nosoo"] > est["evaluate"] > 0
     assert est["deceptive"] == pytest.approx(14_000 * (costs.TRAIN_A_S + 4 * costs.TRAIN_B_S))
@@ -147,5 +148,61 @@ def test_remaining_time_estimate_scales_with_measured_stages():
     assert _remaining(pending, est, {}) == pytest.approx(plain)  # nothing measured yet
     # the first stage took twice its estimate: the rest is expected to take twice theirs
     assert _remaining(pending, est, {"deceptive": 2.0}) == pytest.approx(2 * plain)
-    paper = load_study(preset_file("paper"), {"seeds": 4})
+    paper = preset_study("paper", seeds=4)
     assert paper.stage("deceptive").options["seeds"] == 4
+
+
+def _train(seeds, episodes, radius, log_every, extra, baseline="deceptive"):
+    return {"baseline": baseline, "seeds": seeds, "episodes": episodes,
+            "sight-radius": radius, "log-every": log_every, "device": "auto", **extra}  # fmt: skip
+
+
+#: The stage options of each preset, as the three study files before `studies/reproduce.yaml`
+#: had them (train options in this order; null preset values leave an option out).
+PRESET_OPTIONS = {
+    "quick": (_train(4, 14000, 0.5, 280, {"noise-decay-episodes": 8750}), 2000, 50,
+              "Baselines 14,000 episodes, fine-tuning 2,000 episodes", "evaluation 50 episodes"),
+    "paper": (_train(8, 40000, 0.125, 800, {}), 10000, 500,
+              "Baselines 40,000 episodes, fine-tuning 10,000 episodes", "evaluation 500 episodes"),
+    "test": (_train(2, 20, 0.125, 10, {"batch-size": 64, "buffer-size": 5000}), 20, 3,
+             "Baselines 20 episodes, fine-tuning 20 episodes", "evaluation 3 episodes"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", list(PRESET_OPTIONS))
+def test_each_preset_resolves_to_its_stage_options(preset):
+    """One study file, ``studies/reproduce.yaml``, holds the three presets; each resolves
+    to exactly the stages and options of its former study file."""
+    from soo_marl.reproduce import PRESETS, preset_study, study_file
+    from soo_marl.sweep import load_study
+
+    train, ft_episodes, eval_episodes, scale_start, scale_eval = PRESET_OPTIONS[preset]
+    study = preset_study(preset)
+    assert [(s.name, s.kind) for s in study.stages] == [
+        ("deceptive", "train"), ("honest", "train"), ("soo", "finetune"), ("nosoo", "finetune"),
+        ("evaluate", "evaluate"), ("classifier", "classify"), ("figures", "plot"),
+        ("report", "report"),
+    ]  # fmt: skip
+    o = {s.name: s.options for s in study.stages}
+    assert list(o["deceptive"].items()) == list(train.items())
+    assert list(o["honest"].items()) == list({**train, "baseline": "honest"}.items())
+    assert o["soo"] == {"episodes": ft_episodes, "soo": True, "device": "auto"}
+    assert o["nosoo"] == {"episodes": ft_episodes, "soo": False, "device": "auto"}
+    assert o["evaluate"] == {"episodes": eval_episodes, "device": "cpu"}
+    assert o["classifier"] == {"pool-eval-seeds": True} and o["figures"] == {}
+    radius = train["sight-radius"]
+    assert o["report"]["title"] == (
+        f"soo-marl reproduction (preset {preset}, {train['seeds']} seeds, sight radius {radius})"
+    )
+    assert o["report"]["scale"] == (
+        f"{scale_start} (`--soo`: SOO weight 1, anchor 1; `--no-soo`: anchor only), "
+        f"{scale_eval} × 8 evaluation seeds per trained seed."
+    )
+    assert {s.name: s.resources for s in study.stages if s.resources} == {
+        n: {"cpus": 1.0} for n in ("deceptive", "honest", "soo", "nosoo")
+    }
+    assert study.stage("soo").refs == {"parent": "deceptive"}
+    # the presets of reproduce are those of the file, the first the default
+    raw = yaml.safe_load(study_file().read_text())
+    assert tuple(raw["presets"]) == PRESETS
+    assert load_study(study_file(), preset=preset).digest() == study.digest()
