@@ -6,4 +6,4 @@ bash scripts/setup_env.sh
 . .venv/bin/activate
 ruff check .
 ruff format --check .
-python -m pytest -q -n 2 "$@"
+python -m pytest -q -rs -n 2 "$@"

@@ -52,6 +52,13 @@ def runs(tmp_path_factory):
     }
 
 
+#: How far (pixels) a drawn pixel's index may lie beyond a disc's true edge: the index
+#: names the pixel's corner (up to √2/2 from its centre), PIL's box end is inclusive
+#: (1 px), and which edge pixel is filled depends on float rounding of the position,
+#: which differs between CPUs (a pixel at r + 1.51 px was seen on an Intel Xeon).
+EDGE_PX = 1.0 + np.sqrt(2) / 2 + 0.25
+
+
 def to_pixel(p) -> np.ndarray:
     """(column, row) of world point p in the arena square."""
     return np.array([(p[0] + 1.1) * SCALE, (1.1 - p[1]) * SCALE])
@@ -68,7 +75,7 @@ def assert_disc(img, colour, centre, radius, min_share=0.6):
     """Every pixel of ``colour`` lies on the disc at ``centre``, and they fill most of it."""
     pts = arena_pixels(img, colour)
     dist = np.linalg.norm(pts - to_pixel(centre), axis=1)
-    assert dist.max() <= radius * SCALE + 1.5, (colour, dist.max())
+    assert dist.max() <= radius * SCALE + EDGE_PX, (colour, dist.max())
     assert len(pts) >= min_share * np.pi * (radius * SCALE) ** 2, (colour, len(pts))
 
 
@@ -132,7 +139,7 @@ def test_frames_draw_the_rollout_positions_and_both_sight_circles(runs):
             assert_disc(img, COLOURS["blue"], blue, cfg.agent_radius)  # blue is drawn last
             red_px = arena_pixels(img, COLOURS["red"])
             dist = np.linalg.norm(red_px - to_pixel(red), axis=1)
-            assert dist.max() <= cfg.agent_radius * SCALE + 1.5
+            assert dist.max() <= cfg.agent_radius * SCALE + EDGE_PX
             for p in (red, blue):
                 assert circle_share(img, p, cfg.sight_radius) > 0.8
             # landmarks: exactly where they are, unless an agent covers them
@@ -140,7 +147,7 @@ def test_frames_draw_the_rollout_positions_and_both_sight_circles(runs):
                 pts = arena_pixels(img, colour)
                 if len(pts):
                     d = np.linalg.norm(pts - to_pixel(p), axis=1)
-                    assert d.max() <= cfg.landmark_radius * SCALE + 1.5
+                    assert d.max() <= cfg.landmark_radius * SCALE + EDGE_PX
 
 
 def test_sight_circle_radius_follows_the_run(runs):
@@ -247,7 +254,13 @@ def test_first_episode_picks_later_start_states(runs):
     both = play_run(runs["deceptive"], episodes=3)
     last = play_run(runs["deceptive"], episodes=1, first_episode=2)
     for k, v in last.traj.items():
-        np.testing.assert_array_equal(v[0], both.traj[k][2], err_msg=k)
+        if np.issubdtype(v.dtype, np.floating):
+            # A batch of 1 and a batch of 3 run the networks with different matrix shapes;
+            # some CPUs (e.g. Intel Xeon with AVX-512) round float32 products differently
+            # per shape, so positions agree only up to float32 rounding (docs/spec.md §7).
+            np.testing.assert_allclose(v[0], both.traj[k][2], rtol=0, atol=1e-5, err_msg=k)
+        else:
+            np.testing.assert_array_equal(v[0], both.traj[k][2], err_msg=k)
 
 
 def test_library_errors(runs, tmp_path):
