@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from soo_marl.allocator import InsufficientMemory, fmt_bytes
+
 
 class StackedReplayBuffer:
     """One FIFO replay buffer per seed, stored as one (S, capacity, fields) tensor.
@@ -35,7 +37,15 @@ class StackedReplayBuffer:
         # one row per transition holds every field, so a sample is one gather; rows are
         # written before they are read, so the memory is left uninitialised (on the CPU it
         # only becomes resident as the buffer fills)
-        self.storage = torch.empty(seeds, capacity, sum(widths.values()), device=self.device)
+        try:
+            self.storage = torch.empty(seeds, capacity, sum(widths.values()), device=self.device)
+        except (RuntimeError, MemoryError):  # the system refused the reservation
+            size = seeds * capacity * self.row_bytes(obs_dim, act_dim, n_agents)
+            raise InsufficientMemory(
+                f"cannot reserve {fmt_bytes(size)} ({self.device.type}) for the replay buffers of "
+                f"{seeds:,} seeds × {capacity:,} transitions; use fewer seeds or a smaller "
+                "--buffer-size"
+            ) from None
         self.slices: dict[str, slice] = {}
         start = 0
         for k, d in widths.items():
@@ -49,6 +59,13 @@ class StackedReplayBuffer:
 
     def __len__(self) -> int:
         return self.filled
+
+    @staticmethod
+    def row_bytes(obs_dim: int, act_dim: int, n_agents: int) -> int:
+        """Bytes one stored transition takes (observation, action, rewards, next
+        observation in the default float type): 152 for the physical-deception task."""
+        itemsize = torch.finfo(torch.get_default_dtype()).bits // 8
+        return (2 * obs_dim + act_dim + n_agents) * itemsize
 
     def add(self, obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor, next_obs: torch.Tensor):
         """Append E transitions per seed; each argument is (S, E, dim)."""

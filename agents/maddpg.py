@@ -49,7 +49,14 @@ class MADDPGConfig:
     buffer_size: int = field(
         default=1_000_000, metadata=_help("replay capacity per seed, in transitions")
     )
-    batch_size: int = field(default=1024, metadata=_help("transitions per sampled batch and seed"))
+    batch_size: int = field(
+        default=1024,
+        metadata=_help(
+            "transitions per sampled batch and seed; update rounds wait until the replay "
+            "buffer holds a batch, so it may not exceed buffer_size, and a run in which no "
+            "round would ever find a full batch is refused"
+        ),
+    )
     steps_per_update: int = field(
         default=100, metadata=_help("one update round per this many environment steps of a seed")
     )
@@ -96,6 +103,12 @@ class MADDPGConfig:
         for name in ("buffer_size", "batch_size", "steps_per_update"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size:,}) exceeds buffer_size ({self.buffer_size:,}): "
+                "update rounds wait until the replay buffer holds a batch, which it never "
+                "can, so the run would train without a single update"
+            )
         for name in ("lr_actor", "lr_critic", "grad_clip", "tau", "bn_momentum"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

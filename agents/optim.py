@@ -5,7 +5,7 @@ step updates every member exactly as ``torch.optim.Adam(foreach=True)`` would (t
 operations, so the same numbers); :meth:`StackedAdam.step` with a ``members`` mask
 updates only those members (their moments, step counts and parameters), as if each
 member had its own optimiser. The published SOO code took such separate steps on blue's
-actor only (docs/spec.md §3).
+actor only (docs/spec.md §3.11).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Batched core of the physical-deception environment (docs/spec.md §1).
+"""Batched core of the physical-deception environment (docs/spec.md §1.1–§1.11).
 
 Every rule of the environment lives here once: the start distribution, the physics
 (damping and wall contact force), the trap and red's freeze, the sight radius, both
@@ -44,7 +44,7 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Every constant of docs/spec.md §1, with the values given there as defaults."""
+    """Every constant of docs/spec.md §1.10, with the values given there as defaults."""
 
     baseline: str = field(
         default="deceptive",
@@ -241,7 +241,7 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
 
     Column layout: 0-3 landmark coordinates, 4 goal choice, 5-6 red position,
     7 blue's start distance, 8 blue's start angle; then, when on, red's speed factor and
-    red's start delay (docs/spec.md §1).
+    red's start delay (docs/spec.md §1.3, §1.11).
     """
     if u.shape[1] != reset_draws(cfg):
         raise ValueError(f"{u.shape[1]} draws per world; this config takes {reset_draws(cfg)}")
@@ -396,7 +396,7 @@ def target_offsets(state: State) -> np.ndarray:
 def _observations(
     state: State, targets: np.ndarray, red_from_blue: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Both observation layouts (docs/spec.md §1) as float32, from :func:`target_offsets`
+    """Both observation layouts (docs/spec.md §1.6) as float32, from :func:`target_offsets`
     and red − blue already zeroed where out of sight."""
     b = state.batch_size
     flag = state.trapped[:, None]
@@ -418,7 +418,7 @@ def _observations(
 def observe(
     cfg: EnvConfig, state: State, visible: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1."""
+    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1.6."""
     red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
     if visible is None:
         visible = in_sight_squared(cfg, squared_length(red_from_blue))

@@ -17,7 +17,7 @@ RENDER_MODES = (None, "rgb_array")
 
 
 class PhysicalDeceptionEnv(ParallelEnv):
-    """Red (``adversary_0``) must find the goal; blue (``agent_0``) knows it (docs/spec.md §1).
+    """Red (``adversary_0``) must find the goal; blue (``agent_0``) knows it (docs/spec.md §1.9).
 
     Actions are forces in ``Box(-1, 1, (2,))``; values outside [-1, 1] are clipped, a
     wrong shape, NaN or inf raise ``ValueError``. ``infos[agent]`` carries

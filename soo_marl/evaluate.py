@@ -78,7 +78,7 @@ def soo_draw_generators(seeds: Sequence[int]) -> list[torch.Generator]:
 def blue_soo_values(
     model: MADDPG, obs_blue: np.ndarray, radius: float, keep_trap_flag: bool = False
 ) -> np.ndarray:
-    """Blue's SOO value per step, (S, N, T+1); NaN where red is in sight (docs/spec.md §4).
+    """Blue's SOO value per step, (S, N, T+1); NaN where red is in sight (docs/spec.md §4.8).
 
     The other observation's fictitious red is drawn within ``radius``; its trap flag is
     zeroed, or kept with ``keep_trap_flag``. The draws depend only on each trained seed,
@@ -141,7 +141,7 @@ def play(
     blind_blue: bool = False,
 ) -> dict[str, np.ndarray]:
     """Rollout of ``loaded``'s red with its own blue (default), another blue or a script;
-    ``blind_blue`` blinds blue to red (docs/spec.md §4)."""
+    ``blind_blue`` blinds blue to red (docs/spec.md §4.4)."""
     return rollout(
         loaded.config.env,
         uniforms,
@@ -362,7 +362,7 @@ def save_trajectories(
     eval_seeds: Sequence[int],
     episodes: int,
 ) -> Path:
-    """Write a run's ``eval/trajectories.npz`` (float32 positions/actions; docs/spec.md §4)."""
+    """Write a run's ``eval/trajectories.npz`` (float32 positions/actions; docs/spec.md §4.2)."""
     arrays = {}
     for k in TRAJECTORY_KEYS:
         v = traj[k]

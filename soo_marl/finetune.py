@@ -333,7 +333,15 @@ def finetune_plan(
         objectives=parts,
         noise_offset=par.episode if ft.noise == "continue" else 0,
         start=start,
+        buffer_rows=_reused_rows(par, bool(ft.reuse_buffer)),
     )
+
+
+def _reused_rows(parent: Parent, reuse_buffer: bool) -> int:
+    """Transitions per seed that :func:`load_parent_state` copies from the parent's
+    buffer into the new run's (0 with a fresh buffer or a weights-only parent)."""
+    saved = parent.state.get("buffer") if "learner" in parent.state else None
+    return int(saved["filled"]) if reuse_buffer and saved is not None else 0
 
 
 def finetune(

@@ -137,7 +137,7 @@ class _DrawsFictitiousReds(Objective):
 
 class SooTerm(_DrawsFictitiousReds):
     """``weight`` × SOO loss on blue's actor over the self-observation rows of each
-    sampled batch (docs/spec.md §3); also logs blue's SOO value on those rows.
+    sampled batch (docs/spec.md §3.3–§3.4); also logs blue's SOO value on those rows.
 
     ``rows`` ("all" out-of-sight rows, or "pre-trap" ones only), ``keep_trap_flag`` (the
     other observation keeps slots 8–9), ``distance`` ("mse" or "log") and ``layers``
@@ -186,7 +186,7 @@ class SooTerm(_DrawsFictitiousReds):
 
 class AnchorTerm(Objective):
     """``weight`` × MSE between blue's actions and the frozen parent's on the out-of-sight
-    rows of each sampled batch (docs/spec.md §3): keeps the fine-tuned blue capable."""
+    rows of each sampled batch (docs/spec.md §3.5): keeps the fine-tuned blue capable."""
 
     def __init__(self, weight: float, parent: FrozenParent) -> None:
         self.weight, self.parent = weight, parent
@@ -230,7 +230,7 @@ class FreezeRed(Objective):
 
 
 class AuthorsSooStep(_DrawsFictitiousReds):
-    """The published code's form of SOO fine-tuning (docs/spec.md §3), before every round.
+    """The published code's form of SOO fine-tuning (docs/spec.md §3.11), before every round.
 
     On the single live observation of the step at which the round fires (environment
     ``round_index mod E`` of each seed), if red is out of blue's sight there: action-level

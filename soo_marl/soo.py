@@ -1,4 +1,4 @@
-"""Self-Other Overlap (docs/spec.md §3) as pure torch functions.
+"""Self-Other Overlap (docs/spec.md §3.3–§3.5) as pure torch functions.
 
 The SOO fine-tuning compares blue's actor activations on a *self* observation (red out of
 sight: slots 6–7 exactly 0) with those on an *other* observation (the same vector with a
@@ -19,13 +19,13 @@ import torch
 
 from soo_marl.envs import core
 
-#: ε of the SOO value log(MSE + ε) (docs/spec.md §3).
+#: ε of the SOO value log(MSE + ε) (docs/spec.md §3.4).
 SOO_EPS = 1e-25
 #: Which rows of a batch serve as self observations: every out-of-sight row, or only those
-#: before the trap (trap flag 0) (docs/spec.md §3).
+#: before the trap (trap flag 0) (docs/spec.md §3.3).
 SOO_ROWS = ("all", "pre-trap")
 #: What the SOO loss minimises per row: the MSE of the activations, or the paper's
-#: log(MSE + ε) (docs/spec.md §3).
+#: log(MSE + ε) (docs/spec.md §3.4).
 SOO_DISTANCES = ("mse", "log")
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -64,7 +64,7 @@ def other_observation(
     radius: float = core.EnvConfig.sight_radius,
     keep_trap_flag: bool = False,
 ) -> torch.Tensor:
-    """The other observation of docs/spec.md §3: a copy of ``obs_self`` (..., 10) with red's
+    """The other observation of docs/spec.md §3.3: a copy of ``obs_self`` (..., 10) with red's
     slots 6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots
     8–9 set to 0 (kept as they are with ``keep_trap_flag``); nothing else changes.
 
@@ -128,7 +128,7 @@ def soo_loss(
 def anchor_loss(
     action: torch.Tensor, action_pre: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Anchor loss of docs/spec.md §3: MSE between the fine-tuned actor's outputs and the frozen
+    """Anchor loss of docs/spec.md §3.5: MSE between the fine-tuned actor's outputs and the frozen
     pre-trained actor's on the same observations (``action_pre`` is detached).
 
     ``action`` is (rows, A) → scalar, or (..., rows, A) → (...); ``mask`` as in
@@ -138,7 +138,7 @@ def anchor_loss(
     return _masked_row_mean(per_row, mask)
 
 
-#: Which activations the SOO loss compares (a config choice; docs/spec.md §3 default "h1h2").
+#: Which activations the SOO loss compares (a config choice; docs/spec.md §3.4, default "h1h2").
 SOO_LAYERS = ("h1h2", "h2", "action")
 
 

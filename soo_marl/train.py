@@ -26,14 +26,14 @@ import torch
 from soo_marl import rundir
 from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
-from soo_marl.allocator import tune_allocator
+from soo_marl.allocator import check_memory, fmt_bytes, tune_allocator
 from soo_marl.config import TrainConfig, resolve_device
 from soo_marl.objectives import Batch, LiveStep, Objective, to_numpy
 from soo_marl.progress import Progress
 from soo_marl.vecenv import DeceptionVecEnv
 
 #: Display names of the agents in logged tags (``charts/return_red``).
-SHORT_NAMES = dict(zip(DeceptionVecEnv.agents, ("red", "blue"), strict=True))
+SHORT_NAMES = {"adversary_0": "red", "agent_0": "blue"}
 
 
 @dataclass
@@ -105,6 +105,9 @@ class Plan:
     noise_offset: int = 0
     #: Sets up a new run's starting state (e.g. loads a parent); not called on resume.
     start: Callable[[TrainState], None] | None = None
+    #: Transitions per seed that ``start`` puts into the replay buffer (a parent's buffer
+    #: reused by a fine-tuning), for the checks made before the run allocates anything.
+    buffer_rows: int = 0
 
 
 def seed_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -168,7 +171,14 @@ def run_training(
         torch.set_num_threads(rc.torch_threads)
     device = resolve_device(rc.device)
     n_seeds, e = len(rc.seeds), rc.envs_per_seed
-    env = env_factory(n_seeds, e) if env_factory else DeceptionVecEnv(cfg.env, n_seeds, e)
+    if env_factory is None:  # checked before S·E worlds and S seeds' networks are built
+        vec = DeceptionVecEnv
+        check_run(plan, vec.obs_dims, vec.act_dims, cfg.env.max_cycles, device)
+        env = DeceptionVecEnv(cfg.env, n_seeds, e)
+    else:
+        env = env_factory(n_seeds, e)
+        length = getattr(env, "episode_length", None)
+        check_run(plan, env.obs_dims, env.act_dims, length, device)
     state = new_state(cfg, env, device)
     rundir.prepare(run_dir, cfg, plan.meta, resume)
     head = rundir.header(state.model, env.agents, cfg, plan.meta)
@@ -211,6 +221,90 @@ def run_training(
         if state.episode >= rc.episodes:
             rundir.export_model(run_dir, state.model, head, plan.meta["kind"], state.episode)
     return TrainResult(run_dir, state.episode, stop.requested, last, time.perf_counter() - t0)
+
+
+def last_round_fill(
+    transitions: int, per_step: int, steps_per_update: int, capacity: int, start_rows: int = 0
+) -> int:
+    """Transitions per seed in the replay buffer when the last update round of a run
+    falls due; 0 when none does.
+
+    A run of ``transitions`` env steps per seed takes ``per_step`` (envs per seed) at a time
+    and stores each; round k falls due at the first step that brings the count to
+    k · ``steps_per_update`` and runs only if the buffer (``start_rows`` to begin with, at
+    most ``capacity``) then holds a batch. The buffer only grows, so the run makes at
+    least one update round if and only if this is at least the batch size.
+    """
+    rounds = transitions // steps_per_update
+    if rounds == 0:
+        return 0
+    steps = -(-rounds * steps_per_update // per_step)  # the step at which the last is due
+    return min(capacity, start_rows + steps * per_step)
+
+
+def network_bytes(config: TrainConfig, obs_dims: Sequence[int], act_dims: Sequence[int]) -> int:
+    """Bytes of one seed's networks while it trains: actors, critics, their targets and
+    normalisation statistics, plus Adam's two moments and a gradient per trained weight."""
+    one = MADDPG(config.maddpg, [0], obs_dims, act_dims)
+    weights = sum(t.numel() * t.element_size() for t in one.state_dict().values())
+    trained = [*one.actor.parameters(), *one.critic.parameters()]
+    return weights + 3 * sum(p.numel() * p.element_size() for p in trained)
+
+
+def check_run(
+    plan: Plan,
+    obs_dims: Sequence[int],
+    act_dims: Sequence[int],
+    episode_length: int | None,
+    device: torch.device,
+) -> None:
+    """Refuse, with a one-line ValueError and before anything is allocated, a run that
+    could never make an update round, or whose replay buffers and networks need more
+    memory than is available.
+
+    No update: :func:`last_round_fill` is below the batch size (``episode_length`` None,
+    for an environment of unknown episode length, skips this check). Memory: on the CPU
+    the buffer's pages become resident only as it fills, so what a run needs is S seeds
+    × the transitions it can store (``min(buffer_size, buffer_rows + episodes ×
+    episode_length)``) × :meth:`~StackedReplayBuffer.row_bytes`, plus S ×
+    :func:`network_bytes`, against :func:`~soo_marl.allocator.memory_available`; on a
+    GPU the whole buffer is allocated at once. This is a lower bound (a checkpoint of a
+    buffer that is not yet full copies its filled part, update rounds need working
+    memory), so a run it lets through can still run short.
+    """
+    cfg, mc, rc = plan.config, plan.config.maddpg, plan.config.run
+    n_seeds = len(rc.seeds)
+    transitions = None if episode_length is None else rc.episodes * episode_length
+    if transitions is not None:
+        fill = last_round_fill(
+            transitions, rc.envs_per_seed, mc.steps_per_update, mc.buffer_size, plan.buffer_rows
+        )
+        if fill < mc.batch_size:
+            steps = f"{rc.episodes:,} episodes of {episode_length} steps"
+            if transitions < mc.steps_per_update:
+                raise ValueError(
+                    f"no update round would run: one falls due every {mc.steps_per_update} "
+                    f"env steps (steps_per_update), and {steps} make only {transitions:,}; "
+                    "train more episodes"
+                )
+            raise ValueError(
+                f"no update round would run: a round needs {mc.batch_size:,} transitions per "
+                f"seed in the replay buffer (batch_size), which holds only {fill:,} when the "
+                f"last round of {steps} falls due; train more episodes or lower the batch size"
+            )
+    rows = mc.buffer_size
+    if transitions is not None and device.type == "cpu":
+        rows = min(rows, plan.buffer_rows + transitions)
+    obs_dim, act_dim = sum(obs_dims), sum(act_dims)
+    replay = n_seeds * rows * StackedReplayBuffer.row_bytes(obs_dim, act_dim, len(obs_dims))
+    nets = n_seeds * network_bytes(cfg, obs_dims, act_dims)
+    what = (
+        f"{n_seeds:,} seeds × {rows:,} transitions of replay ({fmt_bytes(replay)}) plus their "
+        f"networks ({fmt_bytes(nets)})"
+    )
+    hint = "train fewer seeds at a time (--seeds N --first-seed K) or lower --buffer-size"
+    dev = None if device.type == "cpu" else str(device)
+    check_memory(replay + nets, what, hint, dev)
 
 
 def play_episodes(state: TrainState, env: Any, plan: Plan, log: Logger) -> None:

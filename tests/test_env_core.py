@@ -1,7 +1,7 @@
-"""The batched core against docs/spec.md §1: physics, walls, trap, sight, observations,
+"""The batched core against docs/spec.md §1.2–§1.8: physics, walls, trap, sight, observations,
 rewards, start.
 
-Expected values are computed in the tests from the formulas of docs/spec.md §1 (never by
+Expected values are computed in the tests from the formulas of docs/spec.md §1.2–§1.8 (never by
 calling the core function under test), so a wrong constant or a wrong rule in ``core``
 fails here.
 """

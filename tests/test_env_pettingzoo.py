@@ -35,7 +35,8 @@ def test_aec_api_test():
     from pettingzoo.test import api_test
 
     # api_test warns (UserWarning) that the two agents' observations differ in shape and
-    # that the observation bounds are infinite: both are by design (docs/spec.md §1, as in MPE).
+    # that the observation bounds are infinite: both are by design (docs/spec.md §1.6, §1.9,
+    # as in MPE).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         api_test(aec_env(), num_cycles=60)

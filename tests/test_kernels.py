@@ -1,12 +1,19 @@
 """The fast kernels compute the reference mathematics: forward and gradients agree with the
 reference forms to float32 rounding, and a round of updates stays within rounding."""
 
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
 from soo_marl.agents.networks import NarrowLinear, StackedBatchNorm
-from soo_marl.allocator import tune_allocator
+from soo_marl.allocator import InsufficientMemory, check_memory, fmt_bytes, memory_available
 from soo_marl.bench_learner import bench_learner
 
 
@@ -55,8 +62,62 @@ def test_one_update_round_fast_vs_reference_within_rounding():
         assert (fast[k] - ref[k]).abs().max() <= 1e-3 * max(float(moved), 1e-6) + 1e-6, k
 
 
-def test_allocator_tuning_is_idempotent():
-    assert tune_allocator() == tune_allocator()
+# A fresh process mallocs 8 MB and reports whether tuning applied and how many blocks glibc
+# mapped for it (mallinfo2's hblks: blocks served by mmap rather than the heap).
+_MALLOC_PROBE = """
+import ctypes, ctypes.util
+from soo_marl.allocator import tune_allocator
+names = ("arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost").split()
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in names]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+applied = tune_allocator()
+before = libc.mallinfo2().hblks
+block = libc.malloc(8 << 20)
+mapped = libc.mallinfo2().hblks - before
+libc.free(block)
+print(applied, mapped, tune_allocator())
+"""
+
+
+def _malloc_probe(default_malloc: bool) -> list[str]:
+    env = {**os.environ, "SOO_MARL_DEFAULT_MALLOC": "1" if default_malloc else "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _MALLOC_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_tuned_allocator_serves_an_8_mb_block_from_the_heap_instead_of_mmap():
+    """Tuned (threshold 32 MB): an 8 MB block comes from the heap, so freeing it returns
+    nothing to the system; glibc's defaults map such a block with mmap. The switch
+    SOO_MARL_DEFAULT_MALLOC=1 leaves glibc as it is, and tuning applies once per process."""
+    assert _malloc_probe(default_malloc=False) == ["True", "0", "True"]
+    assert _malloc_probe(default_malloc=True) == ["False", "1", "False"]
+
+
+def test_memory_check_names_the_memory_needed_and_available():
+    found = memory_available()
+    assert found is not None  # Linux: /proc/meminfo
+    avail, source = found
+    total = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) * 1024
+    assert 0 < avail <= total and "MemAvailable" in source
+    check_memory(avail // 2, "half of it")  # fits: nothing raised
+    with pytest.raises(InsufficientMemory) as err:
+        check_memory(avail + 400 * 10**9, "the replay", "use fewer seeds")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("not enough memory: the replay need at least")
+    assert fmt_bytes(avail + 400 * 10**9) in msg and f"but {fmt_bytes(avail)} is available" in msg
+    assert msg.endswith("; use fewer seeds") and isinstance(err.value, ValueError)
+    assert [fmt_bytes(x) for x in (304e9, 15_242.3e9, 2e9, 0.85e9, 4.2e5)] == [
+        "304.0 GB", "15,242.3 GB", "2.0 GB", "850 MB", "0.42 MB",
+    ]  # fmt: skip
 
 
 def test_bench_learner_keys_and_profile():

@@ -1,4 +1,4 @@
-"""SOO classifier (docs/spec.md §4): does the mean SOO value tell the honest model from the
+"""SOO classifier (docs/spec.md §4.9): does the mean SOO value tell the honest model from the
 deceptive one, given N evaluation episodes?
 
 Both runs must have been evaluated (``soo-marl evaluate``) with the same trained seeds,

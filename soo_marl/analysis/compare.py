@@ -1,5 +1,5 @@
 """Comparisons of evaluated runs: behavioural differences, differences of a metric with
-their CIs, and the verdict words of the reports (docs/spec.md §4)."""
+their CIs, and the verdict words of the reports (docs/spec.md §4.7, §4.11)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from soo_marl import metrics
 from soo_marl.analysis.runs import summary
 
-#: Verdict words of the reports, each defined once (docs/spec.md §4).
+#: Verdict words of the reports, each defined once (docs/spec.md §4.11).
 SHOWN = "**yes**"
 OPPOSITE = "**no** (opposite sign)"
 NOT_SHOWN = "**not shown** (CI includes 0)"
@@ -22,7 +22,7 @@ NOT_MEASURED = "not measured"
 def behavioural_differences(
     grids: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]] | None = None
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Behavioural difference (docs/spec.md §4) of each pair of conditions: per seed
+    """Behavioural difference (docs/spec.md §4.7) of each pair of conditions: per seed
     :func:`metrics.behavioural_difference` of their (S, 100, 100) frequency grids (seeds
     matched by index), summarised by :func:`metrics.summarize` (mean, SD, 95% CI)."""
     labels = list(grids)

@@ -1,4 +1,4 @@
-"""Figures of the reproduction (docs/spec.md §5), drawn from data already in memory.
+"""Figures of the reproduction (docs/spec.md §4.3–§4.11, §5.4), drawn from data already in memory.
 
 Every ``fig_*`` function returns a :class:`matplotlib.figure.Figure` built without pyplot
 (no global figure state, no GUI backend: files are rendered by Agg), so the same functions
@@ -365,7 +365,7 @@ def _path(m: Mapping[str, Any], path: Sequence[str]) -> Any:
 def fig_probes(
     metrics_by_label: Mapping[str, Mapping[str, Any]], colors: Mapping[str, str] | None = None
 ) -> Figure:
-    """Blue-centric probes (docs/spec.md §4) per condition: luring Δtrap, blind luring
+    """Blue-centric probes (docs/spec.md §4.4) per condition: luring Δtrap, blind luring
     Δtrap, the closed-loop share of luring, blue-at-fake and deceivability, each with its
     95% bootstrap CI and per-seed values (a panel is empty for files without it).
 

@@ -1,6 +1,6 @@
 """Markdown tables of evaluation results (from each run's ``eval/metrics.json``).
 
-Column meanings are defined in docs/spec.md §4; every cell is "mean [95% CI]" over trained
+Column meanings are defined in docs/spec.md §4.3–§4.11; every cell is "mean [95% CI]" over trained
 seeds unless said otherwise.
 """
 
@@ -109,7 +109,7 @@ def _at(m: dict, path: tuple[str, ...]) -> dict | None:
 
 def blind_table(metrics: Sequence[dict]) -> str:
     """Does blue's luring need to see red? Its own blue against the same blue blinded to
-    red (red slots forced to 0), with the same red and start states (docs/spec.md §4)."""
+    red (red slots forced to 0), with the same red and start states (docs/spec.md §4.4)."""
     head = "| condition | " + " | ".join(t for _, t in BLIND_COLUMNS) + " |"
     rows = [head, "|" + "---|" * (len(BLIND_COLUMNS) + 1)]
     for m in metrics:
@@ -120,7 +120,7 @@ def blind_table(metrics: Sequence[dict]) -> str:
 
 def soo_state_table(metrics: Sequence[dict]) -> str:
     """Mean SOO value by trap state and trap-flag treatment, and how many out-of-sight
-    steps come after the trap (docs/spec.md §4)."""
+    steps come after the trap (docs/spec.md §4.8)."""
     head = "| condition | " + " | ".join(t for _, t in SOO_STATE_COLUMNS) + " |"
     rows = [head, "|" + "---|" * (len(SOO_STATE_COLUMNS) + 1)]
     for m in metrics:
@@ -221,7 +221,7 @@ def claims_table(
     return "\n".join(rows)
 
 
-#: The report's glossary: term → definition (docs/spec.md §4 has the formulas).
+#: The report's glossary: term → definition (docs/spec.md §4.3–§4.11 have the formulas).
 GLOSSARY = (
     ("trap rate", "fraction of episodes that end with red trapped at the fake landmark"),
     (
