@@ -34,7 +34,7 @@ class RunConfig:
         default=DEFAULT_SEEDS, metadata=_help("independently trained seeds, all in one process")
     )
     episodes: int = field(
-        default=40_000, metadata=_help("episodes per seed (docs/spec.md §2: 40,000 for baselines)")
+        default=40_000, metadata=_help("episodes per seed (a multiple of envs_per_seed)")
     )
     envs_per_seed: int = field(
         default=10,
