@@ -61,6 +61,9 @@ class TrainState:
     env_steps: int = 0
     steps_since_update: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-seed values logged since the last history row (:class:`Logger`), so that a run
+    #: checkpointed between two rows (Ctrl-C) writes the next row as an unbroken run would.
+    log_window: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors, numbers and strings only (loadable with ``weights_only=True``)."""
@@ -74,6 +77,7 @@ class TrainState:
             "steps_since_update": self.steps_since_update,
             "env_steps": self.env_steps,
             "history": json.dumps(self.history),
+            "log_window": {k: torch.from_numpy(np.stack(v)) for k, v in self.log_window.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -91,6 +95,8 @@ class TrainState:
         self.steps_since_update = int(state["steps_since_update"])
         self.env_steps = int(state["env_steps"])
         self.history = json.loads(state["history"])
+        window = state.get("log_window", {})  # absent from checkpoints written before it
+        self.log_window = {k: list(v.numpy()) for k, v in window.items()}
 
 
 @dataclass
@@ -395,7 +401,6 @@ class Logger:
         self, run_dir: Path, seeds: Sequence[int], agents: Sequence[str], state: TrainState
     ) -> None:
         self.run_dir, self.seeds, self.agents, self.state = run_dir, list(seeds), agents, state
-        self._window: dict[str, list[np.ndarray]] = {}
         self._writers: list[Any] = []
 
     def __enter__(self) -> Logger:
@@ -414,12 +419,12 @@ class Logger:
 
     def add(self, key: str, per_seed: np.ndarray) -> None:
         """One (S,) value per seed; the interval's mean is logged."""
-        self._window.setdefault(key, []).append(per_seed)
+        self.state.log_window.setdefault(key, []).append(per_seed)
 
     def flush(self, episode: int, env_steps: int, sps: float) -> dict[str, list[float]]:
         """Write the interval's means as one history row and TensorBoard scalars."""
-        means = {k: _mean(np.stack(v)) for k, v in self._window.items()}
-        self._window = {}
+        means = {k: _mean(np.stack(v)) for k, v in self.state.log_window.items()}
+        self.state.log_window = {}
         row: dict[str, Any] = {"episode": episode, "env_steps": env_steps, "SPS": sps}
         for k, v in means.items():
             row[k] = [float(x) for x in v]
