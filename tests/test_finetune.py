@@ -1,18 +1,22 @@
 """SOO fine-tuning: gradients reach only blue's actor, SOO lowers the SOO value, control,
 freeze-red, exact resume, clear refusals."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 
 from soo_marl import soo
+from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.cli import main
 from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs.core import EnvConfig
 from soo_marl.finetune import FinetuneConfig, finetune, finetune_plan
-from soo_marl.rundir import RunDirError
+from soo_marl.rundir import RunDirError, prune_buffer
 from soo_marl.train import extra_actor_loss, new_state, train
 from soo_marl.vecenv import DeceptionVecEnv
 
@@ -153,6 +157,44 @@ def test_freeze_red_and_exact_resume(parent, tmp_path):
         red_now, red_before = full[k].view(2, 2, -1)[:, 0], parent_w[k].view(2, 2, -1)[:, 0]
         assert torch.equal(red_now, red_before)  # red frozen
         assert not torch.equal(full[k].view(2, 2, -1)[:, 1], parent_w[k].view(2, 2, -1)[:, 1])
+
+
+def test_fresh_buffer_starts_empty_and_fills_from_the_fine_tuning_alone(parent, tmp_path):
+    """--fresh-buffer keeps the parent's networks and optimisers but none of its 3000
+    stored transitions per seed, nor their reward statistics; the default reuses them."""
+    reused, fresh = Tuning(parent), Tuning(parent, reuse_buffer=False)
+    saved = torch.load(parent / "deceptive" / "checkpoint.pt", weights_only=True)["buffer"]
+    assert saved["filled"] == 3000  # 60 episodes × 50 steps
+    assert len(reused.buffer) == 3000 and reused.plan.buffer_rows == 3000
+    assert torch.equal(reused.buffer.storage[:, :3000], saved["storage"][:, :3000])
+    assert torch.equal(reused.buffer.rew_sum, saved["rew_sum"])
+    assert len(fresh.buffer) == 0 and fresh.buffer.ptr == 0 and fresh.plan.buffer_rows == 0
+    assert torch.count_nonzero(fresh.buffer.rew_sum) == 0
+    a, b = fresh.model.full_state(), reused.model.full_state()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert torch.equal(a["actor_opt"]["steps"], b["actor_opt"]["steps"])
+    assert int(a["actor_opt"]["steps"][0]) > 0  # the parent's optimiser, not a new one
+    # through the loop: 20 episodes × 50 steps store 1000 rows, the statistics are theirs
+    ft = FinetuneConfig(episodes=20, reuse_buffer=False)
+    finetune(parent / "deceptive", ft, tmp_path / "fresh", progress=False)
+    buf = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=True)["buffer"]
+    assert buf["filled"] == 1000 and buf["ptr"] == 1000
+    stored = StackedReplayBuffer.saved_field(buf, "rew").double()
+    assert torch.allclose(buf["rew_sum"], stored.sum(1))
+    meta = yaml.safe_load((tmp_path / "fresh" / "config.yaml").read_text())["meta"]
+    assert meta["finetune"]["reuse_buffer"] is False
+
+
+def test_fresh_buffer_fine_tunes_a_parent_whose_buffer_was_pruned(parent, tmp_path):
+    pruned = tmp_path / "pruned"
+    shutil.copytree(parent / "deceptive", pruned)
+    assert prune_buffer(pruned) > 0
+    with pytest.raises(RunDirError, match="pruned.*--fresh-buffer"):
+        finetune(pruned, FinetuneConfig(episodes=20), tmp_path / "reuse", progress=False)
+    ft = FinetuneConfig(episodes=20, reuse_buffer=False)
+    assert finetune_plan(pruned, ft, device="cpu").buffer_rows == 0
+    result = finetune(pruned, ft, tmp_path / "fresh", progress=False)
+    assert result.episodes_done == 20 and (tmp_path / "fresh" / "final_model.pt").exists()
 
 
 def test_refusals(parent, tmp_path):

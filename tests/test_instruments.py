@@ -208,13 +208,21 @@ def test_authors_step_fires_at_most_once_per_round_and_never_when_red_is_in_sigh
 
 
 def test_authors_style_through_the_loop(parent, tmp_path):
-    plan, _ = _tuning(parent, style="authors")
+    """The logged firing share of each history row, times that row's update rounds, adds up
+    per seed to the extra Adam steps blue's actor took: one per firing, none for red."""
     ft = FinetuneConfig(episodes=60, style="authors")
     result = finetune(parent, ft, tmp_path / "authors", progress=False)
     assert result.episodes_done == 60
     hist = rundir.read_history(tmp_path / "authors")
-    fired = np.array([row["soo/authors_fired"] for row in hist if "soo/authors_fired" in row])
-    assert fired.size and ((fired >= 0) & (fired <= 1)).all()  # per seed, ≤ once per round
+    learner = torch.load(tmp_path / "authors" / "checkpoint.pt", weights_only=True)["learner"]
+    # 60 episodes × 50 steps, a round per 100 steps: 30 rounds, 10 in each 20-episode row
+    assert learner["update_rounds"] == 30 and [row["episode"] for row in hist] == [20, 40, 60]
+    fired = np.array([row["soo/authors_fired"] for row in hist])  # (rows, seeds)
+    firings = np.rint(fired * 10).sum(axis=0)
+    assert np.allclose(fired * 10, np.rint(fired * 10), atol=1e-5)  # whole rounds
+    steps = learner["actor_opt"]["steps"].view(2, 2)  # (seed, red/blue): parent's + this run's
+    assert firings.tolist() == (steps[:, 1] - steps[:, 0]).tolist()
+    assert 0 < firings.sum() and (firings <= 30).all()  # fired, at most once per round
     assert rundir.read_config(tmp_path / "authors")[1]["condition"] == "authors-soo"
 
 
