@@ -144,10 +144,10 @@ def memory_available(device: str | None = None) -> tuple[int, str] | None:
 
 
 def fmt_bytes(n_bytes: float) -> str:
-    """Bytes for messages: "304.0 GB", "2.4 GB", "850 MB", "0.42 MB"."""
+    """Bytes for messages: "304.0 GB", "2.4 GB", "850 MB", "1.22 MB", "0.42 MB"."""
     if n_bytes >= 1e9:
         return f"{n_bytes / 1e9:,.1f} GB"
-    return f"{n_bytes / 1e6:.0f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e6:.2f} MB"
+    return f"{n_bytes / 1e6:.0f} MB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.3g} MB"
 
 
 def check_memory(needed: int, what: str, hint: str = "", device: str | None = None) -> None:

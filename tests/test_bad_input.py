@@ -123,6 +123,27 @@ def test_a_reused_parent_buffer_counts_towards_the_first_batch():
     check_run(Plan(cfg, {}), *dims, None, _CPU)  # unknown episode length: not checked
 
 
+def test_on_a_gpu_the_whole_buffer_counts_against_its_free_memory(monkeypatch):
+    """On the CPU a buffer's pages become resident only as it fills; CUDA allocates all of
+    it at once, so there the capacity counts, against the device's free memory."""
+    asked = []
+
+    def fake(device=None):
+        asked.append(device)
+        return GB, "test"
+
+    monkeypatch.setattr(allocator, "memory_available", fake)
+    cfg = TrainConfig(run=RunConfig(seeds=tuple(range(8)), episodes=100))  # 5000 of 1e6 rows
+    dims = DeceptionVecEnv.obs_dims, DeceptionVecEnv.act_dims
+    check_run(Plan(cfg, {}), *dims, 50, _CPU)  # 8 × 5000 × 152 B: fits in 1 GB
+    with pytest.raises(allocator.InsufficientMemory, match="8 seeds × 1,000,000 transitions"):
+        check_run(Plan(cfg, {}), *dims, 50, torch.device("cuda:0"))
+    assert asked == [None, "cuda:0"]
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * GB, 80 * GB))
+    assert allocator.memory_available("cuda:0") == (3 * GB, "free memory of cuda:0")
+
+
 def test_reserving_more_than_the_system_gives_is_one_line(monkeypatch):
     """What the estimate lets through and the system still refuses (e.g. a buffer far
     larger than the transitions a short run stores) is refused in one line too."""

@@ -9,7 +9,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from soo_marl import soo
+from soo_marl import allocator, soo
 from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.cli import main
@@ -195,6 +195,16 @@ def test_fresh_buffer_fine_tunes_a_parent_whose_buffer_was_pruned(parent, tmp_pa
     assert finetune_plan(pruned, ft, device="cpu").buffer_rows == 0
     result = finetune(pruned, ft, tmp_path / "fresh", progress=False)
     assert result.episodes_done == 20 and (tmp_path / "fresh" / "final_model.pt").exists()
+
+
+def test_fine_tuning_beyond_memory_refused_before_it_allocates(parent, tmp_path, monkeypatch):
+    """The memory check counts the parent's reused transitions (3000 + 20 × 50 per seed)."""
+    monkeypatch.setattr(allocator, "memory_available", lambda device=None: (10**6, "test"))
+    with pytest.raises(allocator.InsufficientMemory) as err:
+        finetune(parent / "deceptive", FinetuneConfig(episodes=20), tmp_path / "ft")
+    assert "2 seeds × 4,000 transitions of replay (1.22 MB)" in str(err.value)
+    assert "need at least 2.06 MB, but 1 MB is available (test)" in str(err.value)
+    assert not (tmp_path / "ft").exists()
 
 
 def test_refusals(parent, tmp_path):

@@ -115,8 +115,8 @@ def test_memory_check_names_the_memory_needed_and_available():
     assert "\n" not in msg and msg.startswith("not enough memory: the replay need at least")
     assert fmt_bytes(avail + 400 * 10**9) in msg and f"but {fmt_bytes(avail)} is available" in msg
     assert msg.endswith("; use fewer seeds") and isinstance(err.value, ValueError)
-    assert [fmt_bytes(x) for x in (304e9, 15_242.3e9, 2e9, 0.85e9, 4.2e5)] == [
-        "304.0 GB", "15,242.3 GB", "2.0 GB", "850 MB", "0.42 MB",
+    assert [fmt_bytes(x) for x in (304e9, 15_242.3e9, 2e9, 0.85e9, 1.216e6, 4.2e5)] == [
+        "304.0 GB", "15,242.3 GB", "2.0 GB", "850 MB", "1.22 MB", "0.42 MB",
     ]  # fmt: skip
 
 
