@@ -1,4 +1,4 @@
-"""SOO fine-tuning of a deceptive baseline (docs/spec.md §3), and its anchor-only control.
+"""SOO fine-tuning of a deceptive baseline (docs/spec.md §3.1–§3.8), and its anchor-only control.
 
 :func:`finetune` loads every seed of a deceptive parent and runs the training loop of
 :mod:`soo_marl.train` with blue's actor objective extended by W·SOO + A·anchor, both
@@ -31,7 +31,7 @@ from soo_marl.train import Plan, TrainResult, TrainState, run_training
 
 NOISE_MODES = ("continue", "restart")
 #: "ours": SOO and anchor on the self-observation rows of every sampled batch;
-#: "authors": the published code's separate action-level SOO step (docs/spec.md §3).
+#: "authors": the published code's separate action-level SOO step (docs/spec.md §3.11).
 STYLES = ("ours", "authors")
 #: The blue reward fine-tuning continues with ("honest" is the positive control).
 REWARDS = ("deceptive", "honest")
@@ -39,7 +39,7 @@ REWARDS = ("deceptive", "honest")
 
 @dataclass
 class FinetuneConfig:
-    """SOO fine-tuning settings (docs/spec.md §3)."""
+    """SOO fine-tuning settings (docs/spec.md §3.9)."""
 
     episodes: int = field(default=10_000, metadata={"help": "fine-tuning episodes per seed"})
     soo_weight: float = field(
