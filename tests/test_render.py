@@ -257,7 +257,7 @@ def test_first_episode_picks_later_start_states(runs):
         if np.issubdtype(v.dtype, np.floating):
             # A batch of 1 and a batch of 3 run the networks with different matrix shapes;
             # some CPUs (e.g. Intel Xeon with AVX-512) round float32 products differently
-            # per shape, so positions agree only up to float32 rounding (docs/spec.md §7).
+            # per shape, so positions agree only up to float32 rounding (docs/spec.md §7.1).
             np.testing.assert_allclose(v[0], both.traj[k][2], rtol=0, atol=1e-5, err_msg=k)
         else:
             np.testing.assert_array_equal(v[0], both.traj[k][2], err_msg=k)
