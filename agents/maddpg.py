@@ -28,7 +28,7 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass
 class MADDPGConfig:
-    """MADDPG hyper-parameters; defaults are the reference values of docs/spec.md §2."""
+    """MADDPG hyper-parameters; defaults are the reference values of docs/spec.md §2.9."""
 
     hidden: tuple[int, ...] = field(
         default=(64, 64), metadata=_help("hidden layer widths of actors and critics")

@@ -23,7 +23,7 @@ from soo_marl.envs.physical_deception_v0 import parallel_env
 
 #: Batch sizes at which the batched core is measured.
 BATCH_SIZES = (1, 64, 1024, 4096)
-#: Episode length used by every benchmark (docs/spec.md §1).
+#: Episode length used by every benchmark (docs/spec.md §1.8).
 EPISODE_STEPS = 50
 
 

@@ -1,7 +1,7 @@
 """Run configuration: environment, MADDPG and run settings in one YAML-able object.
 
 Every field of the config dataclasses carries its help text in ``metadata["help"]``; the
-command line (:mod:`soo_marl.cli_options`) and the docs read it from there.
+command line (:mod:`soo_marl.commands`) and the docs read it from there.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from soo_marl.progress import Progress
 from soo_marl.vecenv import DeceptionVecEnv
 
 #: Display names of the agents in logged tags (``charts/return_red``).
-SHORT_NAMES = {"adversary_0": "red", "agent_0": "blue"}
+SHORT_NAMES = dict(zip(DeceptionVecEnv.agents, ("red", "blue"), strict=True))
 
 
 @dataclass

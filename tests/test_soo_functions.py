@@ -1,4 +1,4 @@
-"""SOO observation and value functions (docs/spec.md §3)."""
+"""SOO observation and value functions (docs/spec.md §3.3–§3.4, §4.8)."""
 
 from __future__ import annotations
 
