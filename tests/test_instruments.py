@@ -1,5 +1,6 @@
-"""The instruments of docs/spec.md §3.10–§3.12 and §4.4–§4.8 on known answers: the blind-blue probe, SOO value by
-trap state, the SOO fine-tuning variants and the honest-reward positive control."""
+"""The instruments of docs/spec.md §3.10–§3.12 and §4.4–§4.8 on known answers: the
+blind-blue probe, SOO value by trap state, the SOO fine-tuning variants and the
+honest-reward positive control."""
 
 from pathlib import Path
 
