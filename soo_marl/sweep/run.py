@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -221,74 +221,148 @@ def run_study(
     from its checkpoint as soon as the run and every fine-tuning that starts from it are
     done (``soo-marl prune``), which frees hundreds of MB per run.
     """
-    if executor not in EXECUTORS:
-        raise StudyError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
-    if max_parallel < 1:
-        raise StudyError("--max-parallel must be at least 1")
+    _check_executor(executor, max_parallel)
     out = Path(out)
     check_settings(study, out)
     if dry_run:
         log(plan_text(study, out))
         return []
     write_study(study, out)
+    sched = _new_schedule(study, out, log)
+    if sched.pending and on_start is not None:
+        on_start(study, out)
+    runner = _make_runner(executor, max_parallel, address, out, log if stage_progress else None)
+    _start_clock(sched)
+    _drive(sched, runner, prune_buffers)
+    runner.close()
+    return _report(sched)
+
+
+@dataclass
+class _Schedule:
+    """The bookkeeping of one ``run_study`` invocation: order, outcomes, pending stages."""
+
+    study: Study
+    out: Path
+    log: Log
+    order: list[Stage]
+    outcomes: dict[str, Outcome]
+    pending: list[Stage]
+    index: dict[str, int]
+    estimates: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, float] = field(default_factory=dict)
+    t_start: float = 0.0
+    failed: str | None = None
+
+    def tag(self, stage: Stage) -> str:
+        """The log prefix of ``stage``: its position in the order, kind and name."""
+        return f"[{self.index[stage.name]}/{len(self.order)}] {stage.kind} {stage.name}"
+
+
+def _check_executor(executor: str, max_parallel: int) -> None:
+    """Refuse an unknown executor or a ``max_parallel`` below 1."""
+    if executor not in EXECUTORS:
+        raise StudyError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if max_parallel < 1:
+        raise StudyError("--max-parallel must be at least 1")
+
+
+def _new_schedule(study: Study, out: Path, log: Log) -> _Schedule:
+    """The stages in dependency order, those finished earlier marked skipped, the rest pending."""
     order = study.order()
     outcomes = {s.name: Outcome(s.name, s.kind, "skipped") for s in order if is_done(s, out)}
     pending = [s for s in order if s.name not in outcomes]
-    if pending and on_start is not None:
-        on_start(study, out)
-    if executor == "local":
-        runner: Any = _LocalRunner(max_parallel, log if stage_progress else None)
-    else:
-        runner = _RayRunner(out, address)
-    estimates = {s.name: costs.estimate_seconds(s, study) for s in order}
-    t_start = time.perf_counter()
     index = {s.name: i for i, s in enumerate(order, 1)}
-    for s in order:
-        if s.name in outcomes:
-            log(f"[{index[s.name]}/{len(order)}] {s.kind} {s.name}: done earlier, skipped")
-    measured: dict[str, float] = {}
-    failed: str | None = None
-    while pending or runner.running():
-        for s in list(pending):
-            if failed or not runner.has_room():
-                break
-            if all(d in outcomes and outcomes[d].status != "failed" for d in s.deps()):
-                if s.copy_from is not None:
-                    copy_run(Path(s.copy_from), output(s, out))
-                    outcomes[s.name] = Outcome(s.name, s.kind, "done")
-                    log(f"[{index[s.name]}/{len(order)}] train {s.name}: copied {s.copy_from}")
-                    pending.remove(s)
-                    continue
-                remaining = _remaining(pending, estimates, measured)
-                left = f", about {fmt_duration(remaining)} left" if remaining else ""
-                log(
-                    f"[{index[s.name]}/{len(order)}] {s.kind} {s.name}: {runner.verb} "
-                    f"(elapsed {fmt_duration(time.perf_counter() - t_start)}{left})"
-                )
-                runner.start(s, stage_args(s, study, out), costs.resources(s, study), out)
-                pending.remove(s)
+    return _Schedule(study, out, log, order, outcomes, pending, index)
+
+
+def _make_runner(
+    executor: str, max_parallel: int, address: str | None, out: Path, progress: Log | None
+) -> _LocalRunner | _RayRunner:
+    """The executor's runner: local subprocesses (echoing progress to ``progress``) or Ray."""
+    if executor == "local":
+        return _LocalRunner(max_parallel, progress)
+    return _RayRunner(out, address)
+
+
+def _start_clock(sched: _Schedule) -> None:
+    """Estimate every stage, start the elapsed-time clock and log the skipped stages."""
+    sched.estimates = {s.name: costs.estimate_seconds(s, sched.study) for s in sched.order}
+    sched.t_start = time.perf_counter()
+    for s in sched.order:
+        if s.name in sched.outcomes:
+            sched.log(f"{sched.tag(s)}: done earlier, skipped")
+
+
+def _drive(sched: _Schedule, runner: _LocalRunner | _RayRunner, prune: bool) -> None:
+    """Start stages as their dependencies finish and record each outcome, until none can run."""
+    while sched.pending or runner.running():
+        _start_ready(sched, runner)
         finished = runner.wait_any()
         if finished is None:
-            if pending and not runner.running():
+            if sched.pending and not runner.running():
                 break  # dependencies failed
             continue
-        stage, ok, seconds, rss = finished
-        tag = f"[{index[stage.name]}/{len(order)}] {stage.kind} {stage.name}"
-        outcomes[stage.name] = Outcome(
-            stage.name, stage.kind, "done" if ok else "failed", seconds, rss
-        )
-        if ok:
-            measured[stage.name] = seconds / max(estimates[stage.name], 1e-9)
-            log(f"{tag}: done in {fmt_duration(seconds)}")
-            _record_done(study, stage, out, outcomes, prune_buffers, log)
-        else:
-            failed = stage.name
-            log(f"{tag}: FAILED (see {out / '.sweep' / 'logs' / stage.name}.log)")
-    runner.close()
-    result = [outcomes.get(s.name, Outcome(s.name, s.kind, "not run")) for s in order]
-    log(summary_table(result))
-    if failed:
-        raise StudyError(f"stage {failed!r} failed; the finished stages are kept (run again)")
+        _record_outcome(sched, finished, prune)
+
+
+def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
+    """Start (or copy) each pending stage whose dependencies succeeded, while there is room."""
+    for s in list(sched.pending):
+        if sched.failed or not runner.has_room():
+            break
+        if all(d in sched.outcomes and sched.outcomes[d].status != "failed" for d in s.deps()):
+            if s.copy_from is not None:
+                _copy_stage(sched, s)
+            else:
+                _start_stage(sched, runner, s)
+            sched.pending.remove(s)
+
+
+def _copy_stage(sched: _Schedule, s: Stage) -> None:
+    """Finish a ``copy_from`` train stage by copying the trained run into its directory."""
+    copy_run(Path(s.copy_from), output(s, sched.out))
+    sched.outcomes[s.name] = Outcome(s.name, s.kind, "done")
+    sched.log(f"[{sched.index[s.name]}/{len(sched.order)}] train {s.name}: copied {s.copy_from}")
+
+
+def _start_stage(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage) -> None:
+    """Log the start of ``s`` with the elapsed and estimated remaining time, and start it."""
+    remaining = _remaining(sched.pending, sched.estimates, sched.measured)
+    left = f", about {fmt_duration(remaining)} left" if remaining else ""
+    sched.log(
+        f"{sched.tag(s)}: {runner.verb} "
+        f"(elapsed {fmt_duration(time.perf_counter() - sched.t_start)}{left})"
+    )
+    runner.start(
+        s, stage_args(s, sched.study, sched.out), costs.resources(s, sched.study), sched.out
+    )
+
+
+def _record_outcome(
+    sched: _Schedule, finished: tuple[Stage, bool, float, float | None], prune: bool
+) -> None:
+    """Record a stage the runner reports finished: done (with its costs) or failed."""
+    stage, ok, seconds, rss = finished
+    tag = sched.tag(stage)
+    sched.outcomes[stage.name] = Outcome(
+        stage.name, stage.kind, "done" if ok else "failed", seconds, rss
+    )
+    if ok:
+        sched.measured[stage.name] = seconds / max(sched.estimates[stage.name], 1e-9)
+        sched.log(f"{tag}: done in {fmt_duration(seconds)}")
+        _record_done(sched.study, stage, sched.out, sched.outcomes, prune, sched.log)
+    else:
+        sched.failed = stage.name
+        sched.log(f"{tag}: FAILED (see {sched.out / '.sweep' / 'logs' / stage.name}.log)")
+
+
+def _report(sched: _Schedule) -> list[Outcome]:
+    """Log the summary table and return every stage's outcome; raise if a stage failed."""
+    result = [sched.outcomes.get(s.name, Outcome(s.name, s.kind, "not run")) for s in sched.order]
+    sched.log(summary_table(result))
+    if sched.failed:
+        raise StudyError(f"stage {sched.failed!r} failed; the finished stages are kept (run again)")
     return result
 
 
