@@ -18,7 +18,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,9 @@ from soo_marl.config import DEFAULT_SEEDS, SECTIONS, TrainConfig, load_yaml
 from soo_marl.envs.core import PAPER_SIGHT_RADIUS, EnvConfig
 from soo_marl.finetune import FinetuneConfig
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS
+
+if TYPE_CHECKING:
+    from soo_marl.train import TrainResult
 
 #: Episodes per evaluation seed of ``soo-marl evaluate`` (and of a study's evaluate stage
 #: that does not say).
@@ -270,6 +273,22 @@ def fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
+def report_run(result: TrainResult, total: int, resume: bool, finished: str) -> None:
+    """Echo ``finished``, or after a Ctrl-C that stopped the run early, where it stopped,
+    where its checkpoint is and how to continue it."""
+    from soo_marl import rundir
+
+    if not result.interrupted or result.episodes_done >= total:  # Ctrl-C in the last batch
+        click.echo(finished)
+        return
+    again = "the same command" + ("" if resume else " plus --resume")
+    click.echo(
+        f"interrupted at {result.episodes_done} episodes of {total} per seed in "
+        f"{result.wall_time_s:.0f} s; checkpoint saved in {result.run_dir / rundir.CHECKPOINT}; "
+        f"continue with {again}"
+    )
+
+
 @click.command()
 @click.option("--baseline", type=click.Choice(["deceptive", "honest"]), required=True)
 @click.option(
@@ -332,9 +351,9 @@ def train(
         result = run_training(config, run_dir, resume=resume, progress=not quiet)
     except ValueError as exc:
         fail(exc)
-    state = "interrupted at" if result.interrupted else "finished"
     took = f"{result.wall_time_s:.0f} s"
-    click.echo(f"{state} {result.episodes_done} episodes per seed in {took}: {result.run_dir}")
+    finished = f"finished {result.episodes_done} episodes per seed in {took}: {result.run_dir}"
+    report_run(result, config.run.episodes, resume, finished)
 
 
 @click.command()
@@ -437,7 +456,8 @@ def finetune(parent, soo, run_dir, resume, device, quiet, **options):
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)
-    click.echo(f"fine-tuned {result.episodes_done} episodes per seed: {result.run_dir}")
+    finished = f"fine-tuned {result.episodes_done} episodes per seed: {result.run_dir}"
+    report_run(result, ft.episodes, resume, finished)
 
 
 @click.command()

@@ -120,8 +120,9 @@ def _cli(run_dir: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_sigint_to_the_command_then_resume_is_bit_identical(tmp_path):
     """The command line: SIGINT once the first checkpoint (episode 40 of 300) is written;
-    the process exits with status 0 and a one-line note, leaving a checkpoint from which
-    --resume ends as the uninterrupted run."""
+    the process exits with status 0 and a one-line note (where it stopped, where the
+    checkpoint is, how to continue), leaving a checkpoint from which --resume ends as the
+    uninterrupted run."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     subprocess.run(_cli(full), check=True, capture_output=True, timeout=600)
     proc = subprocess.Popen(_cli(cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -136,7 +137,30 @@ def test_sigint_to_the_command_then_resume_is_bit_identical(tmp_path):
     lines = out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted at "), out
     episode = load(cut / "checkpoint.pt")["episode"]
-    assert 40 <= episode < 300 and f"interrupted at {episode} episodes" in lines[0]
+    assert 40 <= episode < 300 and f"interrupted at {episode} episodes of 300 per seed" in lines[0]
+    assert f"checkpoint saved in {cut / 'checkpoint.pt'};" in lines[0], lines[0]
+    assert lines[0].endswith("continue with the same command plus --resume"), lines[0]
     assert not (cut / "final_model.pt").exists(), "the run ended before it was interrupted"
     subprocess.run(_cli(cut, "--resume"), check=True, capture_output=True, timeout=600)
     assert_same_run(full, cut)
+
+
+def test_closing_line_of_train_and_finetune_after_ctrl_c(capsys):
+    """``commands.report_run``: the note after an early Ctrl-C (a resumed run needs no
+    second --resume); a Ctrl-C in the last batch, which the run finishes, is no interrupt."""
+    from soo_marl.commands import report_run
+    from soo_marl.train import TrainResult
+
+    stopped = TrainResult(Path("runs/x"), 40, True, {}, 12.3)
+    report_run(stopped, 100, False, "finished")
+    report_run(stopped, 100, True, "finished")
+    report_run(TrainResult(Path("runs/x"), 100, True, {}, 1.0), 100, False, "finished")
+    report_run(TrainResult(Path("runs/x"), 100, False, {}, 1.0), 100, False, "finished")
+    assert capsys.readouterr().out.splitlines() == [
+        f"interrupted at 40 episodes of 100 per seed in 12 s; checkpoint saved in "
+        f"{Path('runs/x/checkpoint.pt')}; continue with the same command plus --resume",
+        f"interrupted at 40 episodes of 100 per seed in 12 s; checkpoint saved in "
+        f"{Path('runs/x/checkpoint.pt')}; continue with the same command",
+        "finished",
+        "finished",
+    ]
