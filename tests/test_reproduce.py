@@ -142,7 +142,7 @@ def test_remaining_time_estimate_scales_with_measured_stages():
     study = preset_study("quick")
     est = {s.name: costs.estimate_seconds(s, study) for s in study.stages}
     assert est["deceptive"] == est["honest"] > est["soo"] == est["nosoo"] > est["evaluate"] > 0
-    assert est["deceptive"] == pytest.approx(14_000 * (costs.TRAIN_A_S + 4 * costs.TRAIN_B_S))
+    assert est["deceptive"] == pytest.approx(6_000 * (costs.TRAIN_A_S + 8 * costs.TRAIN_B_S))
     pending = study.stages[1:]
     plain = sum(est[s.name] for s in pending)
     assert _remaining(pending, est, {}) == pytest.approx(plain)  # nothing measured yet
@@ -157,11 +157,12 @@ def _train(seeds, episodes, radius, log_every, extra, baseline="deceptive"):
             "sight-radius": radius, "log-every": log_every, "device": "auto", **extra}  # fmt: skip
 
 
-#: The stage options of each preset, as the three study files before `studies/reproduce.yaml`
-#: had them (train options in this order; null preset values leave an option out).
+#: The stage options of each preset (train options in this order; null preset values leave
+#: an option out); paper and test as the three study files before `studies/reproduce.yaml`
+#: had them, quick as re-chosen for issue 19 (docs/results/quick/seed_sets.md).
 PRESET_OPTIONS = {
-    "quick": (_train(4, 14000, 0.5, 280, {"noise-decay-episodes": 8750}), 2000, 50,
-              "Baselines 14,000 episodes, fine-tuning 2,000 episodes", "evaluation 50 episodes"),
+    "quick": (_train(8, 6000, 0.5, 120, {"noise-decay-episodes": 3000}), 1000, 100,
+              "Baselines 6,000 episodes, fine-tuning 1,000 episodes", "evaluation 100 episodes"),
     "paper": (_train(8, 40000, 0.125, 800, {}), 10000, 500,
               "Baselines 40,000 episodes, fine-tuning 10,000 episodes", "evaluation 500 episodes"),
     "test": (_train(2, 20, 0.125, 10, {"batch-size": 64, "buffer-size": 5000}), 20, 3,

@@ -1,0 +1,81 @@
+"""Does the deceptive − honest effect show in every disjoint set of trained seeds?
+
+Reads the ``eval/metrics.json`` of an evaluated deceptive and honest run (trained with
+the same seed list), splits their seeds in stack order into disjoint sets of ``--size``
+and, for each set and for luring Δtrap and trap rate, prints deceptive − honest with the
+report's interval (percentile bootstrap over seeds, ``metrics.summarize_difference``) and
+a Welch t-interval beside it. Seeds train independently of the seeds stacked beside them
+(docs/spec.md §2.7), so one 24-seed run holds three 8-seed presets.
+
+Usage: ``python scripts/seed_sets.py DECEPTIVE_RUN HONEST_RUN --size 4``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+from scipy import stats
+
+from soo_marl import metrics
+from soo_marl.analysis.compare import values
+from soo_marl.rundir import require_metrics
+
+KEYS = {"luring Δtrap": "luring_delta_trap", "trap rate": "trap_rate"}
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95% Welch t-interval of mean(a) − mean(b)."""
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    d = a.mean() - b.mean()
+    return d - half, d + half
+
+
+def main() -> None:
+    """Print one Markdown row per seed set and measure, and the rows as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("deceptive")
+    ap.add_argument("honest")
+    ap.add_argument("--size", type=int, default=4)
+    args = ap.parse_args()
+    dec, hon = require_metrics(args.deceptive), require_metrics(args.honest)
+    if list(dec["seeds"]) != list(hon["seeds"]):
+        raise SystemExit(f"seed lists differ: {dec['seeds']} vs {hon['seeds']}")
+    seeds = list(dec["seeds"])
+    rows = []
+    print("| seeds | measure | deceptive | honest | difference | bootstrap CI | Welch t CI |")
+    print("|---|---|---|---|---|---|---|")
+    for start in range(0, len(seeds) - args.size + 1, args.size):
+        part = slice(start, start + args.size)
+        for name, key in KEYS.items():
+            if key == "trap_rate":
+                a = np.asarray(dec["metrics"]["trap_rate"]["values"], float)[part]
+                b = np.asarray(hon["metrics"]["trap_rate"]["values"], float)[part]
+            else:
+                a, b = values(dec, key)[part], values(hon, key)[part]
+            boot = metrics.summarize_difference(a, b)
+            lo, hi = welch(a, b)
+            row = {
+                "seeds": seeds[part],
+                "measure": name,
+                "deceptive": float(a.mean()),
+                "honest": float(b.mean()),
+                "difference": boot["mean"],
+                "bootstrap": [boot["ci_low"], boot["ci_high"]],
+                "welch_t": [lo, hi],
+            }
+            rows.append(row)
+            print(
+                f"| {seeds[part][0]}–{seeds[part][-1]} | {name} | {a.mean():.3f} | "
+                f"{b.mean():.3f} | {boot['mean']:+.3f} | [{boot['ci_low']:+.3f}, "
+                f"{boot['ci_high']:+.3f}] | [{lo:+.3f}, {hi:+.3f}] |"
+            )
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
