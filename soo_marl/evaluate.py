@@ -21,6 +21,7 @@ from soo_marl import metrics, rundir, soo
 from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
+from soo_marl.probes import model_red_slot_norms, red_decodability_per_seed
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS, SCRIPTED_BLUES, rollout, start_uniforms
 from soo_marl.rundir import LoadedModel, load_model
 
@@ -139,9 +140,11 @@ def play(
     uniforms: np.ndarray,
     blue: MADDPG | str | None = None,
     blind_blue: bool = False,
+    shuffle_red: bool = False,
 ) -> dict[str, np.ndarray]:
     """Rollout of ``loaded``'s red with its own blue (default), another blue or a script;
-    ``blind_blue`` blinds blue to red (docs/spec.md §4.4)."""
+    ``blind_blue`` blinds blue to red, ``shuffle_red`` shows blue another episode's red
+    (docs/spec.md §4.4)."""
     return rollout(
         loaded.config.env,
         uniforms,
@@ -149,6 +152,7 @@ def play(
         loaded.model if blue is None else blue,
         device=loaded.model.device,
         blind_blue=blind_blue,
+        shuffle_red=shuffle_red,
     )
 
 
@@ -181,6 +185,7 @@ def base_metrics(cfg: core.EnvConfig, traj: dict[str, np.ndarray], records: dict
         ),
         "return_red": ret[..., 0],
         "return_blue": ret[..., 1],
+        "trapped_steps": metrics.trapped_steps(traj["trapped"]),
     }
     for g, rec in records.items():
         out[f"headline_{g}"] = metrics.headline_count(*rec, keep_axis=0)
@@ -216,7 +221,8 @@ def evaluate_runs(
     """Evaluate every run, write its ``eval/`` files, return metrics by run label.
 
     Every run plays the same start states with its own agents, then its red plays with the
-    scripted blues, with its own blue blinded (red slots forced to 0), and each run's blue
+    scripted blues, with its own blue blinded (red slots forced to 0) and shown another
+    episode's red (shuffled red), and each run's blue
     plays with the reds of the other runs of the same physics (cross-play, matched by seed
     index) — of all of them, or only of the runs in ``cross_with`` (which must be among
     ``run_dirs``).
@@ -284,6 +290,12 @@ def _evaluate_one(
     luring = per_seed["trap_rate"] - to_goal
     blind = behaviour_metrics(cfg, play(e.loaded, e.uniforms, blind_blue=True))
     blind["luring_delta_trap"] = blind["trap_rate"] - to_goal
+    played = play(e.loaded, e.uniforms, shuffle_red=True)
+    shuffled = behaviour_metrics(cfg, played)
+    shuffled["luring_delta_trap"] = shuffled["trap_rate"] - to_goal
+    shuffled["trapped_steps"] = metrics.trapped_steps(played["trapped"])
+    decodability = red_decodability_per_seed(model, cfg, e.traj)
+    red_norm, other_norm = model_red_slot_norms(model)
     cross = {}
     for other in partners:
         if other is e or other.loaded.model.n_seeds != model.n_seeds:
@@ -330,6 +342,11 @@ def _evaluate_one(
         "blue_at_fake": _summary(per_seed["blue_at_fake"]),
         "blind": _summaries(blind),
         "closed_loop_share": _summary(luring - blind["luring_delta_trap"]),
+        "shuffled": _summaries(shuffled),
+        "closed_loop_share_shuffled": _summary(luring - shuffled["luring_delta_trap"]),
+        **_summaries(decodability),
+        "red_slot_norm": _summary(red_norm),
+        "other_slot_norm": _summary(other_norm),
         "cross_play": cross,
         "truncation_records": trunc_n,
         "grids_mean": {k: v.mean(axis=0).round(6).tolist() for k, v in grids.items()},
@@ -395,6 +412,11 @@ def format_summary(results: dict[str, dict]) -> str:
         rows.append(f"  {'luring Δtrap':<22}{f(r['luring_delta_trap'])}")
         rows.append(f"  {'deceivability':<22}{f(r['deceivability'])}")
         rows.append(f"  {'blue at fake':<22}{f(r['blue_at_fake'])}")
+        rows.append(f"  {'trapped steps':<22}{f(m['trapped_steps'])}")
+        rows.append(f"  {'blind luring Δtrap':<22}{f(r['blind']['luring_delta_trap'])}")
+        rows.append(f"  {'shuffled luring Δtrap':<22}{f(r['shuffled']['luring_delta_trap'])}")
+        rows.append(f"  {'red decodability R²':<22}{f(r['red_decodability'])}")
+        rows.append(f"  {'red-slot weight norm':<22}{f(r['red_slot_norm'])}")
         rows.append(f"  {'headline (guard)':<22}{f(m['headline_guard'])}")
         rows.append(f"  {'headline (no guard)':<22}{f(m['headline_noguard'])}")
         rows.append(f"  {'SOO value':<22}{f(m['soo_value'])}")

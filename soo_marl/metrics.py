@@ -477,3 +477,14 @@ def classifier_accuracy(
         correct[n] = ok
         accuracy[n] = float(ok.mean())
     return ClassifierResult(accuracy, correct)
+
+
+# --------------------------------------------------------------------------- trapped steps
+
+
+def trapped_steps(trapped: np.ndarray) -> np.ndarray:
+    """Mean number of steps per episode that red spends trapped (docs/spec.md §4.3): the
+    states t = 1 … T with the trap flag set (each such step earns a deceptive blue the
+    trap reward), averaged over all episodes, trapped or not: (..., N, T+1) → (...).
+    A trap at state t counts T − t + 1 steps, so an earlier trap counts more."""
+    return np.asarray(trapped, dtype=bool)[..., 1:].sum(axis=-1).mean(axis=-1)

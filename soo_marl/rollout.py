@@ -46,6 +46,17 @@ def scripted_blue_action(cfg: core.EnvConfig, state: core.State, policy: str) ->
 BluePolicy = Callable[[np.ndarray], np.ndarray]
 
 
+def shuffle_derangement(n: int) -> np.ndarray:
+    """The fixed derangement of the shuffled-red probe (docs/spec.md §4.4): episode j
+    shows blue the red of episode (j + n // 2) mod n of the same batch (and trained
+    seed). No episode keeps its own red (n ≥ 2); with the default evaluation (8 seeds ×
+    500 episodes) the donor is the same episode index of the evaluation seed four
+    places on, so donor and receiver never share a start state."""
+    if n < 2:
+        raise ValueError(f"shuffling red needs at least 2 episodes, got {n}")
+    return (np.arange(n) + n // 2) % n
+
+
 @torch.no_grad()
 def rollout(
     env_cfg: core.EnvConfig,
@@ -54,6 +65,7 @@ def rollout(
     blue: MADDPG | str | BluePolicy,
     device: str | torch.device = "cpu",
     blind_blue: bool = False,
+    shuffle_red: bool = False,
 ) -> dict[str, np.ndarray]:
     """Play every start state with every trained seed; deterministic actors.
 
@@ -61,7 +73,11 @@ def rollout(
     the same seed count (its blue actor is used; cross-play when it is another run's), the
     name of a scripted blue, or a function of blue's observations. ``blind_blue``: blue
     acts on observations whose red slots (6–7) are forced to 0 at every step (the blind
-    probe, docs/spec.md §4.4); what is recorded is what the environment showed. Returns the
+    probe, docs/spec.md §4.4); ``shuffle_red``: at every step blue's red slots are those
+    of another episode of the same batch and trained seed at the same step
+    (:func:`shuffle_derangement`; the shuffled-red probe, §4.4), so blue sees a
+    plausible red, in or out of sight as that episode's, that is not the real one. What
+    is recorded is what the environment showed in both cases. Returns the
     trajectory arrays of the export format: ``red_pos``/``blue_pos`` (S, N, T+1, 2),
     ``landmarks`` (S, N, 2, 2), ``goal_index`` (S, N), ``trapped``/``red_visible``
     (S, N, T+1), ``actions_red``/``actions_blue`` (S, N, T, 2), ``rewards`` (S, N, T, 2),
@@ -74,6 +90,11 @@ def rollout(
         raise ValueError(f"unknown scripted blue {blue!r}; allowed: {SCRIPTED_BLUES}")
     if blind_blue and isinstance(blue, str):
         raise ValueError("a scripted blue does not look at red: blind_blue needs a policy")
+    if shuffle_red and isinstance(blue, str):
+        raise ValueError("a scripted blue does not look at red: shuffle_red needs a policy")
+    if shuffle_red and blind_blue:
+        raise ValueError("blind_blue and shuffle_red are two different probes: pick one")
+    donors = shuffle_derangement(n) if shuffle_red else None
     t_len = env_cfg.max_cycles
     state = core.reset_from_uniforms(env_cfg, np.tile(uniforms, (s_count, 1)))
     b = state.batch_size
@@ -100,6 +121,13 @@ def rollout(
             obs_blue[:, core.BLUE_RED_SLOTS] = 0.0
             joint = joint.clone()
             joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = 0.0
+        elif donors is not None:
+            shown = obs_blue.reshape(s_count, n, -1)[:, donors, core.BLUE_RED_SLOTS]
+            obs_blue = obs_blue.copy()
+            obs_blue[:, core.BLUE_RED_SLOTS] = shown.reshape(b, -1)
+            joint = joint.clone()
+            shown_t = torch.from_numpy(shown).to(joint.device)
+            joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = shown_t
         if isinstance(blue, str):
             a_blue = scripted_blue_action(env_cfg, state, blue)
         elif isinstance(blue, MADDPG):

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from soo_marl import metrics, rundir
+from soo_marl import metrics, probes, rundir
 from soo_marl.analysis.tables import fmt
-from soo_marl.envs import core
 from soo_marl.envs.physical_deception_v0 import BLUE_ID
 
 #: The verdict rule: a paired luring difference whose CI lies below −BAND reduces
@@ -260,18 +259,12 @@ def short_training(group: str | Path) -> dict[str, Any]:
 def red_weight(run: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Per seed, how strongly blue's actor reads red's position: the Frobenius norm of its
     first-layer weights on red's observation slots and, for scale, on all other slots, on
-    the normalised input the actor sees (post hoc: a mechanism check, not part of the
-    study's protocol)."""
+    the normalised input the actor sees (post hoc here; the standard measure, in every
+    evaluation's metrics.json, is :func:`soo_marl.probes.red_slot_norms`)."""
     state = rundir.load_checkpoint(Path(run) / rundir.FINAL_MODEL)
     agents = list(state["agents"])
-    w = state["model"]["actor.weights.0"].double()
-    members = w.reshape(len(state["seeds"]), len(agents), *w.shape[1:])
-    blue = members[:, agents.index(BLUE_ID)]
-    red = np.zeros(blue.shape[1], dtype=bool)
-    red[core.BLUE_RED_SLOTS] = True
-    return (
-        blue[:, red, :].flatten(1).norm(dim=1).numpy(),
-        blue[:, ~red, :].flatten(1).norm(dim=1).numpy(),
+    return probes.red_slot_norms(
+        state["model"]["actor.weights.0"], len(state["seeds"]), len(agents), agents.index(BLUE_ID)
     )
 
 
