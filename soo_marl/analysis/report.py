@@ -103,9 +103,20 @@ def write_report(
         "## Does blue's luring need to see red? (blind-blue probe, docs/spec.md §4.4)",
         "",
         "The same blue, red and start states, with blue's red slots forced to 0 at every "
-        "step; closed-loop share = luring Δtrap − blind luring Δtrap.",
+        'step (blind: the input blue learned as "red out of sight"), or replaced by '
+        "those of another episode of the same batch (shuffled red: a plausible red that "
+        "is not the real one); closed-loop share = luring Δtrap − blind (or shuffled-red) "
+        "luring Δtrap.",
         "",
         tables.blind_table(list(ms.values())),
+        "",
+        "## What blue knows about red (docs/spec.md §4.3, §4.10, §4.15, §4.16)",
+        "",
+        "Trapped steps per episode; held-out R² of a ridge probe of red's true offset from "
+        "blue's hidden activations on in-sight states (with and without red's slots); the "
+        "norm of blue's first-layer weights on red's slots; actor saturation.",
+        "",
+        tables.representation_table(list(ms.values())),
         "",
         "## SOO value by trap state (docs/spec.md §4.8)",
         "",

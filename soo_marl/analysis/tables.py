@@ -85,9 +85,22 @@ BLIND_COLUMNS = (
     (("luring_delta_trap",), "luring Δtrap"),
     (("blind", "luring_delta_trap"), "blind luring Δtrap"),
     (("closed_loop_share",), "closed-loop share"),
+    (("shuffled", "luring_delta_trap"), "shuffled-red luring Δtrap"),
+    (("closed_loop_share_shuffled",), "closed-loop share (shuffled red)"),
     (("blind", "trap_rate"), "blind trap rate"),
+    (("shuffled", "trap_rate"), "shuffled-red trap rate"),
     (("blind", "blue_at_fake"), "blind blue at fake"),
     (("blind", "blue_goal_rate"), "blind blue goal"),
+    (("shuffled", "blue_goal_rate"), "shuffled-red blue goal"),
+)
+#: Columns of :func:`representation_table` with a summary: (path in metrics.json, title).
+REPRESENTATION_COLUMNS = (
+    (("metrics", "trapped_steps"), "trapped steps"),
+    (("shuffled", "trapped_steps"), "trapped steps (shuffled red)"),
+    (("red_decodability",), "red decodability R²"),
+    (("red_decodability_context",), "R² without red's slots"),
+    (("red_slot_norm",), "red-slot weight norm"),
+    (("other_slot_norm",), "other-slot weight norm"),
 )
 #: Columns of :func:`soo_state_table`: (key under "metrics", title).
 SOO_STATE_COLUMNS = (
@@ -109,12 +122,55 @@ def _at(m: dict, path: tuple[str, ...]) -> dict | None:
 
 def blind_table(metrics: Sequence[dict]) -> str:
     """Does blue's luring need to see red? Its own blue against the same blue blinded to
-    red (red slots forced to 0), with the same red and start states (docs/spec.md §4.4)."""
+    red (red slots forced to 0) and shown another episode's red (shuffled red), with the
+    same red and start states (docs/spec.md §4.4)."""
     head = "| condition | " + " | ".join(t for _, t in BLIND_COLUMNS) + " |"
     rows = [head, "|" + "---|" * (len(BLIND_COLUMNS) + 1)]
     for m in metrics:
         cells = [fmt(_at(m, path)) for path, _ in BLIND_COLUMNS]
         rows.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def saturation_cells(m: dict) -> list[str]:
+    """Actor saturation (docs/spec.md §4.10) of one condition as three table cells:
+    saturated actors on evaluation observations ("k/n"), on a replay batch ("k/n" or
+    "–"), and blue's fraction of saturated outputs on evaluation observations (mean over
+    seeds, with the largest seed's in brackets)."""
+    cells = []
+    for key in ("saturation", "saturation_replay"):
+        s = m.get(key)
+        cells.append(f"{s['saturated_actors']}/{s['actors']}" if s else "–")
+    s = m.get("saturation")
+    if s:
+        blue = [seed[-1] for seed in s["fraction_of_outputs"]]
+        cells.append(f"{np.mean(blue):.3f} (max {max(blue):.3f})")
+    else:
+        cells.append("–")
+    return cells
+
+
+#: Titles of the saturation columns of :func:`representation_table`.
+SATURATION_TITLES = (
+    "saturated actors (eval obs)",
+    "saturated actors (replay)",
+    "blue's saturated outputs (eval obs)",
+)
+
+
+def representation_table(metrics: Sequence[dict]) -> str:
+    """Probes that do not rely on the learned "out of sight" code (docs/spec.md §4.3,
+    §4.10, §4.15, §4.16): how long red stays trapped, how well red's true offset can be
+    read off blue's hidden activations (and without red's slots), the weight blue's first
+    layer puts on red's slots, and actor saturation, per condition."""
+    titles = [t for _, t in REPRESENTATION_COLUMNS] + list(SATURATION_TITLES)
+    rows = ["| condition | " + " | ".join(titles) + " |", "|" + "---|" * (len(titles) + 1)]
+    for m in metrics:
+        cells = [
+            fmt(_at(m, path), 2 if "norm" in t or "steps" in t else 3)
+            for path, t in REPRESENTATION_COLUMNS
+        ]
+        rows.append(f"| {m['label']} | " + " | ".join(cells + saturation_cells(m)) + " |")
     return "\n".join(rows)
 
 
@@ -238,6 +294,29 @@ GLOSSARY = (
         "blind luring Δtrap",
         "luring Δtrap of the same blue with its red slots forced to 0 "
         "at every step; closed-loop share = luring Δtrap − blind luring Δtrap",
+    ),
+    (
+        "shuffled-red luring Δtrap",
+        "luring Δtrap of the same blue shown, at every step, the red slots of another "
+        "episode of the same evaluation batch (a plausible red that is not the real one, "
+        "in or out of sight as in that episode); closed-loop share (shuffled red) = "
+        "luring Δtrap − shuffled-red luring Δtrap",
+    ),
+    (
+        "trapped steps",
+        "mean number of steps per episode (trapped or not) that end with red trapped",
+    ),
+    (
+        "red decodability R²",
+        "held-out R² of a ridge probe (α = 1, standardised features) predicting red's "
+        "true offset (red − blue position) from blue's hidden activations on in-sight "
+        "states, trained on even episodes, tested on odd ones; without red's slots: the "
+        "same with slots 6–7 set to 0 (what the rest of blue's observation reveals)",
+    ),
+    (
+        "red-slot weight norm",
+        "Frobenius norm of blue's first-layer actor weights on red's observation slots "
+        "(6–7, normalised input); other-slot norm: on its other eight slots, for scale",
     ),
     (
         "pn, c; headline",
