@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from soo_marl import stats
 from soo_marl.envs import core
 
 #: Projection thresholds x of the threshold grid (docs/spec.md §4.6).
@@ -34,6 +35,10 @@ HEADLINE_Y = 0.6
 #: Bootstrap defaults of :func:`summarize`.
 N_BOOT = 10_000
 CONFIDENCE = 0.95
+#: Interval method of :func:`summarize` and :func:`summarize_difference` by default (the
+#: summaries stored in metrics.json). The verdicts use :data:`soo_marl.stats.PRIMARY`
+#: (Student-t, docs/spec.md §4.11), passed as ``method=`` by soo_marl.analysis.
+SUMMARY_METHOD = "percentile"
 
 
 # --------------------------------------------------------------------------- records
@@ -328,14 +333,17 @@ def summarize(
     n_boot: int = N_BOOT,
     ci: float = CONFIDENCE,
     seed: int = 0,
+    method: str = SUMMARY_METHOD,
 ) -> dict[str, Any]:
-    """Mean ± SD over per-seed values with a percentile-bootstrap CI of the mean.
+    """Mean ± SD over per-seed values with a CI of the mean.
 
     NaN values are left out of the statistics (``n`` counts the rest, ``n_dropped`` the
     NaNs) but keep their place in ``values`` (as None), so per-seed values stay aligned
-    with the seeds. SD uses ddof=1 (0 for one value); the bootstrap resamples with a
-    ``default_rng(seed)``, so the result is deterministic. With no values left,
-    mean/sd/CI are NaN.
+    with the seeds. SD uses ddof=1 (0 for one value). ``method`` is one of
+    :data:`soo_marl.stats.METHODS`: "percentile" (default; ``n_boot`` resamples from
+    ``default_rng(seed)``, so deterministic; one value gives a zero-width CI), "t"
+    (Student-t, the primary interval of the verdicts; NaN for one value) or "bca". With no
+    values left, mean/sd/CI are NaN.
     """
     arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, float)
     arr = arr.ravel()
@@ -347,11 +355,8 @@ def summarize(
         return {**out, "mean": np.nan, "sd": np.nan, "ci_low": np.nan, "ci_high": np.nan}
     mean = float(kept.mean())
     sd = float(kept.std(ddof=1)) if n > 1 else 0.0
-    rng = np.random.default_rng(seed)
-    boot = kept[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-    alpha = (1.0 - ci) / 2.0
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
-    return {**out, "mean": mean, "sd": sd, "ci_low": float(low), "ci_high": float(high)}
+    low, high = stats.interval(kept, ci, method, n_boot, seed)
+    return {**out, "mean": mean, "sd": sd, "ci_low": low, "ci_high": high}
 
 
 def summarize_difference(
@@ -360,9 +365,11 @@ def summarize_difference(
     n_boot: int = N_BOOT,
     ci: float = CONFIDENCE,
     seed: int = 0,
+    method: str = SUMMARY_METHOD,
 ) -> dict[str, Any]:
-    """Mean of ``a`` minus mean of ``b`` (independent groups of per-seed values) with a
-    percentile-bootstrap CI that resamples each group on its own.
+    """Mean of ``a`` minus mean of ``b`` (independent groups of per-seed values) with a CI
+    of the difference: "percentile" (default) resamples each group on its own, "t" is the
+    Welch interval (the primary interval of the verdicts), "bca" scipy's two-sample BCa.
 
     NaN values are dropped; ``n`` is the smaller group's size. With an empty group,
     mean and CI are NaN. Deterministic (``default_rng(seed)``). For matched seeds use
@@ -373,16 +380,12 @@ def summarize_difference(
     n = int(min(va.size, vb.size))
     if n == 0:
         return {"n": 0, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-    rng = np.random.default_rng(seed)
-    boot_a = va[rng.integers(0, va.size, (n_boot, va.size))].mean(1)
-    boot_b = vb[rng.integers(0, vb.size, (n_boot, vb.size))].mean(1)
-    alpha = (1.0 - ci) / 2.0
-    low, high = np.quantile(boot_a - boot_b, [alpha, 1.0 - alpha])
+    low, high = stats.difference_interval(va, vb, ci, method, n_boot, seed)
     return {
         "n": n,
         "mean": float(va.mean() - vb.mean()),
-        "ci_low": float(low),
-        "ci_high": float(high),
+        "ci_low": low,
+        "ci_high": high,
     }
 
 

@@ -1,0 +1,275 @@
+"""Confidence intervals of a mean over seeds, the tests behind them, and Holm's step-down
+adjustment (docs/spec.md §4.11).
+
+Three interval methods for the mean of per-seed values:
+
+- ``"t"``: Student-t, mean ± t_{n−1, 1−α/2} · SD/√n (:func:`scipy.stats.t`); for two
+  independent groups the Welch interval. **The primary interval** (:data:`PRIMARY`),
+  chosen by the coverage simulation of ``docs/results/statistics.md``.
+- ``"bca"``: bias-corrected and accelerated bootstrap (:func:`scipy.stats.bootstrap`).
+- ``"percentile"``: the percentile bootstrap of the reports before verdict rule v2
+  (``numpy.random.default_rng(seed)``, numpy's linear quantiles).
+
+Every function takes values with NaNs already removed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+#: The interval methods, and the primary one (docs/results/statistics.md).
+METHODS = ("t", "bca", "percentile")
+PRIMARY = "t"
+#: Resamples of the bootstrap methods by default.
+N_BOOT = 10_000
+
+
+def _arr(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=float).ravel()
+
+
+def t_interval(
+    values: Sequence[float] | np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Student-t interval of the mean: mean ± t_{n−1, (1+confidence)/2} · SD(ddof 1)/√n.
+
+    Undefined (NaN) for fewer than two values; zero width when all values are equal.
+    """
+    x = _arr(values)
+    if x.size < 2:
+        return np.nan, np.nan
+    mean, se = float(x.mean()), float(x.std(ddof=1)) / np.sqrt(x.size)
+    if se == 0.0:
+        return mean, mean
+    low, high = sps.t.interval(confidence, x.size - 1, loc=mean, scale=se)
+    return float(low), float(high)
+
+
+def welch(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Standard error and Welch–Satterthwaite degrees of freedom of mean(a) − mean(b)
+    (independent groups, at least two values each); df is inf when the SE is 0."""
+    a, b = _arr(a), _arr(b)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se2 = va + vb
+    if se2 == 0.0:
+        return 0.0, np.inf
+    df = se2**2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    return float(np.sqrt(se2)), float(df)
+
+
+def welch_interval(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Welch interval of mean(a) − mean(b) for independent groups (NaN if a group has fewer
+    than two values; zero width when both groups are constant)."""
+    a, b = _arr(a), _arr(b)
+    if a.size < 2 or b.size < 2:
+        return np.nan, np.nan
+    d = float(a.mean() - b.mean())
+    se, df = welch(a, b)
+    if se == 0.0:
+        return d, d
+    low, high = sps.t.interval(confidence, df, loc=d, scale=se)
+    return float(low), float(high)
+
+
+def percentile_interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean: ``n_boot`` resamples of n values with
+    replacement from ``default_rng(seed)``, the (1 ∓ confidence)/2 quantiles of their means."""
+    x = _arr(values)
+    if x.size == 0:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    boot = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def percentile_difference_interval(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of mean(a) − mean(b), each group resampled on its own
+    (one ``default_rng(seed)``: ``n_boot`` resamples of a, then of b)."""
+    a, b = _arr(a), _arr(b)
+    if a.size == 0 or b.size == 0:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    boot_a = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1)
+    boot_b = b[rng.integers(0, b.size, (n_boot, b.size))].mean(1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(boot_a - boot_b, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def bca_interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """BCa bootstrap interval of the mean (:func:`scipy.stats.bootstrap`, ``method="BCa"``,
+    ``rng=default_rng(seed)``); zero width when all values are equal, NaN for < 2 values."""
+    x = _arr(values)
+    if x.size < 2:
+        return np.nan, np.nan
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(
+            (x,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=n_boot,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+    ci = res.confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def bca_difference_interval(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """BCa interval of mean(a) − mean(b) for independent groups (:func:`scipy.stats.bootstrap`
+    with two samples, resampled separately)."""
+    a, b = _arr(a), _arr(b)
+    if a.size < 2 or b.size < 2:
+        return np.nan, np.nan
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        d = float(a[0] - b[0])
+        return d, d
+
+    def diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(
+            (a, b),
+            diff,
+            confidence_level=confidence,
+            n_resamples=n_boot,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+    ci = res.confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    method: str = PRIMARY,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The ``method`` interval (:data:`METHODS`) of the mean of ``values``."""
+    if method == "t":
+        return t_interval(values, confidence)
+    if method == "bca":
+        return bca_interval(values, confidence, n_boot, seed)
+    if method == "percentile":
+        return percentile_interval(values, confidence, n_boot, seed)
+    raise ValueError(f"unknown interval method {method!r}; known: {', '.join(METHODS)}")
+
+
+def difference_interval(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    method: str = PRIMARY,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The ``method`` interval of mean(a) − mean(b) for independent groups ("t": Welch)."""
+    if method == "t":
+        return welch_interval(a, b, confidence)
+    if method == "bca":
+        return bca_difference_interval(a, b, confidence, n_boot, seed)
+    if method == "percentile":
+        return percentile_difference_interval(a, b, confidence, n_boot, seed)
+    raise ValueError(f"unknown interval method {method!r}; known: {', '.join(METHODS)}")
+
+
+def _directed_p(estimate: float, se: float, df: float, null: float, side: int) -> float:
+    """min(1, 2 · P(T_df ≥ side · (estimate − null)/se)): the p-value that matches the
+    two-sided t-interval (the (1 − p) interval has a bound exactly at ``null``)."""
+    if not np.isfinite(estimate):
+        return np.nan
+    z = side * (estimate - null)
+    if se == 0.0:
+        return 0.0 if z > 0 else 1.0
+    return float(min(1.0, 2.0 * sps.t.sf(z / se, df)))
+
+
+def t_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0, side: int = 1) -> float:
+    """p-value of the one-sample t-test that the mean lies beyond ``null`` on the ``side``
+    (+1: above, −1: below), doubled to match the two-sided t-interval: the interval at
+    level 1 − α lies entirely beyond ``null`` on that side exactly when p < α (NaN for
+    fewer than two values)."""
+    x = _arr(values)
+    if x.size < 2:
+        return np.nan
+    se = float(x.std(ddof=1)) / np.sqrt(x.size)
+    return _directed_p(float(x.mean()), se, x.size - 1, null, side)
+
+
+def welch_pvalue(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    null: float = 0.0,
+    side: int = 1,
+) -> float:
+    """:func:`t_pvalue` for mean(a) − mean(b) of independent groups (Welch)."""
+    a, b = _arr(a), _arr(b)
+    if a.size < 2 or b.size < 2:
+        return np.nan
+    se, df = welch(a, b)
+    return _directed_p(float(a.mean() - b.mean()), se, df, null, side)
+
+
+def holm_levels(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:
+    """Holm's step-down procedure as confidence levels, one per p-value (same order).
+
+    The m finite p-values are ranked, smallest first (ties in input order). While every
+    earlier one was rejected, the k-th smallest is tested at α/(m − k + 1) and reported at
+    level 1 − α/(m − k + 1). At the first rank j that is not rejected the procedure stops:
+    it and every later rank are reported at level 1 − α/(m − j + 1), at which none of them
+    is rejected. With p-values that match the intervals (:func:`t_pvalue`), an interval at
+    its level excludes the null exactly when Holm rejects. A NaN p-value (not measured)
+    is not counted in m and gets 1 − α.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    levels = np.full(p.size, 1.0 - alpha)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    order = finite[np.argsort(p[finite], kind="stable")]
+    stopped_at: float | None = None
+    for k, i in enumerate(order, start=1):
+        if stopped_at is None:
+            a_k = alpha / (m - k + 1)
+            if not p[i] < a_k:
+                stopped_at = a_k
+            levels[i] = 1.0 - a_k
+        else:
+            levels[i] = 1.0 - stopped_at
+    return [float(v) for v in levels]
