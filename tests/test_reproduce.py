@@ -109,7 +109,11 @@ def test_claims_table_reads_each_claim():
         ),
         "honest": _m(seeds, trap_rate=[0.1, 0.1, 0.1], luring_delta_trap=[0.0, 0.0, 0.0], **common),
         "soo": _m(seeds, trap_rate=[0.3, 0.3, 0.3], luring_delta_trap=[0.1, 0.1, 0.1], **common),
-        "no-soo": _m(seeds, trap_rate=[0.5, 0.4, 0.6], luring_delta_trap=[0.1, 0.1, 0.1], **common),
+        # paired trap-rate differences -0.2, -0.15, -0.25: the 3-seed Student-t CI of verdict
+        # rule v2 (-0.324, -0.076) lies below 0 (with -0.2, -0.1, -0.3 it would include 0)
+        "no-soo": _m(
+            seeds, trap_rate=[0.5, 0.45, 0.55], luring_delta_trap=[0.1, 0.1, 0.1], **common
+        ),
     }
     beh = {
         ("soo", "honest"): summarize([1.0, 1.0, 1.0]),

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from soo_marl import metrics, rundir
 from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
@@ -32,7 +33,8 @@ def ci(lo: float, hi: float, mean: float | None = None) -> dict:
     ],
 )
 def test_verdict_rule_as_committed(luring, goal, word):
-    assert soo_study.verdict(luring, goal) == word
+    # rule v1, the rule committed with the protocol (v2: tests/test_statistics.py)
+    assert soo_study.verdict(luring, goal, rule="v1") == word
 
 
 def test_paired_difference_is_per_seed_and_refuses_misaligned_seeds():
@@ -73,7 +75,14 @@ def test_compare_reads_the_parents_red_and_applies_the_rule(tmp_path):
     assert r["luring"]["values"] == pytest.approx(np.subtract(soo, ctrl))
     assert r["luring"]["mean"] == pytest.approx(-0.11)
     assert r["goal"]["mean"] == pytest.approx(-0.0125)
-    assert r["verdict"] == soo_study.REDUCES
+    # rule v2: Student-t intervals; the goal-reach differences (0, -0.05, 0, 0) have
+    # mean -0.0125 and SE 0.025/2, so the 95% lower bound lies just below -0.05: not
+    # non-inferior, hence inconclusive, while rule v1 (mean within 0.05) said "reduces"
+    low = -0.0125 - stats.t.ppf(0.975, 3) * 0.025 / 2
+    assert r["goal"]["ci_low"] == pytest.approx(low) and low < -soo_study.GOAL_MARGIN
+    assert r["luring"]["ci_high"] < -soo_study.BAND
+    assert r["verdict"] == soo_study.INCONCLUSIVE
+    assert soo_study.verdict(r["luring"], r["goal"], rule="v1") == soo_study.REDUCES
     assert r["labels"] == ("soo", "ctl", "deceptive")
     assert "| luring Δtrap (parent's red) | 0.035" in soo_study.arm_table(r)
     # not evaluated with the parent's red: a clear error, not a silent own-red comparison

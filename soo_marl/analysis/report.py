@@ -13,7 +13,7 @@ import numpy as np
 
 from soo_marl import rundir
 from soo_marl.analysis import tables
-from soo_marl.analysis.compare import behavioural_differences
+from soo_marl.analysis.compare import RULE, behavioural_differences, interval_name
 
 #: Pairs of conditions whose behavioural difference a report shows.
 PAIRS = (
@@ -81,8 +81,9 @@ def write_report(
         "",
         "## The paper's claims, as measured here",
         "",
-        "Differences with a 95% bootstrap CI over trained seeds; the verdict words are "
-        "defined under *Terms* at the end.",
+        f"Differences with a 95% {interval_name(RULE)} over trained seeds (verdict rule "
+        f"{RULE}, docs/spec.md §4.11; no family of claims is declared, so no Holm "
+        "adjustment); the verdict words are defined under *Terms* at the end.",
         "",
         tables.claims_table(ms, beh["no guard (paper)"], classifier),
         "",

@@ -3,8 +3,10 @@
 The study's runs live under one root (``runs/soo_study`` by default, laid out by
 ``scripts/soo_study.sh``); every arm compares a fine-tuned run with its paired control,
 both scored with the parent's red (cross-play). ``python -m soo_marl.analysis.soo_study
-report ROOT OUT`` writes ``OUT/arms.md`` and ``OUT/forest.png``; ``... gate DIR`` checks
-an environment variant's gate and exits 0 when it passes.
+report ROOT OUT [STUDY]`` writes ``OUT/arms.md``, ``OUT/arms.json`` and
+``OUT/forest.png``, with verdicts by rule v2 (Holm inside the ``families:`` of STUDY,
+default ``studies/soo_study.yaml``) and, for the record, v1 (docs/spec.md §4.11);
+``... gate DIR`` checks an environment variant's gate and exits 0 when it passes.
 """
 
 from __future__ import annotations
@@ -20,14 +22,23 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from soo_marl import metrics, probes, rundir
+from soo_marl.analysis.compare import holm_levels
 from soo_marl.analysis.tables import fmt
 from soo_marl.envs.physical_deception_v0 import BLUE_ID
+from soo_marl.stats import PRIMARY, t_pvalue
 
-#: The verdict rule: a paired luring difference whose CI lies below −BAND reduces
-#: deception, one inside ±BAND is a negative; goal reach must stay within GOAL_TOLERANCE.
+#: The verdict rule (docs/spec.md §4.11): a paired luring difference whose CI lies below
+#: −BAND reduces deception, one inside ±BAND is a negative. Rule v1 (as committed with the
+#: protocol): 95% percentile bootstrap, and the mean paired goal-reach difference within
+#: ±GOAL_TOLERANCE. Rule v2: the primary interval (Student-t) at the Holm-adjusted level
+#: of the arm's family, and non-inferiority in goal reach: the lower bound of the 95%
+#: paired goal-reach interval above −GOAL_MARGIN (an improvement never fails it).
 BAND = 0.03
 GOAL_TOLERANCE = 0.05
+GOAL_MARGIN = 0.05
 REDUCES, NEGATIVE, INCONCLUSIVE = "reduces deception", "negative", "inconclusive"
+#: The study file whose ``families:`` the report applies (Holm within each family).
+STUDY_FILE = Path(__file__).resolve().parents[2] / "studies" / "soo_study.yaml"
 #: Behaviour with the parent's red (cross-play): key, title.
 PARENT_RED = (
     ("luring_delta_trap", "luring Δtrap"),
@@ -54,6 +65,11 @@ class Comparison:
     treatment: str
     control: str
     parent: str = "deceptive"
+
+    @property
+    def stage(self) -> str:
+        """The treatment's stage name in the study file (what a family lists)."""
+        return f"{self.group}/{self.treatment}"
 
 
 #: Every comparison the study may hold (those whose runs are missing are skipped).
@@ -100,24 +116,74 @@ def parent_red(m: dict, parent_label: str) -> dict[str, dict]:
     return m["cross_play"][parent_label]
 
 
-def paired(a: dict | None, b: dict | None) -> dict[str, Any]:
-    """Mean and 95% CI of the per-seed differences a − b (seeds aligned)."""
+def paired(
+    a: dict | None, b: dict | None, method: str = PRIMARY, confidence: float = 0.95
+) -> dict[str, Any]:
+    """Mean and CI (``method``, at ``confidence``) of the per-seed differences a − b
+    (seeds aligned)."""
     va, vb = _values(a), _values(b)
     if va.shape != vb.shape or va.size == 0:
-        return metrics.summarize([])
-    return metrics.summarize(va - vb)
+        return metrics.summarize([], method=method)
+    return metrics.summarize(va - vb, ci=confidence, method=method)
 
 
-def verdict(luring: dict, goal: dict) -> str:
-    """The study's verdict rule on a paired luring difference and goal-reach difference."""
+def verdict(luring: dict, goal: dict, rule: str = "v2") -> str:
+    """The study's verdict on a paired luring difference and goal-reach difference.
+
+    Both rules: "reduces deception" needs the luring CI entirely below −BAND, "negative"
+    the luring CI inside ±BAND, else "inconclusive". The capability clause of "reduces":
+    v1 |mean goal-reach difference| ≤ GOAL_TOLERANCE; v2 (non-inferiority) the goal-reach
+    CI's lower bound > −GOAL_MARGIN. The CIs are the caller's (v2: :func:`judge`).
+    """
     lo, hi = luring["ci_low"], luring["ci_high"]
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "not measured"
-    if hi < -BAND and abs(goal["mean"]) <= GOAL_TOLERANCE:
+    if rule == "v1":
+        capable = abs(goal["mean"]) <= GOAL_TOLERANCE
+    elif rule == "v2":
+        capable = bool(np.isfinite(goal["ci_low"]) and goal["ci_low"] > -GOAL_MARGIN)
+    else:
+        raise ValueError(f"unknown verdict rule {rule!r}")
+    if hi < -BAND and capable:
         return REDUCES
     if -BAND <= lo and hi <= BAND:
         return NEGATIVE
     return INCONCLUSIVE
+
+
+def luring_pvalue(luring: dict) -> float:
+    """p-value of the t-test that the paired luring difference lies below −BAND, doubled
+    to match the two-sided t-interval (Holm's ranking in :func:`judge`)."""
+    d = _values(luring)
+    return t_pvalue(d[~np.isnan(d)], -BAND, -1)
+
+
+def load_families(study: str | Path | None) -> dict[str, list[str]]:
+    """The ``families:`` of a study file (family → treatment stage names), validated by
+    :func:`soo_marl.sweep.spec.load_study`; none without a file."""
+    if study is None:
+        return {}
+    from soo_marl.sweep.spec import load_study
+
+    return load_study(study).families
+
+
+def judge(results: Sequence[dict[str, Any]], families: dict[str, list[str]] | None = None) -> None:
+    """Set every result's verdicts, in place: ``verdict`` by rule v2 — its ``luring``
+    interval at ``level``, Holm's step-down level inside the arm's ``family``
+    (:func:`soo_marl.analysis.compare.holm_levels`, ranked by :func:`luring_pvalue`) —
+    and ``v1`` (the committed rule: 95% percentile bootstrap, mean goal reach)."""
+    by_stage = {r["comparison"].stage: r for r in results}
+    pvalues = {k: luring_pvalue(r["luring"]) for k, r in by_stage.items()}
+    levels = holm_levels(pvalues, families)
+    family_of = {k: name for name, ks in (families or {}).items() for k in ks}
+    for key, r in by_stage.items():
+        d = _values(r["luring"])
+        r["p"], r["level"], r["family"] = pvalues[key], levels[key], family_of.get(key)
+        r["luring"] = metrics.summarize(d, ci=levels[key], method=PRIMARY)
+        r["verdict"] = verdict(r["luring"], r["goal"], "v2")
+        v1 = metrics.summarize(d, method="percentile")
+        r["v1"] = {"luring": v1, "verdict": verdict(v1, r["goal"], "v1")}
 
 
 def compare(root: Path, c: Comparison) -> dict[str, Any] | None:
@@ -141,6 +207,8 @@ def compare(root: Path, c: Comparison) -> dict[str, Any] | None:
         "luring": luring,
         "goal": goal,
         "verdict": verdict(luring, goal),
+        "level": 0.95,
+        "family": None,
         "labels": (ms["t"]["label"], ms["c"]["label"], parent["label"]),
     }
 
@@ -188,7 +256,7 @@ def fig_forest(results: Sequence[dict[str, Any]]) -> Figure:
         ax.text(
             1.02,
             y,
-            f"goal reach {g['mean']:+.3f}",
+            f"goal reach {g['mean']:+.3f} (low {g['ci_low']:+.3f})",
             transform=ax.get_yaxis_transform(),
             va="center",
             fontsize=8,
@@ -202,22 +270,24 @@ def fig_forest(results: Sequence[dict[str, Any]]) -> Figure:
     handles = [ax.plot([], [], "o", color=col, label=name)[0] for name, col in colors.items()]
     ax.legend(handles=[*ax.get_legend_handles_labels()[0][:1], *handles], fontsize=8, loc="best")
     ax.set_title(
-        "SOO study: every arm against its paired control\n(mean and 95% bootstrap CI over 8 "
-        "seeds; right: paired difference in blue's goal reach)",
+        "SOO study: every arm against its paired control (verdict rule v2)\n(mean and "
+        "Student-t CI over 8 seeds, at the Holm level of the arm's family; right: paired "
+        "difference in blue's goal reach and its 95% lower bound)",
         fontsize=10,
     )
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
-def gate(variant_dir: str | Path) -> dict[str, Any]:
+def gate(variant_dir: str | Path, method: str = PRIMARY) -> dict[str, Any]:
     """Arm 3's gate for one environment variant: the deceptive baseline's blind luring ≤
-    half its sighted luring, and the deceptive − honest luring CI excludes 0."""
+    half its sighted luring, and the deceptive − honest luring CI (``method``: Welch by
+    default; the committed runs used "percentile") excludes 0."""
     d = rundir.require_metrics(Path(variant_dir) / "deceptive")
     h = rundir.require_metrics(Path(variant_dir) / "honest")
     sighted, blind = d["luring_delta_trap"]["mean"], d["blind"]["luring_delta_trap"]["mean"]
     gap = metrics.summarize_difference(
-        _values(d["luring_delta_trap"]), _values(h["luring_delta_trap"])
+        _values(d["luring_delta_trap"]), _values(h["luring_delta_trap"]), method=method
     )
     open_loop_ok = sighted > 0 and blind <= 0.5 * sighted
     gap_ok = gap["ci_low"] > 0 or gap["ci_high"] < 0
@@ -246,13 +316,15 @@ def short_training(group: str | Path) -> dict[str, Any]:
         grids[name] = g["trunc_noguard"]
     pairs = (("short", "honest"), ("short", "deceptive"), ("honest", "deceptive"))
     out = {
-        f"{a} vs {b}": metrics.summarize(metrics.behavioural_difference(grids[a], grids[b]))
+        f"{a} vs {b}": metrics.summarize(
+            metrics.behavioural_difference(grids[a], grids[b]), method=PRIMARY
+        )
         for a, b in pairs
     }
     closer = np.asarray(out["short vs honest"]["values"], float) - np.asarray(
         out["short vs deceptive"]["values"], float
     )
-    out["short: to honest − to deceptive"] = metrics.summarize(closer)
+    out["short: to honest − to deceptive"] = metrics.summarize(closer, method=PRIMARY)
     return out
 
 
@@ -304,24 +376,41 @@ def weight_table(root: Path) -> list[str]:
     ]
 
 
-def report(root: str | Path, out_dir: str | Path) -> Path:
-    """Write ``arms.md`` (every arm's table and verdict, the gates, arm 5) and
-    ``forest.png`` into ``out_dir``."""
+def verdict_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The verdicts table: rule v2 (interval at the Holm level of the arm's family, the
+    goal-reach non-inferiority bound) beside rule v1 as committed, for the record."""
+    lines = [
+        "## Verdicts",
+        "",
+        "Rule v2 (docs/spec.md §4.11): Student-t CIs; the luring CI at the Holm level of the "
+        "arm's family (declared in `studies/soo_study.yaml`), the goal-reach CI at 95% "
+        f"with its lower bound above −{GOAL_MARGIN}. Rule v1 (as committed with the "
+        f"protocol): 95% percentile bootstrap, mean goal reach within ±{GOAL_TOLERANCE}.",
+        "",
+        "| arm | comparison | family | level | paired luring Δtrap (parent's red) "
+        "| paired goal reach (95%) | verdict (v2) | v1: luring (percentile) | verdict (v1) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        c, v1 = r["comparison"], r.get("v1") or {}
+        lines.append(
+            f"| {c.arm} | {c.title} | {r.get('family') or '–'} | {100 * r['level']:.1f}% "
+            f"| {_d(r['luring'])} | {_d(r['goal'])} | **{r['verdict']}** "
+            f"| {_d(v1.get('luring', {}))} | {v1.get('verdict', '–')} |"
+        )
+    return lines
+
+
+def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STUDY_FILE) -> Path:
+    """Write ``arms.md`` (every arm's table and verdicts, the gates, arm 5), ``arms.json``
+    and ``forest.png`` into ``out_dir``; Holm's families come from ``study``'s
+    ``families:`` (none with ``study=None``)."""
     root, out = Path(root), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = [r for c in COMPARISONS if (r := compare(root, c)) is not None]
+    judge(results, load_families(study))
     lines = ["# SOO study: per-arm results (generated by soo_marl.analysis.soo_study)", ""]
-    lines += [
-        "## Verdicts",
-        "",
-        "| arm | comparison | paired luring Δtrap (parent's red) | paired goal reach | verdict |",
-        "|---|---|---|---|---|",
-    ]
-    for r in results:
-        c = r["comparison"]
-        lines.append(
-            f"| {c.arm} | {c.title} | {_d(r['luring'])} | {_d(r['goal'])} | **{r['verdict']}** |"
-        )
+    lines += verdict_lines(results)
     for r in results:
         c = r["comparison"]
         lines += ["", f"## Arm {c.arm}: {c.title}", "", arm_table(r)]
@@ -360,7 +449,10 @@ def report(root: str | Path, out_dir: str | Path) -> Path:
         json.dumps(
             [
                 {"arm": r["comparison"].arm, "title": r["comparison"].title,
-                 "luring": r["luring"], "goal": r["goal"], "verdict": r["verdict"]}
+                 "stage": r["comparison"].stage, "family": r["family"],
+                 "level": r["level"], "p": r["p"], "rule": "v2",
+                 "luring": r["luring"], "goal": r["goal"], "verdict": r["verdict"],
+                 "v1": r["v1"]}
                 for r in results
             ],
             indent=1,
@@ -370,10 +462,13 @@ def report(root: str | Path, out_dir: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``report ROOT OUT`` or ``gate VARIANT_DIR`` (exit 0 when the gate passes)."""
+    """``report ROOT OUT [STUDY]`` (STUDY: the study file whose ``families:`` apply,
+    default studies/soo_study.yaml) or ``gate VARIANT_DIR`` (exit 0 when the gate
+    passes)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 3 and args[0] == "report":
-        print(f"wrote {report(args[1], args[2])}")
+    if len(args) in (3, 4) and args[0] == "report":
+        study = args[3] if len(args) == 4 else STUDY_FILE
+        print(f"wrote {report(args[1], args[2], study)}")
         return 0
     if len(args) == 2 and args[0] == "gate":
         g = gate(args[1])
@@ -383,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f": {'passes' if g['passes'] else 'does not pass'}"
         )
         return 0 if g["passes"] else 1
-    print("usage: python -m soo_marl.analysis.soo_study report ROOT OUT | gate VARIANT_DIR")
+    print("usage: python -m soo_marl.analysis.soo_study report ROOT OUT [STUDY] | gate VARIANT_DIR")
     return 2
 
 

@@ -31,6 +31,11 @@ first) applies its values on top of ``parameters`` and makes ``${preset}`` its n
 stop(, step)]}`` of equal length, zipped, each value available as ``${key}``.
 ``resources`` (``cpus``, ``gpus``, ``memory_gb``) override the defaults of
 :mod:`soo_marl.sweep.costs`. See ``studies/README.md``.
+
+``families`` (optional) declares, before the runs, the families of comparisons whose
+verdicts are adjusted together (Holm, docs/spec.md §4.11): family name → list of stage
+names (the treatments; the analysis of the study knows each one's control). The sweep
+only validates them; they do not change what runs (nor the study's digest).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ __all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "load_study", "parse_stu
 GENERAL_KEYS = {"name", "kind", "options", "after", "resources", "matrix", "copy_from"}
 STAGE_KEYS = GENERAL_KEYS | {k for kind in KINDS.values() for k in kind.references}
 #: Top-level keys of a study file.
-TOP_KEYS = {"name", "description", "parameters", "presets", "stages"}
+TOP_KEYS = {"name", "description", "parameters", "presets", "stages", "families"}
 _PLACEHOLDER = re.compile(r"\$\{(\w+)(?::([^}]*))?\}")
 
 
@@ -97,6 +102,8 @@ class Study:
     description: str
     parameters: dict[str, Any]
     stages: list[Stage]
+    #: Families of comparisons for Holm's adjustment: name → treatment stage names.
+    families: dict[str, list[str]] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``."""
@@ -245,7 +252,33 @@ def parse_study(
     study = Study(name, str(substitute(description, params, source)), params, stages)
     _resolve_patterns(study, source)
     validate(study, source)
+    study.families = _families(raw.get("families"), params, study, source)
     return study
+
+
+def _families(raw: Any, params: dict[str, Any], study: Study, source: str) -> dict[str, list[str]]:
+    """The validated ``families:`` block: a mapping of family names to non-empty lists of
+    stage names (placeholders substituted); each stage must exist and be in one family."""
+    if raw is None:
+        return {}
+    where = f"{source}: families"
+    if not isinstance(raw, dict):
+        raise StudyError(f"{where} must map family names to lists of stage names")
+    names = {s.name for s in study.stages}
+    owner: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
+    for family, members in raw.items():
+        members = substitute(members, params, where)
+        if not isinstance(members, list) or not members:
+            raise StudyError(f"{where}: {family!r} must be a non-empty list of stage names")
+        for m in map(str, members):
+            if m not in names:
+                raise StudyError(f"{where}: {family!r} names {m!r}, which is not a stage")
+            if m in owner:
+                raise StudyError(f"{where}: {m!r} is in two families, {owner[m]!r} and {family!r}")
+            owner[m] = str(family)
+        out[str(family)] = [str(m) for m in members]
+    return out
 
 
 def _preset(
