@@ -7,7 +7,9 @@ report's interval (percentile bootstrap over seeds, ``metrics.summarize_differen
 a Welch t-interval beside it. Seeds train independently of the seeds stacked beside them
 (docs/spec.md §2.7), so one 24-seed run holds three 8-seed presets.
 
-Usage: ``python scripts/seed_sets.py DECEPTIVE_RUN HONEST_RUN --size 4``
+Usage: ``python scripts/seed_sets.py --deceptive RUN [--deceptive RUN …] --honest RUN
+[--honest RUN …] --size 8`` (several runs of a side are joined in the order given, e.g.
+seeds 0–7 from one run and 8–23 from another).
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ from soo_marl.rundir import require_metrics
 KEYS = {"luring Δtrap": "luring_delta_trap", "trap rate": "trap_rate"}
 
 
+def joined(runs: list[str]) -> dict:
+    """Seeds and per-seed luring Δtrap and trap rate of evaluated runs, joined in order."""
+    ms = [require_metrics(r) for r in runs]
+    out: dict = {"seeds": [s for m in ms for s in m["seeds"]]}
+    out["luring_delta_trap"] = np.concatenate([values(m, "luring_delta_trap") for m in ms])
+    out["trap_rate"] = np.concatenate(
+        [np.asarray(m["metrics"]["trap_rate"]["values"], float) for m in ms]
+    )
+    return out
+
+
 def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """95% Welch t-interval of mean(a) − mean(b)."""
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
@@ -38,25 +51,21 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     """Print one Markdown row per seed set and measure, and the rows as JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("deceptive")
-    ap.add_argument("honest")
-    ap.add_argument("--size", type=int, default=4)
+    ap.add_argument("--deceptive", action="append", required=True)
+    ap.add_argument("--honest", action="append", required=True)
+    ap.add_argument("--size", type=int, default=8)
     args = ap.parse_args()
-    dec, hon = require_metrics(args.deceptive), require_metrics(args.honest)
-    if list(dec["seeds"]) != list(hon["seeds"]):
+    dec, hon = joined(args.deceptive), joined(args.honest)
+    if dec["seeds"] != hon["seeds"]:
         raise SystemExit(f"seed lists differ: {dec['seeds']} vs {hon['seeds']}")
-    seeds = list(dec["seeds"])
+    seeds = dec["seeds"]
     rows = []
     print("| seeds | measure | deceptive | honest | difference | bootstrap CI | Welch t CI |")
     print("|---|---|---|---|---|---|---|")
     for start in range(0, len(seeds) - args.size + 1, args.size):
         part = slice(start, start + args.size)
         for name, key in KEYS.items():
-            if key == "trap_rate":
-                a = np.asarray(dec["metrics"]["trap_rate"]["values"], float)[part]
-                b = np.asarray(hon["metrics"]["trap_rate"]["values"], float)[part]
-            else:
-                a, b = values(dec, key)[part], values(hon, key)[part]
+            a, b = dec[key][part], hon[key][part]
             boot = metrics.summarize_difference(a, b)
             lo, hi = welch(a, b)
             row = {
