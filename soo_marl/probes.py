@@ -12,10 +12,12 @@ derangement :func:`soo_marl.rollout.shuffle_derangement`); trapped steps are
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from soo_marl import metrics, rundir
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 
@@ -31,7 +33,7 @@ HIDDEN_CHUNK = 65_536
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float = RIDGE_ALPHA) -> np.ndarray:
     """Closed-form ridge weights (F, K) of centred targets ``y`` (M, K) on ``x`` (M, F):
     (xᵀx + α I)⁻¹ xᵀy, in float64. The caller centres and scales (no intercept here)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)  # no copy when float64
     gram = x.T @ x + alpha * np.eye(x.shape[1])
     return np.linalg.solve(gram, x.T @ y)
 
@@ -52,19 +54,26 @@ def red_decodability(
     do not vary. 1 means the target is a linear function of the features; 0 or below,
     that the probe does no better than the test mean.
     """
-    x = np.asarray(hidden, np.float64)
     y = np.asarray(target, np.float64)
     y = y.reshape(len(y), -1)
     train = np.asarray(train_mask, bool)
     test = ~train
     if train.sum() < 2 or test.sum() < 2:
         return float("nan")
-    mu, sd = x[train].mean(0), x[train].std(0)
+    x = np.asarray(hidden)
+    # one float64 copy per side (not of all rows): activations of 100k+ rows are 100s of MB
+    x_fit = x[train].astype(np.float64)
+    mu, sd = x_fit.mean(0), x_fit.std(0)
     sd = np.where(sd > 0, sd, 1.0)
-    xs = (x - mu) / sd
+    x_fit -= mu
+    x_fit /= sd
     y_mu = y[train].mean(0)
-    w = ridge_fit(xs[train], y[train] - y_mu, alpha)
-    pred = xs[test] @ w + y_mu
+    w = ridge_fit(x_fit, y[train] - y_mu, alpha)
+    del x_fit
+    x_test = x[test].astype(np.float64)
+    x_test -= mu
+    x_test /= sd
+    pred = x_test @ w + y_mu
     total = ((y[test] - y[test].mean(0)) ** 2).sum()
     if total == 0:
         return float("nan")
@@ -115,8 +124,12 @@ def blue_hidden(model: MADDPG, obs_blue: np.ndarray, seed_index: int) -> np.ndar
         _, hidden = model.actor(obs[None, i : i + HIDDEN_CHUNK], members=member)
         chunks.append(torch.cat(hidden, dim=-1)[0].cpu().numpy())
     if not chunks:
-        return np.empty((0, sum(w.shape[-1] for w in list(model.actor.weights)[:-1])), np.float32)
+        return np.empty((0, sum(model.cfg.hidden)), np.float32)
     return np.concatenate(chunks)
+
+
+#: The trajectory arrays the decodability probe reads.
+_TRAJ_KEYS = ("red_pos", "blue_pos", "landmarks", "goal_index", "trapped", "red_visible")
 
 
 def red_decodability_per_seed(
@@ -157,9 +170,6 @@ def red_decodability_per_seed(
     return out
 
 
-_TRAJ_KEYS = ("red_pos", "blue_pos", "landmarks", "goal_index", "trapped", "red_visible")
-
-
 # ------------------------------------------------------------------ red-slot weight norm
 
 
@@ -185,3 +195,22 @@ def red_slot_norms(
 def model_red_slot_norms(model: MADDPG) -> tuple[np.ndarray, np.ndarray]:
     """:func:`red_slot_norms` of a loaded model (blue = its last agent)."""
     return red_slot_norms(model.actor.weights[0], model.n_seeds, model.n_agents, model.n_agents - 1)
+
+
+# ------------------------------------------------------------------ recomputation
+
+
+def recompute(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """Per-seed trapped steps, red decodability (both variants) and red/other-slot weight
+    norms of an evaluated run, recomputed from its ``eval/trajectories.npz`` and saved
+    weights alone: equal to its ``metrics.json`` values up to the float32 rounding of the
+    exported positions (the weight norms and trapped steps exactly)."""
+    lm = rundir.load_model(run_dir)
+    traj = rundir.read_trajectories(run_dir, required=True)
+    red, other = model_red_slot_norms(lm.model)
+    return {
+        "trapped_steps": metrics.trapped_steps(traj["trapped"]),
+        **red_decodability_per_seed(lm.model, lm.config.env, traj),
+        "red_slot_norm": red,
+        "other_slot_norm": other,
+    }
