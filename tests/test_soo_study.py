@@ -113,3 +113,24 @@ def test_red_weight_measures_blues_first_layer_on_reds_slots(tmp_path):
     other = torch.ones(core.OBS_DIM_BLUE, dtype=torch.bool)
     other[core.BLUE_RED_SLOTS] = False
     assert rest[1] == pytest.approx(w[2 + core.BLUE, other].norm().item(), rel=1e-6)
+
+
+def test_rejudge_of_the_committed_arms_keeps_v1_and_applies_v2(tmp_path):
+    """The committed arms.json re-judged: its v1 verdicts come back as committed, and v2's
+    intervals are the Student-t ones at the Holm level of the declared family."""
+    import json
+    from pathlib import Path
+
+    arms = Path(__file__).resolve().parents[1] / "docs" / "results" / "soo_study" / "arms.json"
+    committed = json.loads(arms.read_text())
+    out = soo_study.rejudge(arms, tmp_path / "v2.md")
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["v1"]["verdict"] for r in rows] == [r["verdict"] for r in committed]
+    family = [r for r in rows if r["family"] == "soo"]
+    assert len(family) == 6 and all(r["level"] > 0.95 for r in family)
+    a2 = next(r for r in rows if r["arm"] == "2a")
+    d = np.asarray(a2["luring"]["values"], float)
+    half = stats.t.ppf(0.5 + a2["level"] / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
+    assert a2["luring"]["ci_low"] == pytest.approx(d.mean() - half)
+    assert a2["verdict"] == soo_study.INCONCLUSIVE  # v1 said "reduces deception"
+    assert "| 2a |" in out.read_text()

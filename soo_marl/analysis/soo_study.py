@@ -461,14 +461,52 @@ def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STU
     return path
 
 
+def rejudge(arms_json: str | Path, out: str | Path, study: str | Path | None = STUDY_FILE) -> Path:
+    """Write the verdicts table of a committed ``arms.json`` under rule v2 beside v1 into
+    ``out`` (Markdown) and ``out`` with suffix ``.json``, from the per-seed paired values
+    it holds alone (for a study whose runs are no longer kept)."""
+    by_key = {(c.arm, c.title): c for c in COMPARISONS}
+    results = []
+    for row in json.loads(Path(arms_json).read_text()):
+        c = by_key.get((row["arm"], row["title"]))
+        if c is None:
+            raise ValueError(
+                f"{arms_json}: arm {row['arm']} {row['title']!r} is not a known comparison"
+            )
+        goal = metrics.summarize(_values(row["goal"]), method=PRIMARY)
+        results.append({"comparison": c, "luring": row["luring"], "goal": goal})
+    judge(results, load_families(study))
+    out = Path(out)
+    title = f"# SOO study: verdicts under rule v2 beside v1 (from {Path(arms_json).name})"
+    out.write_text("\n".join([title, "", *verdict_lines(results)]) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            [
+                {"arm": r["comparison"].arm, "title": r["comparison"].title,
+                 "stage": r["comparison"].stage, "family": r["family"],
+                 "level": r["level"], "p": r["p"], "rule": "v2",
+                 "luring": r["luring"], "goal": r["goal"], "verdict": r["verdict"],
+                 "v1": r["v1"]}
+                for r in results
+            ],
+            indent=1,
+        )
+    )  # fmt: skip
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``report ROOT OUT [STUDY]`` (STUDY: the study file whose ``families:`` apply,
-    default studies/soo_study.yaml) or ``gate VARIANT_DIR`` (exit 0 when the gate
-    passes)."""
+    default studies/soo_study.yaml), ``rejudge ARMS_JSON OUT_MD [STUDY]`` (v2 verdicts of a
+    committed arms.json) or ``gate VARIANT_DIR`` (exit 0 when the gate passes)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) in (3, 4) and args[0] == "report":
         study = args[3] if len(args) == 4 else STUDY_FILE
         print(f"wrote {report(args[1], args[2], study)}")
+        return 0
+    if len(args) in (3, 4) and args[0] == "rejudge":
+        study = args[3] if len(args) == 4 else STUDY_FILE
+        print(f"wrote {rejudge(args[1], args[2], study)}")
         return 0
     if len(args) == 2 and args[0] == "gate":
         g = gate(args[1])
@@ -478,7 +516,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f": {'passes' if g['passes'] else 'does not pass'}"
         )
         return 0 if g["passes"] else 1
-    print("usage: python -m soo_marl.analysis.soo_study report ROOT OUT [STUDY] | gate VARIANT_DIR")
+    print(
+        "usage: python -m soo_marl.analysis.soo_study report ROOT OUT [STUDY] | "
+        "rejudge ARMS_JSON OUT_MD [STUDY] | gate VARIANT_DIR"
+    )
     return 2
 
 
