@@ -85,6 +85,15 @@ def test_compare_reads_the_parents_red_and_applies_the_rule(tmp_path):
     assert soo_study.verdict(r["luring"], r["goal"], rule="v1") == soo_study.REDUCES
     assert r["labels"] == ("soo", "ctl", "deceptive")
     assert "| luring Δtrap (parent's red) | 0.035" in soo_study.arm_table(r)
+    # the probes that do not rely on the out-of-sight code: "–" where a run lacks them,
+    # a paired difference where both have them
+    assert "| red decodability R² | – | – | – |" in soo_study.arm_table(r)
+    for name, r2 in (("soo", [0.2, 0.3, 0.25, 0.35]), ("ctl", [0.8, 0.9, 0.85, 0.95])):
+        m = rundir.read_metrics(group / name)
+        m["red_decodability"] = metrics.summarize(r2)
+        rundir.write_metrics(group / name, m)
+    r2_row = soo_study.compare(tmp_path, c)["rows"]["red decodability R²"]
+    assert r2_row[2]["mean"] == pytest.approx(-0.6)
     # not evaluated with the parent's red: a clear error, not a silent own-red comparison
     rundir.write_metrics(group / "ctl", _metrics("ctl", ctrl, [0.7] * 4, "someone-else"))
     with pytest.raises(ValueError, match="not evaluated with 'deceptive'"):

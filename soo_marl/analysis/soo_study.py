@@ -46,9 +46,18 @@ PARENT_RED = (
     ("blue_at_fake", "blue at fake"),
     ("blue_goal_rate", "blue goal"),
 )
-#: Measures with the run's own red and SOO values: (path in metrics.json, title).
+#: Measures with the run's own red, the probes that do not rely on the out-of-sight code
+#: (docs/spec.md §4.4, §4.15, §4.16) and SOO values: (path in metrics.json, title); a
+#: measure an older metrics.json lacks shows as "–".
 OWN = (
     (("closed_loop_share",), "closed-loop share"),
+    (("closed_loop_share_shuffled",), "closed-loop share (shuffled red)"),
+    (("blind", "luring_delta_trap"), "blind luring Δtrap (own red)"),
+    (("shuffled", "luring_delta_trap"), "shuffled-red luring Δtrap (own red)"),
+    (("metrics", "trapped_steps"), "trapped steps (own red)"),
+    (("red_decodability",), "red decodability R²"),
+    (("red_decodability_context",), "red decodability R² without red's slots"),
+    (("red_slot_norm",), "red-slot weight norm"),
     (("metrics", "soo_value"), "SOO value (all)"),
     (("metrics", "soo_value_pre_trap"), "SOO value (pre-trap)"),
     (("metrics", "soo_value_flag_kept"), "SOO value (flag kept)"),
