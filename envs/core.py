@@ -27,6 +27,8 @@ AGENT_IDS = (RED_ID, BLUE_ID)
 #: The paper's sight radius: the default of ``EnvConfig.sight_radius``.
 PAPER_SIGHT_RADIUS = 0.125
 BASELINES = ("deceptive", "honest")
+#: Who moves red (docs/spec.md §1.13): the learner's action, or the scripted rule.
+RED_POLICIES = ("learned", "scripted")
 OBS_DIM_RED = 6
 OBS_DIM_BLUE = 10
 ACTION_DIM = 2
@@ -119,6 +121,20 @@ class EnvConfig:
             "k uniform in 0..red_delay_max and observed by no one (0: off)"
         ),
     )
+    red_policy: str = field(
+        default="learned",
+        metadata=_help(
+            "who moves red: learned (the action given to step) or scripted (step replaces "
+            "red's action by the scripted follower/contrarian of docs/spec.md §1.13)"
+        ),
+    )
+    red_contrarian_prob: float = field(
+        default=0.0,
+        metadata=_help(
+            "scripted red (§1.13): probability that an episode's red is a contrarian, not a "
+            "follower; drawn at reset, observed by no one (needs red_policy scripted)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -145,6 +161,21 @@ class EnvConfig:
             raise ValueError(
                 f"red_delay_max must be in 0..max_cycles-1, got {self.red_delay_max!r}"
             )
+        if self.red_policy not in RED_POLICIES:
+            raise ValueError(
+                f"unknown red_policy {self.red_policy!r}; allowed values: {', '.join(RED_POLICIES)}"
+            )
+        if not 0.0 <= self.red_contrarian_prob <= 1.0:
+            raise ValueError(
+                f"red_contrarian_prob must be in [0, 1], got {self.red_contrarian_prob!r}"
+            )
+        if self.red_contrarian_prob > 0 and not self.scripted_red:
+            raise ValueError("red_contrarian_prob > 0 needs red_policy scripted (§1.13)")
+
+    @property
+    def scripted_red(self) -> bool:
+        """Red is moved by the scripted rule of §1.13 (:func:`scripted_red_action`)."""
+        return self.red_policy == "scripted"
 
     @property
     def varies_red_speed(self) -> bool:
@@ -203,6 +234,8 @@ class State:
     red_gain: np.ndarray | None = None
     #: (B,) steps red cannot move at the start of this episode (variant; None: 0)
     red_delay: np.ndarray | None = None
+    #: (B,) bool, this episode's scripted red is a contrarian (§1.13; None: not scripted)
+    red_contrarian: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.goal is None or self.fake is None or self.blue_targets is None:
@@ -221,7 +254,12 @@ class State:
 def reset_draws(cfg: EnvConfig) -> int:
     """Uniform draws one world's reset consumes: 9, plus one for each closed-loop variant
     that is on (red's speed factor, red's start delay)."""
-    return RESET_DRAWS + int(cfg.varies_red_speed) + int(cfg.red_delay_max > 0)
+    return (
+        RESET_DRAWS
+        + int(cfg.varies_red_speed)
+        + int(cfg.red_delay_max > 0)
+        + int(cfg.scripted_red)  # red's hidden type (§1.13)
+    )
 
 
 def _uniform_draws(
@@ -244,8 +282,8 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
     """Start state of B worlds from a (B, ``reset_draws(cfg)``) array of U[0, 1) draws.
 
     Column layout: 0-3 landmark coordinates, 4 goal choice, 5-6 red position,
-    7 blue's start distance, 8 blue's start angle; then, when on, red's speed factor and
-    red's start delay (docs/spec.md §1.3, §1.11).
+    7 blue's start distance, 8 blue's start angle; then, when on, red's speed factor,
+    red's start delay (docs/spec.md §1.3, §1.11) and the scripted red's type (§1.13).
     """
     if u.shape[1] != reset_draws(cfg):
         raise ValueError(f"{u.shape[1]} draws per world; this config takes {reset_draws(cfg)}")
@@ -264,6 +302,10 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
         extra += 1
     if cfg.red_delay_max > 0:
         red_delay = np.floor(u[:, extra] * (cfg.red_delay_max + 1)).astype(np.int64)
+        extra += 1
+    red_contrarian = None
+    if cfg.scripted_red:  # §1.13: the hidden type, contrarian with red_contrarian_prob
+        red_contrarian = u[:, extra] < cfg.red_contrarian_prob
     return State(
         pos=np.stack([red, blue], axis=1),
         vel=np.zeros((b, 2, 2)),
@@ -273,6 +315,7 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
         t=0,
         red_gain=red_gain,
         red_delay=red_delay,
+        red_contrarian=red_contrarian,
     )
 
 
@@ -357,6 +400,8 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     update the trap flag from red's new position.
     """
     push = cfg.sensitivity * actions
+    if cfg.scripted_red:  # §1.13: red's given action is replaced by the scripted rule
+        push[:, RED] = cfg.sensitivity * scripted_red_action(cfg, state)
     if state.red_gain is not None:  # closed-loop variant: red's speed factor this episode
         push[:, RED] *= state.red_gain[:, None]
     force = push + wall_force(cfg, state.pos)
@@ -381,7 +426,34 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         blue_targets=state.blue_targets,
         red_gain=state.red_gain,
         red_delay=state.red_delay,
+        red_contrarian=state.red_contrarian,
     )
+
+
+def _unit(d: np.ndarray) -> np.ndarray:
+    """Rows of ``d`` scaled to length 1 (zero rows stay zero): full force that way."""
+    return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+
+
+def scripted_red_action(cfg: EnvConfig, state: State) -> np.ndarray:
+    """(B, 2) action of the scripted red (docs/spec.md §1.13), from red's observation only.
+
+    Blue in red's sight (red's blue slots non-zero): a follower heads for blue, a
+    contrarian for the landmark farther from blue (landmark 0 on a tie); full force.
+    Blue out of sight: no force. Re-exported by ``soo_marl.envs.scripted`` beside the
+    scripted blues; :func:`step` calls it when ``cfg.red_policy`` is scripted.
+    """
+    obs = observe(cfg, state)[0].astype(np.float64)
+    landmarks, blue = obs[:, 0:4].reshape(-1, 2, 2), obs[:, 4:6]
+    seen = np.any(blue != 0.0, axis=1)
+    contrarian = state.red_contrarian
+    if contrarian is None:
+        contrarian = np.zeros(state.batch_size, dtype=bool)
+    far = squared_length(landmarks[:, 1] - blue) > squared_length(landmarks[:, 0] - blue)
+    target = np.where(
+        contrarian[:, None], landmarks[np.arange(state.batch_size), far.astype(np.int64)], blue
+    )
+    return _unit(target) * seen[:, None]
 
 
 def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:

@@ -104,6 +104,12 @@ Arguments
 * ``red_speed_min=1.0``, ``red_speed_max=1.0``, ``red_delay_max=0``: closed-loop variants
   of red's motion (a per-episode speed factor, a start delay), off at these values
   (docs/spec.md §1.11).
+* ``red_policy="learned"``, ``red_contrarian_prob=0.0``: the scripted red with a hidden
+  type (docs/spec.md §1.13): with ``red_policy`` ``"scripted"`` red's given action is
+  replaced by a fixed rule (``soo_marl.envs.scripted.scripted_red_action``): with blue in
+  red's sight a follower heads for blue and a contrarian (probability
+  ``red_contrarian_prob`` per episode, observed by no one) for the landmark farther from
+  blue; no force with blue out of sight.
 
 Episode end
 -----------

@@ -15,8 +15,13 @@ import torch
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 
-#: Scripted blue policies of the blue-centric probes (docs/spec.md §4.4).
-SCRIPTED_BLUES = ("to_goal", "to_fake", "still")
+# the scripted policies live in soo_marl.envs.scripted; re-exported here, their old home
+from soo_marl.envs.scripted import (  # noqa: F401
+    SCRIPTED_BLUES,
+    scripted_blue_action,
+    scripted_red_action,
+)
+
 #: Default evaluation seeds (the published code's): the one home of this default, read by
 #: `soo-marl evaluate`, rendering and the sweep's cost model.
 DEFAULT_EVAL_SEEDS = (155, 714, 1908, 1549, 1195, 1812, 542, 2844)
@@ -31,15 +36,6 @@ def start_uniforms(
     return np.concatenate(
         [np.random.default_rng(int(s)).random((episodes, draws)) for s in eval_seeds]
     )
-
-
-def scripted_blue_action(cfg: core.EnvConfig, state: core.State, policy: str) -> np.ndarray:
-    """(B, 2) action of a scripted blue: full force at the goal, at the fake, or none."""
-    if policy == "still":
-        return np.zeros((state.batch_size, 2))
-    target = state.goal if policy == "to_goal" else state.fake
-    d = target - state.pos[:, core.BLUE]
-    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
 
 #: A blue policy given as a function: blue observations (B, 10) → actions (B, 2).
