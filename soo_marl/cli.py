@@ -54,10 +54,21 @@ def main() -> None:
     default=2,
     show_default=True,
     help="independent stages (the two baselines, the two fine-tunings) run at the same "
-    "time, one CPU thread each; 1 halves the peak memory, results are the same",
+    "time, one CPU thread each, as far as their estimated memory fits in --memory-gb (a "
+    "stage that does not fit waits for the running ones); 1 halves the peak memory, "
+    "results are the same",
+)
+@click.option(
+    "--memory-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="memory the stages running at once may declare together (default: the memory "
+    "available when the call starts)",
 )
 @click.option("--quiet", is_flag=True, help="only a line per stage (no progress lines)")
-def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, max_parallel, quiet):
+def reproduce(
+    preset, seeds, sight_radius, out, device, keep_buffers, max_parallel, memory_gb, quiet
+):
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
     from soo_marl.reproduce import reproduce as run_reproduce
@@ -65,7 +76,7 @@ def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, max_parall
     try:
         run_reproduce(
             out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet,
-            prune_buffers=not keep_buffers, max_parallel=max_parallel,
+            prune_buffers=not keep_buffers, max_parallel=max_parallel, memory_gb=memory_gb,
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)
@@ -97,7 +108,15 @@ def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, max_parall
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="local executor: stages run at the same time",
+    help="local executor: stages run at the same time, as far as their estimated memory "
+    "fits in --memory-gb (a stage that does not fit waits for the running ones)",
+)
+@click.option(
+    "--memory-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="local executor: memory the stages running at once may declare together "
+    "(default: the memory available when the sweep starts)",
 )
 @click.option(
     "--set",
@@ -118,7 +137,16 @@ def reproduce(preset, seeds, sight_radius, out, device, keep_buffers, max_parall
 )
 @click.option("--dry-run", is_flag=True, help="print the stage graph and an estimate, run nothing")
 def sweep(
-    study_file, out, executor, address, max_parallel, assignments, prune_buffers, preset, dry_run
+    study_file,
+    out,
+    executor,
+    address,
+    max_parallel,
+    memory_gb,
+    assignments,
+    prune_buffers,
+    preset,
+    dry_run,
 ):
     """Run the stages of STUDY_FILE (train, finetune, evaluate, classify, plot, report) in
     dependency order; finished stages are skipped when run again (studies/README.md)."""
@@ -128,7 +156,7 @@ def sweep(
         study = load_study(study_file, _assignments(assignments), preset)
         run_study(
             study, out, executor, address, max_parallel, dry_run, log=click.echo,
-            prune_buffers=prune_buffers,
+            prune_buffers=prune_buffers, memory_gb=memory_gb,
         )  # fmt: skip
     except (StudyError, ValueError) as exc:
         fail(exc)

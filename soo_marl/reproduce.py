@@ -65,6 +65,7 @@ def reproduce(
     progress: bool = True,
     prune_buffers: bool = True,
     max_parallel: int = 2,
+    memory_gb: float | None = None,
 ) -> Path:
     """Run every stage of a preset into ``out`` (skipping finished ones); returns
     ``out/report.md``.
@@ -75,7 +76,8 @@ def reproduce(
     ``prune_buffers`` drops each run's replay buffer once no stage needs it;
     ``max_parallel`` independent stages run at the same time (the presets give their
     trainings and fine-tunings one CPU thread each, so 2 fills a 2-core machine; results
-    do not depend on it).
+    do not depend on it), as far as their estimated memory fits in ``memory_gb`` (default:
+    the memory available when the call starts; ``run_study``).
     """
     study = preset_study(preset, seeds, sight_radius, device)
     p = study.parameters
@@ -91,6 +93,7 @@ def reproduce(
         stage_progress=progress,
         prune_buffers=prune_buffers,
         max_parallel=max_parallel,
+        memory_gb=memory_gb,
     )
     report = Path(out) / "report.md"
     log(f"report: {report}")

@@ -206,6 +206,59 @@ def test_copy_from_stage_copies_a_trained_run_and_the_study_goes_on(tmp_path):
         run_study(missing, tmp_path / "out2", log=lambda m: None)
 
 
+def _most_at_once(monkeypatch) -> list[int]:
+    """Record, at every stage start of the local executor, how many stages run."""
+    from soo_marl.sweep import run as sweep_run
+
+    counts: list[int] = []
+    start = sweep_run._LocalRunner.start
+
+    def counting_start(self, *args):
+        start(self, *args)
+        counts.append(len(self.procs))
+
+    monkeypatch.setattr(sweep_run._LocalRunner, "start", counting_start)
+    return counts
+
+
+def test_stages_wait_for_memory_held_by_running_stages(tmp_path, monkeypatch):
+    """Local executor: two independent trainings (1.0 GB each) run one after the other
+    when 1.5 GB is available, the holding back logged once; the evaluation (2 GB, more
+    than available) still starts once nothing else runs; with 100 GB the two trainings
+    run side by side, in the same order of starts."""
+    ev = {"name": "ev", "kind": "evaluate", "runs": ["a", "b"], "options": {"episodes": 2}}
+    raw = study(train("a"), train("b"), ev)
+    counts = _most_at_once(monkeypatch)
+    logs: list[str] = []
+    outcomes = run_study(parse_study(raw), tmp_path / "small", max_parallel=2, memory_gb=1.5,
+                         log=logs.append)  # fmt: skip
+    assert [o.status for o in outcomes] == ["done"] * 3
+    assert counts == [1, 1, 1]  # never two at once
+    held = [line for line in logs if line.startswith("holding back")]
+    assert held == ["holding back [2/3] train b: needs 1.0 GB, 1.0 GB in use by running "
+                    "stages, 1.5 GB available"]  # fmt: skip
+    started = [line.split(":")[0] for line in logs if ": started" in line]
+    assert started == ["[1/3] train a", "[2/3] train b", "[3/3] evaluate ev"]
+    first_done = next(i for i, line in enumerate(logs) if "train a: done" in line)
+    assert (
+        logs.index(held[0])
+        < first_done
+        < next(i for i, line in enumerate(logs) if "train b: started" in line)
+    )
+    counts.clear()
+    logs.clear()
+    outcomes = run_study(parse_study(raw), tmp_path / "ample", max_parallel=2, memory_gb=100,
+                         log=logs.append)  # fmt: skip
+    assert [o.status for o in outcomes] == ["done"] * 3
+    assert counts == [1, 2, 1]  # a and b side by side
+    assert not any("holding back" in line for line in logs)
+    assert [line.split(":")[0] for line in logs if ": started" in line] == started
+    with pytest.raises(StudyError, match="--memory-gb must be positive"):
+        run_study(parse_study(raw), tmp_path / "zero", memory_gb=0, log=lambda m: None)
+    for command in ("sweep", "reproduce"):
+        assert "--memory-gb" in CliRunner().invoke(main, [command, "--help"]).output
+
+
 def test_memory_estimates_of_constructed_stages():
     """``costs.memory_gb``: 1 GB besides the replay buffers, each buffer min(capacity,
     episodes × 50) transitions of 152 bytes per seed, counted twice for a training (a copy

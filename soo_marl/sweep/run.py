@@ -209,6 +209,7 @@ def run_study(
     on_start: Callable[[Study, Path], None] | None = None,
     stage_progress: bool = True,
     prune_buffers: bool = False,
+    memory_gb: float | None = None,
 ) -> list[Outcome]:
     """Run every unfinished stage of ``study`` into ``out``; returns what happened to each.
 
@@ -220,8 +221,14 @@ def run_study(
     printed every minute (local executor). ``prune_buffers`` drops a run's replay buffer
     from its checkpoint as soon as the run and every fine-tuning that starts from it are
     done (``soo-marl prune``), which frees hundreds of MB per run.
+
+    The local executor also keeps the declared memory (``costs.resources``) of the stages
+    running at once within ``memory_gb`` (default: the memory available when the call
+    starts, ``allocator.memory_available``; no limit where that is unknown): a ready stage
+    that would exceed it waits until running stages finish, and starts anyway when nothing
+    else runs (its own command refuses it if it cannot fit).
     """
-    _check_executor(executor, max_parallel)
+    _check_executor(executor, max_parallel, memory_gb)
     out = Path(out)
     check_settings(study, out)
     if dry_run:
@@ -231,7 +238,8 @@ def run_study(
     sched = _new_schedule(study, out, log)
     if sched.pending and on_start is not None:
         on_start(study, out)
-    runner = _make_runner(executor, max_parallel, address, out, log if stage_progress else None)
+    progress = log if stage_progress else None
+    runner = _make_runner(executor, max_parallel, address, out, progress, memory_gb)
     _start_clock(sched)
     _drive(sched, runner, prune_buffers)
     runner.close()
@@ -253,18 +261,21 @@ class _Schedule:
     measured: dict[str, float] = field(default_factory=dict)
     t_start: float = 0.0
     failed: str | None = None
+    held: set[str] = field(default_factory=set)
 
     def tag(self, stage: Stage) -> str:
         """The log prefix of ``stage``: its position in the order, kind and name."""
         return f"[{self.index[stage.name]}/{len(self.order)}] {stage.kind} {stage.name}"
 
 
-def _check_executor(executor: str, max_parallel: int) -> None:
-    """Refuse an unknown executor or a ``max_parallel`` below 1."""
+def _check_executor(executor: str, max_parallel: int, memory_gb: float | None = None) -> None:
+    """Refuse an unknown executor, a ``max_parallel`` below 1 or a memory budget not above 0."""
     if executor not in EXECUTORS:
         raise StudyError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if max_parallel < 1:
         raise StudyError("--max-parallel must be at least 1")
+    if memory_gb is not None and not memory_gb > 0:
+        raise StudyError("--memory-gb must be positive")
 
 
 def _new_schedule(study: Study, out: Path, log: Log) -> _Schedule:
@@ -277,11 +288,22 @@ def _new_schedule(study: Study, out: Path, log: Log) -> _Schedule:
 
 
 def _make_runner(
-    executor: str, max_parallel: int, address: str | None, out: Path, progress: Log | None
+    executor: str,
+    max_parallel: int,
+    address: str | None,
+    out: Path,
+    progress: Log | None,
+    memory_gb: float | None = None,
 ) -> _LocalRunner | _RayRunner:
-    """The executor's runner: local subprocesses (echoing progress to ``progress``) or Ray."""
+    """The executor's runner: local subprocesses (echoing progress to ``progress``, within
+    ``memory_gb``, by default the memory available now) or Ray."""
     if executor == "local":
-        return _LocalRunner(max_parallel, progress)
+        if memory_gb is None:
+            from soo_marl.allocator import memory_available
+
+            found = memory_available()
+            memory_gb = found[0] / 1e9 if found is not None else None
+        return _LocalRunner(max_parallel, progress, memory_gb=memory_gb)
     return _RayRunner(out, address)
 
 
@@ -307,7 +329,9 @@ def _drive(sched: _Schedule, runner: _LocalRunner | _RayRunner, prune: bool) -> 
 
 
 def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
-    """Start (or copy) each pending stage whose dependencies succeeded, while there is room."""
+    """Start (or copy) each pending stage whose dependencies succeeded, in order, while
+    there is room; a stage whose memory does not fit beside the running ones holds back
+    itself and every later one until running stages finish."""
     for s in list(sched.pending):
         if sched.failed or not runner.has_room():
             break
@@ -315,8 +339,23 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
             if s.copy_from is not None:
                 _copy_stage(sched, s)
             else:
+                need = costs.resources(s, sched.study)["memory_gb"]
+                if not runner.fits(need):
+                    _hold_back(sched, runner, s, need)
+                    break
                 _start_stage(sched, runner, s)
             sched.pending.remove(s)
+
+
+def _hold_back(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage, need: float) -> None:
+    """Log, the first time only, that ``s`` waits for memory held by running stages."""
+    if s.name in sched.held:
+        return
+    sched.held.add(s.name)
+    sched.log(
+        f"holding back {sched.tag(s)}: needs {need:.1f} GB, {runner.memory_in_use():.1f} GB "
+        f"in use by running stages, {runner.memory_gb:.1f} GB available"
+    )
 
 
 def _copy_stage(sched: _Schedule, s: Stage) -> None:
@@ -420,19 +459,38 @@ def summary_table(outcomes: list[Outcome]) -> str:
 
 
 class _LocalRunner:
-    """Stages as subprocesses, at most ``limit`` at a time; with ``log``, the newest line
+    """Stages as subprocesses, at most ``limit`` at a time and, with ``memory_gb``, their
+    declared memory within it (a stage alone may exceed it); with ``log``, the newest line
     of each running stage's log file is passed on every ``every_s`` seconds."""
 
     verb = "started"
 
-    def __init__(self, limit: int, log: Log | None = None, every_s: float = 60.0) -> None:
-        self.limit, self.log, self.every_s = limit, log, every_s
+    def __init__(
+        self,
+        limit: int,
+        log: Log | None = None,
+        every_s: float = 60.0,
+        memory_gb: float | None = None,
+    ) -> None:
+        self.limit, self.log, self.every_s, self.memory_gb = limit, log, every_s, memory_gb
         self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
+        self.memory: dict[int, float] = {}  # pid -> declared memory_gb of its stage
         self._last_echo = time.perf_counter()
         self._echoed: dict[str, str] = {}
 
     def has_room(self) -> bool:
         return len(self.procs) < self.limit
+
+    def memory_in_use(self) -> float:
+        """The declared memory (GB) of the running stages."""
+        return sum(self.memory.values())
+
+    def fits(self, need_gb: float) -> bool:
+        """Whether a stage declaring ``need_gb`` may start now: nothing else runs, or no
+        budget is known, or the running stages' memory plus its own stays within it."""
+        if self.memory_gb is None or not self.procs:
+            return True
+        return self.memory_in_use() + need_gb <= self.memory_gb
 
     def running(self) -> bool:
         return bool(self.procs)
@@ -441,6 +499,7 @@ class _LocalRunner:
         log_path = out / ".sweep" / "logs" / f"{stage.name}.log"
         proc = _subprocess(argv, res["cpus"], log_path)
         self.procs[proc.pid] = (stage, proc, time.perf_counter(), log_path)
+        self.memory[proc.pid] = float(res["memory_gb"])
 
     def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:
         while self.procs:
@@ -452,6 +511,7 @@ class _LocalRunner:
             if pid not in self.procs:
                 continue
             stage, proc, t0, _ = self.procs.pop(pid)
+            self.memory.pop(pid, None)
             proc.returncode = os.waitstatus_to_exitcode(status)
             rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
             return stage, proc.returncode == 0, time.perf_counter() - t0, rss
@@ -496,8 +556,17 @@ class _RayRunner:
         self.tasks: dict[Any, tuple[Stage, float]] = {}
         check_shared_storage(out, ray)
 
+    #: Ray packs tasks by their declared resources, memory included.
+    memory_gb = None
+
     def has_room(self) -> bool:
         return True  # Ray packs tasks by their declared resources
+
+    def fits(self, need_gb: float) -> bool:
+        return True
+
+    def memory_in_use(self) -> float:
+        return 0.0
 
     def running(self) -> bool:
         return bool(self.tasks)
