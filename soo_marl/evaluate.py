@@ -201,12 +201,15 @@ def base_metrics(cfg: core.EnvConfig, traj: dict[str, np.ndarray], records: dict
 
 
 def behaviour_metrics(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-seed trap, blue-at-fake and blue goal-reach rates of a probe or cross-play."""
+    """Per-seed trap, blue-at-fake, blue and red goal-reach rates of a probe or cross-play
+    (red's goal reach under the blind probe tells whether an honest blue guides red by
+    seeing it, docs/spec.md §4.4)."""
     pos = (traj["landmarks"], traj["goal_index"])
     return {
         "trap_rate": metrics.trap_rate(traj["trapped"]),
         "blue_at_fake": metrics.landmark_visit_rate(cfg, traj["blue_pos"], *pos),
         "blue_goal_rate": metrics.goal_reach_rate(cfg, traj["blue_pos"], *pos),
+        "red_goal_rate": metrics.goal_reach_rate(cfg, traj["red_pos"], *pos),
     }
 
 
@@ -239,7 +242,7 @@ def evaluate_runs(
         uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(lm.config.env))
         traj = play(lm, uniforms)
         obs_blue = traj.pop("obs_blue")
-        radius = lm.config.env.sight_radius
+        radius = lm.config.env.blue_sight  # SOO's fictitious red: in blue's sight
         traj["soo_value"] = blue_soo_values(lm.model, obs_blue, radius)
         traj["soo_value_flag_kept"] = blue_soo_values(lm.model, obs_blue, radius, True)
         e = Evaluated(lm.label, lm, traj, _records(traj), uniforms)
@@ -328,7 +331,7 @@ def _evaluate_one(
         "seeds": model.seeds,
         "eval_seeds": list(map(int, eval_seeds)),
         "episodes_per_eval_seed": episodes,
-        "soo_radius": cfg.sight_radius,
+        "soo_radius": cfg.blue_sight,
         "metrics": _summaries(per_seed),
         "saturation": {
             "fraction_of_outputs": sat["fraction"].tolist(),

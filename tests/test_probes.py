@@ -219,8 +219,13 @@ def test_evaluate_reports_the_new_probes(evaluated):
     m, deaf = evaluated["deceptive r0.5 (deceptive)"], evaluated["deceptive r0.5 (deaf)"]
     s = len(m["seeds"])
     assert set(m["shuffled"]) == {
-        "trap_rate", "luring_delta_trap", "blue_at_fake", "blue_goal_rate", "trapped_steps"
+        "trap_rate", "luring_delta_trap", "blue_at_fake", "blue_goal_rate", "red_goal_rate",
+        "trapped_steps",
     }  # fmt: skip
+    # a blue that ignores red's slots plays the same blind: red reaches the goal as often
+    np.testing.assert_allclose(
+        deaf["blind"]["red_goal_rate"]["values"], deaf["metrics"]["red_goal_rate"]["values"]
+    )
     luring = np.array(m["luring_delta_trap"]["values"])
     shuffled = np.array(m["shuffled"]["luring_delta_trap"]["values"])
     assert np.allclose(m["closed_loop_share_shuffled"]["values"], luring - shuffled)
