@@ -121,6 +121,45 @@ class EnvConfig:
             "k uniform in 0..red_delay_max and observed by no one (0: off)"
         ),
     )
+    guide_reward: float = field(
+        default=0.0,
+        metadata=_help(
+            "§1.12: blue's reward per step for red being at the goal landmark, under both "
+            "baselines (0: off)"
+        ),
+    )
+    trap_deadline: int = field(
+        default=0,
+        metadata=_help(
+            "§1.12: the deceptive blue's trap bonus is paid only when red was trapped at a "
+            "step ≤ this (0: off, paid for any trap)"
+        ),
+    )
+    blue_sight_radius: float = field(
+        default=0.0,
+        metadata=_help("§1.12: centre distance at or below which blue sees red (0: sight_radius)"),
+    )
+    red_sight_radius: float = field(
+        default=0.0,
+        metadata=_help(
+            "§1.12: centre distance at or below which red sees blue and earns its sight "
+            "reward (0: sight_radius)"
+        ),
+    )
+    start_distance_min: float = field(
+        default=0.0,
+        metadata=_help(
+            "§1.12: blue starts at a distance from red in [start_distance_min, "
+            "start_radius] (0: off, within start_radius)"
+        ),
+    )
+    red_leash: int = field(
+        default=0,
+        metadata=_help(
+            "§1.12: red's action force is zero while blue has been out of red's sight for "
+            "this many consecutive steps or more (0: off)"
+        ),
+    )
     red_policy: str = field(
         default="learned",
         metadata=_help(
@@ -161,6 +200,23 @@ class EnvConfig:
             raise ValueError(
                 f"red_delay_max must be in 0..max_cycles-1, got {self.red_delay_max!r}"
             )
+        for name in ("guide_reward", "blue_sight_radius", "red_sight_radius"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)!r}")
+        for name in ("trap_deadline", "red_leash"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (0: off), got {v!r}")
+        if not 0 <= self.start_distance_min <= self.start_radius:
+            raise ValueError(
+                "start_distance_min must be in [0, start_radius], got "
+                f"{self.start_distance_min!r} with start_radius {self.start_radius!r}"
+            )
+        if self.start_distance_min > 0 and self.start_radius > self.spawn_range:
+            raise ValueError(
+                "start_distance_min > 0 needs start_radius <= spawn_range, got "
+                f"start_radius {self.start_radius!r}, spawn_range {self.spawn_range!r}"
+            )
         if self.red_policy not in RED_POLICIES:
             raise ValueError(
                 f"unknown red_policy {self.red_policy!r}; allowed values: {', '.join(RED_POLICIES)}"
@@ -181,6 +237,21 @@ class EnvConfig:
     def varies_red_speed(self) -> bool:
         """Red's speed is drawn per episode (the closed-loop variant is on)."""
         return self.red_speed_min != 1.0 or self.red_speed_max != 1.0
+
+    @property
+    def blue_sight(self) -> float:
+        """Blue's sight radius: ``blue_sight_radius``, or ``sight_radius`` when that is 0."""
+        return self.blue_sight_radius or self.sight_radius
+
+    @property
+    def red_sight(self) -> float:
+        """Red's sight radius: ``red_sight_radius``, or ``sight_radius`` when that is 0."""
+        return self.red_sight_radius or self.sight_radius
+
+    @property
+    def split_sight(self) -> bool:
+        """Blue and red see at different radii (§1.12)."""
+        return self.blue_sight != self.red_sight
 
     @property
     def at_landmark_distance(self) -> float:
@@ -234,6 +305,12 @@ class State:
     red_gain: np.ndarray | None = None
     #: (B,) steps red cannot move at the start of this episode (variant; None: 0)
     red_delay: np.ndarray | None = None
+    #: (B,) int64 step at which red became trapped, -1 while not trapped (kept only with
+    #: ``trap_deadline`` > 0; None otherwise)
+    trap_step: np.ndarray | None = None
+    #: (B,) int64 consecutive states (this one included) with blue out of red's sight
+    #: (kept only with ``red_leash`` > 0; None otherwise)
+    unseen: np.ndarray | None = None
     #: (B,) bool, this episode's scripted red is a contrarian (§1.13; None: not scripted)
     red_contrarian: np.ndarray | None = None
 
@@ -292,9 +369,18 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
     landmarks = (u[:, 0:4] * 2.0 * s - s).reshape(b, 2, 2)
     goal_index = (u[:, 4] >= 0.5).astype(np.int64)
     red = u[:, 5:7] * 2.0 * s - s
-    rho = u[:, 7] * cfg.start_radius
     phi = u[:, 8] * 2.0 * np.pi
-    blue = np.clip(red + rho[:, None] * np.stack([np.cos(phi), np.sin(phi)], axis=1), -s, s)
+    if cfg.start_distance_min > 0:  # §1.12: distance in [min, start_radius], kept exactly
+        lo = cfg.start_distance_min
+        rho = lo + u[:, 7] * (cfg.start_radius - lo)
+        offset = rho[:, None] * np.stack([np.cos(phi), np.sin(phi)], axis=1)
+        # mirror a coordinate of the offset that would leave the spawn square (inside
+        # then, as start_radius <= spawn_range): the distance is unchanged
+        offset = np.where(np.abs(red + offset) > s, -offset, offset)
+        blue = np.clip(red + offset, -s, s)
+    else:
+        rho = u[:, 7] * cfg.start_radius
+        blue = np.clip(red + rho[:, None] * np.stack([np.cos(phi), np.sin(phi)], axis=1), -s, s)
     extra = RESET_DRAWS
     red_gain = red_delay = None
     if cfg.varies_red_speed:
@@ -306,6 +392,10 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
     red_contrarian = None
     if cfg.scripted_red:  # §1.13: the hidden type, contrarian with red_contrarian_prob
         red_contrarian = u[:, extra] < cfg.red_contrarian_prob
+    trap_step = np.full(b, -1, dtype=np.int64) if cfg.trap_deadline > 0 else None
+    unseen = None
+    if cfg.red_leash > 0:
+        unseen = (~red_sees_squared(cfg, squared_length(red - blue))).astype(np.int64)
     return State(
         pos=np.stack([red, blue], axis=1),
         vel=np.zeros((b, 2, 2)),
@@ -315,6 +405,8 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
         t=0,
         red_gain=red_gain,
         red_delay=red_delay,
+        trap_step=trap_step,
+        unseen=unseen,
         red_contrarian=red_contrarian,
     )
 
@@ -383,13 +475,19 @@ def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.nda
 
 
 def in_sight_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
-    """True where red and blue, at squared centre distance ``d2``, see each other
-    (centre distance ≤ sight radius)."""
-    return d2 <= cfg.sight_radius**2
+    """True where blue, at squared centre distance ``d2`` from red, sees red (centre
+    distance ≤ blue's sight radius; both agents' radius unless §1.12 splits them)."""
+    return d2 <= cfg.blue_sight**2
+
+
+def red_sees_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
+    """True where red, at squared centre distance ``d2`` from blue, sees blue (centre
+    distance ≤ red's sight radius, §1.12)."""
+    return d2 <= cfg.red_sight**2
 
 
 def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.ndarray:
-    """True where red and blue see each other (centre distance ≤ sight radius)."""
+    """True where blue sees red (centre distance ≤ blue's sight radius)."""
     return in_sight_squared(cfg, squared_length(red_pos - blue_pos))
 
 
@@ -404,6 +502,8 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         push[:, RED] = cfg.sensitivity * scripted_red_action(cfg, state)
     if state.red_gain is not None:  # closed-loop variant: red's speed factor this episode
         push[:, RED] *= state.red_gain[:, None]
+    if state.unseen is not None:  # §1.12 leash: no force from red's action
+        push[state.unseen >= cfg.red_leash, RED] = 0.0
     force = push + wall_force(cfg, state.pos)
     if cfg.mass != 1.0:  # x / 1.0 == x exactly, so the default mass skips a pass
         force = force / cfg.mass
@@ -414,6 +514,12 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         vel[state.t < state.red_delay, RED] = 0.0
     pos = state.pos + vel * cfg.dt
     trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
+    trap_step = unseen = None
+    if state.trap_step is not None:  # §1.12 deadline: remember when red became trapped
+        trap_step = np.where(trapped & ~state.trapped, state.t + 1, state.trap_step)
+    if state.unseen is not None:
+        seen = red_sees_squared(cfg, squared_length(pos[:, RED] - pos[:, BLUE]))
+        unseen = np.where(seen, 0, state.unseen + 1)
     return State(
         pos=pos,
         vel=vel,
@@ -426,6 +532,8 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
         blue_targets=state.blue_targets,
         red_gain=state.red_gain,
         red_delay=state.red_delay,
+        trap_step=trap_step,
+        unseen=unseen,
         red_contrarian=state.red_contrarian,
     )
 
@@ -457,7 +565,7 @@ def scripted_red_action(cfg: EnvConfig, state: State) -> np.ndarray:
 
 
 def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:
-    """(B,) bool: the agents are within sight radius of each other (≤ R)."""
+    """(B,) bool: blue sees red (centre distance ≤ blue's sight radius)."""
     return in_sight(cfg, state.pos[:, RED], state.pos[:, BLUE])
 
 
@@ -470,16 +578,22 @@ def target_offsets(state: State) -> np.ndarray:
 
 
 def _observations(
-    state: State, targets: np.ndarray, red_from_blue: np.ndarray
+    state: State,
+    targets: np.ndarray,
+    red_from_blue: np.ndarray,
+    red_from_blue_red: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both observation layouts (docs/spec.md §1.6) as float32, from :func:`target_offsets`
-    and red − blue already zeroed where out of sight."""
+    and red − blue already zeroed where blue does not see red (and, when given, zeroed
+    where red does not see blue for red's observation; §1.12)."""
+    if red_from_blue_red is None:
+        red_from_blue_red = red_from_blue
     b = state.batch_size
     flag = state.trapped[:, None]
     # concatenating straight to float32 (same_kind casting) rounds each float64 value
     # once, exactly as astype would
     obs_red = np.concatenate(
-        [targets[:, RED, 1:].reshape(b, 4), -red_from_blue],
+        [targets[:, RED, 1:].reshape(b, 4), -red_from_blue_red],
         axis=1,
         dtype=np.float32,
     )
@@ -494,11 +608,17 @@ def _observations(
 def observe(
     cfg: EnvConfig, state: State, visible: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1.6."""
+    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1.6.
+
+    ``visible`` is what blue sees (computed when not given); with split radii (§1.12)
+    red's own sight is computed from the positions."""
     red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
     if visible is None:
         visible = in_sight_squared(cfg, squared_length(red_from_blue))
-    return _observations(state, target_offsets(state), red_from_blue * visible[:, None])
+    red_part = None
+    if cfg.split_sight:
+        red_part = red_from_blue * red_sees_squared(cfg, squared_length(red_from_blue))[:, None]
+    return _observations(state, target_offsets(state), red_from_blue * visible[:, None], red_part)
 
 
 def at_goal(cfg: EnvConfig, state: State) -> np.ndarray:
@@ -512,17 +632,25 @@ def rewards(
     visible: np.ndarray | None = None,
     goal_flags: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(B, 2) per-step rewards, red first, for ``cfg.baseline``."""
+    """(B, 2) per-step rewards, red first, for ``cfg.baseline``.
+
+    ``visible`` is red seeing blue (red's sight reward): computed when not given, from
+    red's sight radius (the common one unless §1.12 splits them)."""
     if goal_flags is None:
         goal_flags = at_goal(cfg, state)
     if visible is None:
-        visible = red_visible(cfg, state)
+        visible = red_sees_squared(cfg, squared_length(state.pos[:, RED] - state.pos[:, BLUE]))
     r = goal_flags * cfg.goal_reward
     red = r[:, RED]  # views: adding in place writes into r without a copy back
     red += visible * cfg.red_sight_reward
+    blue = r[:, BLUE]
     if cfg.baseline == "deceptive":
-        blue = r[:, BLUE]
-        blue += state.trapped * cfg.trap_reward
+        if state.trap_step is not None:  # §1.12 deadline: only traps by step t_max pay
+            blue += (state.trapped & (state.trap_step <= cfg.trap_deadline)) * cfg.trap_reward
+        else:
+            blue += state.trapped * cfg.trap_reward
+    if cfg.guide_reward > 0:  # §1.12 guide reward: red at the goal, both baselines
+        blue += goal_flags[:, RED] * cfg.guide_reward
     return r
 
 
@@ -533,10 +661,12 @@ class Outputs(NamedTuple):
     obs_blue: np.ndarray
     #: (B, 2) rewards, red first
     rewards: np.ndarray
-    #: (B,) red and blue in sight of each other
+    #: (B,) blue sees red (blue's sight radius; both agents' unless §1.12 splits them)
     visible: np.ndarray
     #: (B, 2) red / blue at the goal
     at_goal: np.ndarray
+    #: (B,) red sees blue (red's sight radius; the same array as ``visible`` unless split)
+    red_sees: np.ndarray | None = None
 
 
 def outputs(cfg: EnvConfig, state: State) -> Outputs:
@@ -548,8 +678,16 @@ def outputs(cfg: EnvConfig, state: State) -> Outputs:
     targets = target_offsets(state)
     # squaring all of targets (contiguous) beats squaring its strided goal column
     goal_flags = at_landmark_squared(cfg, squared_length(targets)[:, :, 0])
-    obs_red, obs_blue = _observations(state, targets, red_from_blue * visible[:, None])
-    return Outputs(obs_red, obs_blue, rewards(cfg, state, visible, goal_flags), visible, goal_flags)
+    if cfg.split_sight:  # §1.12: red sees at its own radius
+        red_sees = red_sees_squared(cfg, squared_length(red_from_blue))
+        obs_red, obs_blue = _observations(
+            state, targets, red_from_blue * visible[:, None], red_from_blue * red_sees[:, None]
+        )
+    else:
+        red_sees = visible
+        obs_red, obs_blue = _observations(state, targets, red_from_blue * visible[:, None])
+    r = rewards(cfg, state, red_sees, goal_flags)
+    return Outputs(obs_red, obs_blue, r, visible, goal_flags, red_sees)
 
 
 def validate_actions(actions: np.ndarray, agent: str, batch_size: int | None = None) -> np.ndarray:
