@@ -36,7 +36,8 @@ Observations
 
 float32, computed in float64; every position is relative to the observing agent
 (``p_r`` red's, ``p_b`` blue's position). "In sight" means centre distance ≤
-``sight_radius``; out of sight the other agent's slots are 0. No agent observes
+``sight_radius`` (each agent's own radius when ``blue_sight_radius`` /
+``red_sight_radius`` are set, §1.12); out of sight the other agent's slots are 0. No agent observes
 absolute positions or velocities.
 
 ``adversary_0`` (red), 6 values:
@@ -104,6 +105,15 @@ Arguments
 * ``red_speed_min=1.0``, ``red_speed_max=1.0``, ``red_delay_max=0``: closed-loop variants
   of red's motion (a per-episode speed factor, a start delay), off at these values
   (docs/spec.md §1.11).
+* ``guide_reward=0.0``, ``trap_deadline=0``, ``blue_sight_radius=0.0``,
+  ``red_sight_radius=0.0``, ``start_distance_min=0.0``, ``red_leash=0``: more closed-loop
+  options, off at these values (docs/spec.md §1.12): blue paid g·[red at the goal] per
+  step under both baselines; the trap bonus paid only for traps by step t_max; separate
+  sight radii for blue's and red's observations (red's also for its sight reward; 0:
+  ``sight_radius``); blue's start distance in [``start_distance_min``,
+  ``start_radius``]; red's action force zero once blue has been out of red's sight for
+  k consecutive steps. The fetch design: ``blue_sight_radius=0.8,
+  red_sight_radius=0.4, start_distance_min=0.45, start_radius=0.75``.
 * ``red_policy="learned"``, ``red_contrarian_prob=0.0``: the scripted red with a hidden
   type (docs/spec.md §1.13): with ``red_policy`` ``"scripted"`` red's given action is
   replaced by a fixed rule (``soo_marl.envs.scripted.scripted_red_action``): with blue in

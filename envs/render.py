@@ -87,9 +87,10 @@ def draw_frame(
     ``red``/``blue`` (2,) positions, ``landmarks`` (2, 2), ``goal_index`` which landmark
     is the goal, ``trapped`` red's trap flag, ``t`` the step (shown as "t = t / T").
     Drawn: walls, the goal (green, labelled "goal") and the fake (black, "fake"), both
-    agents, a sight circle of radius ``cfg.sight_radius`` around each, and when red is
+    agents, a sight circle around each (its own radius: ``cfg.red_sight``,
+    ``cfg.blue_sight``; both ``cfg.sight_radius`` by default), and when red is
     trapped an orange ring on red with "TRAPPED" next to it and in the status line.
-    Optional: ``visible`` (agents within sight: "in sight" in the status line), up to
+    Optional: ``visible`` (blue sees red: "in sight" in the status line), up to
     :data:`CAPTION_LINES` ``caption`` lines, extra ``status`` text, ``trails`` (the
     positions red and blue went through, (k, 2) each, drawn as thin lines) and
     ``progress`` in [0, 1] (a bar under the panel, e.g. through a pause between episodes).
@@ -139,9 +140,10 @@ def draw_frame(
     agent_r = cfg.agent_radius * scale
     circle(red, agent_r, fill=COLOURS["red"])
     circle(blue, agent_r, fill=COLOURS["blue"])
-    sight_r = cfg.sight_radius * scale
-    for p in (red, blue):  # on top: at small radii the circle lies inside the agent
-        circle(p, sight_r, outline=COLOURS["sight"], width=line_w)
+    # each agent's own sight radius (§1.12; both sight_radius by default)
+    for p, sight in ((red, cfg.red_sight), (blue, cfg.blue_sight)):
+        # on top: at small radii the circle lies inside the agent
+        circle(p, sight * scale, outline=COLOURS["sight"], width=line_w)
     for i in range(2):
         name = "goal" if i == goal else "fake"
         label(landmarks[i], lm_r, name, COLOURS["text"], below=False)
@@ -239,9 +241,10 @@ def render_frame(
 
     ``caption`` defaults to the reward variant and the sight radius."""
     if caption is None:
-        caption = [
-            f"physical deception · {cfg.baseline} reward · sight radius {cfg.sight_radius:g}"
-        ]
+        sight = f"sight radius {cfg.sight_radius:g}"
+        if cfg.split_sight:
+            sight = f"sight blue {cfg.blue_sight:g} red {cfg.red_sight:g}"
+        caption = [f"physical deception · {cfg.baseline} reward · {sight}"]
     return draw_frame(
         cfg,
         state.pos[index, RED],

@@ -62,7 +62,7 @@ class FinetuneConfig:
         default=None,
         metadata={
             "help": "R_soo: the fictitious red offset is drawn within this distance "
-            "(default: the run's sight radius)",
+            "(default: the run's sight radius, blue's where §1.12 splits them)",
             "type": float,
         },
     )
@@ -288,7 +288,7 @@ def finetune_plan(
     """The training plan of a fine-tuning: the parent's config for ``ft.episodes``
     episodes (with ``ft.reward`` as blue's reward), starting from the parent's state, with
     the SOO variant of ``ft`` (and ``freeze_red``) as objectives. ``ft.soo_radius``
-    defaults to the parent's sight radius."""
+    defaults to the parent's sight radius (blue's, ``EnvConfig.blue_sight``)."""
     par = load_parent(parent)
     check_overrides(par.config, overrides or {})
     if ft.reuse_buffer and par.state.get("buffer_pruned"):
@@ -301,7 +301,7 @@ def finetune_plan(
     config.run.device = device
     config.env = config.env.with_(baseline=ft.reward)
     if ft.soo_radius is None:
-        ft = replace(ft, soo_radius=config.env.sight_radius)
+        ft = replace(ft, soo_radius=config.env.blue_sight)  # blue's sight radius
     frozen = FrozenParent()
     gens = soo_generators(list(config.run.seeds))
     parts: list[Objective] = [frozen]

@@ -76,7 +76,8 @@ def rollout(
     is recorded is what the environment showed in both cases. Returns the
     trajectory arrays of the export format: ``red_pos``/``blue_pos`` (S, N, T+1, 2),
     ``landmarks`` (S, N, 2, 2), ``goal_index`` (S, N), ``trapped``/``red_visible``
-    (S, N, T+1), ``actions_red``/``actions_blue`` (S, N, T, 2), ``rewards`` (S, N, T, 2),
+    (S, N, T+1; ``red_visible``: blue sees red, at blue's sight radius),
+    ``actions_red``/``actions_blue`` (S, N, T, 2), ``rewards`` (S, N, T, 2),
     and ``obs_blue`` (S, N, T+1, 10).
     """
     s_count, n = red.n_seeds, uniforms.shape[0]

@@ -67,6 +67,8 @@ def other_observation(
     """The other observation of docs/spec.md §3.3: a copy of ``obs_self`` (..., 10) with red's
     slots 6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots
     8–9 set to 0 (kept as they are with ``keep_trap_flag``); nothing else changes.
+    ``radius`` is blue's sight radius (``EnvConfig.blue_sight``, docs/spec.md §1.12): the
+    fictitious red is one blue would see.
 
     ρ and φ come from ``torch.rand`` with ``generator`` (on the generator's device), or
     from one generator per slice of the leading axis when a list is given, so the result
