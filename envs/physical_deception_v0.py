@@ -112,8 +112,8 @@ Arguments
   sight radii for blue's and red's observations (red's also for its sight reward; 0:
   ``sight_radius``); blue's start distance in [``start_distance_min``,
   ``start_radius``]; red's action force zero once blue has been out of red's sight for
-  k consecutive steps. The fetch design: ``blue_sight_radius=0.8,
-  red_sight_radius=0.4, start_distance_min=0.45, start_radius=0.75``.
+  k consecutive steps. The fetch design: blue's sight radius 0.8, red's 0.4, blue
+  starting 0.45 to 0.75 from red.
 * ``red_policy="learned"``, ``red_contrarian_prob=0.0``: the scripted red with a hidden
   type (docs/spec.md §1.13): with ``red_policy`` ``"scripted"`` red's given action is
   replaced by a fixed rule (``soo_marl.envs.scripted.scripted_red_action``): with blue in
