@@ -51,7 +51,10 @@ def test_blue_that_ignores_red_has_closed_loop_share_exactly_zero(parent, tmp_pa
     assert m["closed_loop_share"]["values"] == [0.0, 0.0]
     assert m["blind"]["trap_rate"]["values"] == m["metrics"]["trap_rate"]["values"]
     assert m["blind"]["luring_delta_trap"]["values"] == m["luring_delta_trap"]["values"]
-    assert set(m["blind"]) == {"trap_rate", "luring_delta_trap", "blue_at_fake", "blue_goal_rate"}
+    assert set(m["blind"]) == {
+        "trap_rate", "luring_delta_trap", "blue_at_fake", "blue_goal_rate", "red_goal_rate"
+    }  # fmt: skip
+    assert m["blind"]["red_goal_rate"]["values"] == m["metrics"]["red_goal_rate"]["values"]
 
 
 def _to_fake_while_red_in_sight(obs_blue: np.ndarray) -> np.ndarray:
