@@ -36,7 +36,10 @@ def test_committed_baselines_load_and_behave(model_set):
         goal[baseline] = metrics.goal_reach_rate(
             cfg, traj["blue_pos"], traj["landmarks"], traj["goal_index"]
         )
-    if "honest" in goal:
+    # with the guide reward or the scripted red (docs/spec.md §1.12, §1.13) the honest blue
+    # is paid for bringing red to the goal and may stay off its own goal to do so
+    guided = cfg.guide_reward > 0 or cfg.scripted_red
+    if "honest" in goal and not guided:
         assert np.median(goal["honest"]) >= 0.9, goal["honest"]
     if len(present) == 2:
         assert trap["deceptive"].mean() > trap["honest"].mean(), trap
