@@ -538,7 +538,7 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     )
 
 
-def _unit(d: np.ndarray) -> np.ndarray:
+def unit(d: np.ndarray) -> np.ndarray:
     """Rows of ``d`` scaled to length 1 (zero rows stay zero): full force that way."""
     return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
 
@@ -561,7 +561,7 @@ def scripted_red_action(cfg: EnvConfig, state: State) -> np.ndarray:
     target = np.where(
         contrarian[:, None], landmarks[np.arange(state.batch_size), far.astype(np.int64)], blue
     )
-    return _unit(target) * seen[:, None]
+    return unit(target) * seen[:, None]
 
 
 def red_visible(cfg: EnvConfig, state: State) -> np.ndarray:

@@ -25,4 +25,4 @@ def scripted_blue_action(cfg: core.EnvConfig, state: core.State, policy: str) ->
         return np.zeros((state.batch_size, 2))
     target = state.goal if policy == "to_goal" else state.fake
     d = target - state.pos[:, core.BLUE]
-    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    return core.unit(d)

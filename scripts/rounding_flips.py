@@ -22,6 +22,7 @@ import platform
 import numpy as np
 import torch
 
+from soo_marl.provenance import cpu_model
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS, rollout, start_uniforms
 from soo_marl.rundir import load_model
 
@@ -59,7 +60,7 @@ def main() -> None:
     total = ref_trap.size
     result = {
         "run": args.run,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model() or platform.machine(),
         "episodes": int(total),
         "reference_trap_rate": float(ref_trap.mean()),
     }

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import numpy as np
-from scipy import stats
 
-from soo_marl import metrics
+from soo_marl import metrics, stats
 from soo_marl.analysis.compare import values
 from soo_marl.rundir import require_metrics
 
@@ -37,15 +35,6 @@ def joined(runs: list[str]) -> dict:
         [np.asarray(m["metrics"]["trap_rate"]["values"], float) for m in ms]
     )
     return out
-
-
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """95% Welch t-interval of mean(a) − mean(b)."""
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
-    d = a.mean() - b.mean()
-    return d - half, d + half
 
 
 def main() -> None:
@@ -67,7 +56,7 @@ def main() -> None:
         for name, key in KEYS.items():
             a, b = dec[key][part], hon[key][part]
             boot = metrics.summarize_difference(a, b)
-            lo, hi = welch(a, b)
+            lo, hi = stats.welch_interval(a, b)
             row = {
                 "seeds": seeds[part],
                 "measure": name,

@@ -128,18 +128,7 @@ def bca_interval(
         return np.nan, np.nan
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = sps.bootstrap(
-            (x,),
-            np.mean,
-            confidence_level=confidence,
-            n_resamples=n_boot,
-            method="BCa",
-            rng=np.random.default_rng(seed),
-        )
-    ci = res.confidence_interval
-    return float(ci.low), float(ci.high)
+    return _bca((x,), np.mean, confidence, n_boot, seed)
 
 
 def bca_difference_interval(
@@ -161,11 +150,18 @@ def bca_difference_interval(
     def diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
+    return _bca((a, b), diff, confidence, n_boot, seed)
+
+
+def _bca(
+    samples: tuple[np.ndarray, ...], statistic, confidence: float, n_boot: int, seed: int
+) -> tuple[float, float]:
+    """The BCa interval of ``statistic`` over ``samples`` (scipy, its warnings silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sps.bootstrap(
-            (a, b),
-            diff,
+            samples,
+            statistic,
             confidence_level=confidence,
             n_resamples=n_boot,
             method="BCa",

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from soo_marl.provenance import cpu_model
+
 #: The committed populations, relative to the repository root.
 POPULATIONS = Path("docs/results/statistics/populations.json")
 SIZES = (4, 8, 16, 32)
@@ -195,17 +197,6 @@ def summary_table(rows: Sequence[dict[str, Any]], sizes: Sequence[int] = SIZES) 
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    """The CPU model (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulation on the committed populations and write ``coverage.json`` and
     ``coverage.md`` into ``--out``."""
@@ -227,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "confidence": CONFIDENCE,
         "sizes": list(SIZES),
-        "cpu": cpu_name(),
+        "cpu": cpu_model() or platform.processor() or platform.machine(),
         "wall_s": round(wall, 1),
         "populations": str(args.populations),
     }

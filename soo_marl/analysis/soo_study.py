@@ -454,20 +454,20 @@ def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STU
         fig_forest(results).savefig(out / "forest.png", dpi=150)
     path = out / "arms.md"
     path.write_text("\n".join(lines) + "\n")
-    (out / "arms.json").write_text(
-        json.dumps(
-            [
-                {"arm": r["comparison"].arm, "title": r["comparison"].title,
-                 "stage": r["comparison"].stage, "family": r["family"],
-                 "level": r["level"], "p": r["p"], "rule": "v2",
-                 "luring": r["luring"], "goal": r["goal"], "verdict": r["verdict"],
-                 "v1": r["v1"]}
-                for r in results
-            ],
-            indent=1,
-        )
-    )  # fmt: skip
+    (out / "arms.json").write_text(json.dumps(_arm_records(results), indent=1))
     return path
+
+
+def _arm_records(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The judged arms as arms.json holds them (rule v2 with the v1 record)."""
+    return [
+        {"arm": r["comparison"].arm, "title": r["comparison"].title,
+         "stage": r["comparison"].stage, "family": r["family"],
+         "level": r["level"], "p": r["p"], "rule": "v2",
+         "luring": r["luring"], "goal": r["goal"], "verdict": r["verdict"],
+         "v1": r["v1"]}
+        for r in results
+    ]  # fmt: skip
 
 
 def rejudge(arms_json: str | Path, out: str | Path, study: str | Path | None = STUDY_FILE) -> Path:
@@ -488,19 +488,7 @@ def rejudge(arms_json: str | Path, out: str | Path, study: str | Path | None = S
     out = Path(out)
     title = f"# SOO study: verdicts under rule v2 beside v1 (from {Path(arms_json).name})"
     out.write_text("\n".join([title, "", *verdict_lines(results)]) + "\n")
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            [
-                {"arm": r["comparison"].arm, "title": r["comparison"].title,
-                 "stage": r["comparison"].stage, "family": r["family"],
-                 "level": r["level"], "p": r["p"], "rule": "v2",
-                 "luring": r["luring"], "goal": r["goal"], "verdict": r["verdict"],
-                 "v1": r["v1"]}
-                for r in results
-            ],
-            indent=1,
-        )
-    )  # fmt: skip
+    out.with_suffix(".json").write_text(json.dumps(_arm_records(results), indent=1))
     return out
 
 
