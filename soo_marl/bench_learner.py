@@ -14,9 +14,115 @@ from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
 from soo_marl.allocator import tune_allocator
 from soo_marl.envs import core
+from soo_marl.provenance import cpu_model
 
 #: Operators counted as matrix products in the profile share.
 GEMM_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm", "aten::matmul")
+
+
+def round_products(
+    cfg: MADDPGConfig, obs_dims: Sequence[int], act_dims: Sequence[int]
+) -> list[tuple[str, int, int, int]]:
+    """The matrix products of one update round for one member (one agent of one seed), as
+    (what, rows, inner, cols): a product of a (rows × inner) by an (inner × cols) matrix.
+
+    Counted from the layer shapes the stacked networks really compute (actor inputs
+    zero-padded to the widest observation, outputs to the widest action), for a batch of
+    ``cfg.batch_size``. Per layer a forward pass is one product; a backward pass one for
+    the weight gradient where the weights are trained and one for the input gradient
+    where something below needs it (docs/performance.md, "FLOPs per seed-update").
+    """
+    b = cfg.batch_size
+    actor = [max(obs_dims), *cfg.hidden, max(act_dims)]
+    critic = [sum(obs_dims) + sum(act_dims), *cfg.hidden, 1]
+
+    def fwd(name: str, w: list[int]) -> list[tuple[str, int, int, int]]:
+        return [(f"{name} forward", b, i, o) for i, o in zip(w[:-1], w[1:], strict=True)]
+
+    def wgrad(name: str, w: list[int]) -> list[tuple[str, int, int, int]]:
+        return [(f"{name} weight gradient", i, b, o) for i, o in zip(w[:-1], w[1:], strict=True)]
+
+    def igrad(name: str, w: list[int], first: bool) -> list[tuple[str, int, int, int]]:
+        layers = list(zip(w[:-1], w[1:], strict=True))[0 if first else 1 :]
+        return [(f"{name} input gradient", b, o, i) for i, o in layers]
+
+    return [
+        *fwd("target actor", actor),
+        *fwd("target critic", critic),
+        # critic step: TD loss, gradients for the critic's weights
+        *fwd("critic", critic),
+        *wgrad("critic", critic),
+        *igrad("critic", critic, first=False),
+        # actor step: −Q through the critic down to the actions, then the actor's weights
+        *fwd("actor", actor),
+        *fwd("critic", critic),
+        *igrad("critic", critic, first=True),
+        *wgrad("actor", actor),
+        *igrad("actor", actor, first=False),
+    ]
+
+
+def flops_per_seed_update(
+    cfg: MADDPGConfig | None = None,
+    obs_dims: Sequence[int] = (core.OBS_DIM_RED, core.OBS_DIM_BLUE),
+    act_dims: Sequence[int] = (core.ACTION_DIM, core.ACTION_DIM),
+) -> int:
+    """Floating-point operations of the matrix products of one update round of one seed
+    (2 per multiply-add, summed over the seed's agents)."""
+    cfg = cfg or MADDPGConfig()
+    per_member = sum(2 * r * k * c for _, r, k, c in round_products(cfg, obs_dims, act_dims))
+    return per_member * len(obs_dims)
+
+
+def bmm_peak(
+    members: int,
+    device: torch.device,
+    cfg: MADDPGConfig | None = None,
+    repeats: int = 5,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
+    """Float32 batched-product speed (GFLOP/s) at the learner's own shapes, for a stack of
+    ``members``: ``peak`` is the fastest of the round's distinct product shapes (in
+    practice the hidden-by-hidden forward product), ``round_products`` the speed of all
+    the round's products run back to back, each as one ``bmm``."""
+    cfg = cfg or MADDPGConfig()
+    obs, act = [core.OBS_DIM_RED, core.OBS_DIM_BLUE], [core.ACTION_DIM] * 2
+    prods = round_products(cfg, obs, act)
+    g = torch.Generator().manual_seed(0)
+    shapes = sorted({(r, k, c) for _, r, k, c in prods})
+    mats = {
+        s: (
+            torch.randn(members, s[0], s[1], generator=g).to(device),
+            torch.randn(members, s[1], s[2], generator=g).to(device),
+        )
+        for s in shapes
+    }
+    out = {s: torch.empty(members, s[0], s[2], device=device) for s in shapes}
+    speed = {}
+    for s in shapes:
+        a, b = mats[s]
+        reps = max(1, int(2e8 // (2 * members * s[0] * s[1] * s[2])))
+        t = _timed(
+            lambda a=a, b=b, s=s, reps=reps: [torch.bmm(a, b, out=out[s]) for _ in range(reps)],
+            1,
+            repeats,
+            sync,
+        )
+        speed[s] = 2 * members * s[0] * s[1] * s[2] * reps / t / 1e9
+
+    def all_products() -> None:
+        for _, r, k, c in prods:
+            a, b = mats[(r, k, c)]
+            torch.bmm(a, b, out=out[(r, k, c)])
+
+    t_all = _timed(all_products, 5, repeats, sync)
+    flops = sum(2 * members * r * k * c for _, r, k, c in prods)
+    best = max(speed, key=speed.get)
+    return {
+        "peak": speed[best],
+        "peak_shape": [members, *best],
+        "round_products": flops / t_all / 1e9,
+    }
 
 
 def _filled_buffer(seeds: int, device: torch.device) -> StackedReplayBuffer:
@@ -80,25 +186,34 @@ def bench_learner(
     repeats: int = 5,
     device: str = "cpu",
     profile: bool = True,
+    reference: bool = True,
 ) -> dict:
     """Seed-updates/s of full update rounds (sampling, both agents' critic + actor,
-    targets).
+    targets), and how close they come to the matrix-product peak.
 
-    ``stacked[S]``: S seeds in one stacked learner (default S = 1, 8; on CUDA also 64,
-    256); ``reference[S]``: the same with ``kernels="reference"`` (the slower numerics of
-    earlier results), measured in the same run; ``loop_8``: ``loop_seeds`` separate
-    one-seed learners updated one after another; ``ratio`` = stacked[loop_seeds] / loop;
-    ``profile``: the share of an 8-seed round's time in matrix products (CPU only).
+    ``stacked[S]``: S seeds in one stacked learner (default S = 1, 8, 32; on CUDA 1, 8,
+    64, 256); ``reference[S]``: the same with ``kernels="reference"`` (the slower
+    numerics of earlier results), measured in the same run; ``peak[S]``: float32 ``bmm``
+    GFLOP/s at the learner's shapes for 2·S members (:func:`bmm_peak`), measured in the
+    same run; ``efficiency[S]`` = stacked[S] × ``flops_per_seed_update`` / peak[S];
+    ``loop_8``: ``loop_seeds`` separate one-seed learners updated one after another;
+    ``ratio`` = stacked[loop_seeds] / loop; ``profile``: the share of an 8-seed round's
+    time in matrix products (CPU only).
     """
     tune_allocator()
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if seed_counts is None:
-        seed_counts = (1, 8, 64, 256) if dev.type == "cuda" else (1, 8)
-    stacked, reference = {}, {}
+        seed_counts = (1, 8, 64, 256) if dev.type == "cuda" else (1, 8, 32)
+    flops = flops_per_seed_update()
+    stacked, ref, peak, efficiency = {}, {}, {}, {}
     for s in seed_counts:
-        stacked[str(s)] = s / _timed(round_fn(s, dev), rounds, repeats, sync)
-        reference[str(s)] = s / _timed(round_fn(s, dev, "reference"), rounds, repeats, sync)
+        key = str(s)
+        stacked[key] = s / _timed(round_fn(s, dev), rounds, repeats, sync)
+        if reference:
+            ref[key] = s / _timed(round_fn(s, dev, "reference"), rounds, repeats, sync)
+        peak[key] = bmm_peak(2 * s, dev, repeats=repeats, sync=sync)
+        efficiency[key] = stacked[key] * flops / 1e9 / peak[key]["peak"]
     singles = [round_fn(1, dev) for _ in range(loop_seeds)]
 
     def loop() -> None:
@@ -111,7 +226,10 @@ def bench_learner(
         stacked[key] = loop_seeds / _timed(round_fn(loop_seeds, dev), rounds, repeats, sync)
     result = {
         "stacked": stacked,
-        "reference": reference,
+        "reference": ref,
+        "peak": peak,
+        "efficiency": efficiency,
+        "flops_per_seed_update": flops,
         f"loop_{loop_seeds}": loop_rate,
         "ratio": stacked[key] / loop_rate,
     }
@@ -125,6 +243,7 @@ def bench_learner(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        "cpu": cpu_model(),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
     }
     return result
@@ -133,12 +252,21 @@ def bench_learner(
 def format_learner_report(result: dict) -> str:
     """Human-readable table of :func:`bench_learner` output."""
     lines = [
-        f"MADDPG update rounds (batch {result['meta']['batch_size']}, {result['meta']['device']})"
+        f"MADDPG update rounds (batch {result['meta']['batch_size']}, {result['meta']['device']}, "
+        f"{result['meta']['threads']} threads, {result['meta'].get('cpu')})",
+        f"  matrix products per seed-update: {result['flops_per_seed_update'] / 1e9:.3f} GFLOP",
     ]
     for s, v in result["stacked"].items():
         ref = result.get("reference", {}).get(s)
         extra = f"   (reference kernels: {ref:8.1f})" if ref else ""
         lines.append(f"  stacked S={s:>3}: {v:9.1f} seed-updates/s{extra}")
+        if s in result.get("efficiency", {}):
+            pk = result["peak"][s]
+            lines.append(
+                f"        {v * result['flops_per_seed_update'] / 1e9:6.1f} GFLOP/s of a "
+                f"{pk['peak']:.1f} GFLOP/s bmm peak at {tuple(pk['peak_shape'])}: "
+                f"efficiency {100 * result['efficiency'][s]:.0f}%"
+            )
     loop_key = next(k for k in result if k.startswith("loop_"))
     lines.append(f"  per-seed loop ({loop_key[5:]} seeds): {result[loop_key]:9.1f} seed-updates/s")
     lines.append(f"  ratio stacked/loop: {result['ratio']:.2f}")

@@ -551,11 +551,38 @@ def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def bench_learner_cmd(as_json: bool, repeats: int, rounds: int, device: str) -> None:
-    """Seed-updates/s of stacked MADDPG (S = 1, 8) vs a per-seed loop of 8."""
+@click.option(
+    "--seeds",
+    "seed_counts",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="stacked seed counts to measure (repeatable); default 1, 8, 32 (CUDA: 1, 8, 64, 256)",
+)
+@click.option(
+    "--reference/--no-reference",
+    default=True,
+    show_default=True,
+    help="also measure the reference kernels at every seed count",
+)
+def bench_learner_cmd(
+    as_json: bool,
+    repeats: int,
+    rounds: int,
+    device: str,
+    seed_counts: tuple[int, ...],
+    reference: bool,
+) -> None:
+    """Seed-updates/s of stacked MADDPG and its share of the matrix-product peak, vs a
+    per-seed loop of 8."""
     from soo_marl.bench_learner import bench_learner, format_learner_report
 
-    result = bench_learner(rounds=rounds, repeats=repeats, device=device)
+    result = bench_learner(
+        seed_counts=seed_counts or None,
+        rounds=rounds,
+        repeats=repeats,
+        device=device,
+        reference=reference,
+    )
     click.echo(json.dumps(result, indent=2) if as_json else format_learner_report(result))
 
 

@@ -14,7 +14,14 @@ import torch
 from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
 from soo_marl.agents.networks import NarrowLinear, StackedBatchNorm
 from soo_marl.allocator import InsufficientMemory, check_memory, fmt_bytes, memory_available
-from soo_marl.bench_learner import bench_learner
+from soo_marl.bench_learner import (
+    _filled_buffer,
+    bench_learner,
+    flops_per_seed_update,
+    round_products,
+)
+from soo_marl.envs import core
+from soo_marl.provenance import cpu_model
 
 
 def test_narrow_linear_matches_baddbmm_with_gradients():
@@ -122,7 +129,37 @@ def test_memory_check_names_the_memory_needed_and_available():
 
 def test_bench_learner_keys_and_profile():
     res = bench_learner(seed_counts=(2,), loop_seeds=2, rounds=1, repeats=1)
-    assert set(res) >= {"stacked", "reference", "loop_2", "ratio", "profile", "meta"}
+    assert set(res) >= {"stacked", "reference", "loop_2", "ratio", "profile", "meta", "efficiency"}
     assert res["stacked"]["2"] > 0 and res["reference"]["2"] > 0
     assert 0.0 < res["profile"]["gemm"] < 1.0
     assert np.isclose(res["profile"]["gemm"] + res["profile"]["rest"], 1.0)
+    peak = res["peak"]["2"]
+    assert peak["peak_shape"][0] == 4 and peak["peak"] >= peak["round_products"] > 0
+    # efficiency is the definition: achieved product GFLOP/s over the same run's peak
+    achieved = res["stacked"]["2"] * res["flops_per_seed_update"] / 1e9
+    assert np.isclose(res["efficiency"]["2"], achieved / peak["peak"])
+    assert res["meta"]["cpu"] == cpu_model()
+
+
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_flop_count_matches_the_products_an_update_round_runs(kernels):
+    """The documented FLOPs per seed-update are those torch's own counter sees in a round:
+    exactly with the reference kernels; with the fast ones the one-column input gradients
+    are broadcast products that the counter does not count as matrix products."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = MADDPGConfig(kernels=kernels)
+    model = MADDPG(cfg, [0, 1, 2], [core.OBS_DIM_RED, core.OBS_DIM_BLUE], [2, 2])
+    buf = _filled_buffer(3, torch.device("cpu"))
+    batch = buf.sample([np.random.default_rng(i) for i in range(3)], cfg.batch_size, True)
+    with FlopCounterMode(display=False) as counter:
+        model.update(batch)
+    counted = counter.get_total_flops()
+    expected = 3 * flops_per_seed_update(cfg)
+    assert flops_per_seed_update(cfg) == 205_520_896  # 0.206 GFLOP at batch 1,024
+    if kernels == "reference":
+        assert counted == expected
+    else:
+        assert 0 < expected - counted <= 3 * 2 * 2 * (2 * cfg.batch_size * 64)
+    hidden = sum(2 * r * k * c for _, r, k, c in round_products(cfg, [6, 10], [2, 2]))
+    assert hidden * 2 == flops_per_seed_update(cfg)  # two agents per seed
