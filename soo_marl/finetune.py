@@ -22,6 +22,7 @@ from soo_marl.config import TrainConfig, file_sha256
 from soo_marl.objectives import (
     AnchorTerm,
     AuthorsSooStep,
+    BlindRed,
     FreezeRed,
     FrozenParent,
     Objective,
@@ -85,6 +86,22 @@ class FinetuneConfig:
             "choices": soo.SOO_DISTANCES,
         },
     )
+    soo_other: str = field(
+        default="red",
+        metadata={
+            "help": "the other observation: red (a fictitious red in sight, on out-of-sight "
+            "rows), sham-flag (the same rows with trap-flag slot 9 flipped: the sham "
+            "control), role-swap (on rows with red in sight: blue's view from red's place)",
+            "choices": soo.SOO_OTHERS,
+        },
+    )
+    blind_red: bool = field(
+        default=False,
+        metadata={
+            "help": "surgical blinding: blue's first-layer weights on red's slots set to 0 "
+            "and kept there"
+        },
+    )
     reward: str = field(
         default="deceptive",
         metadata={
@@ -136,6 +153,7 @@ class FinetuneConfig:
             ("soo_layers", soo.SOO_LAYERS),
             ("soo_rows", soo.SOO_ROWS),
             ("soo_distance", soo.SOO_DISTANCES),
+            ("soo_other", soo.SOO_OTHERS),
             ("reward", REWARDS),
             ("style", STYLES),
         ):
@@ -162,21 +180,27 @@ class FinetuneConfig:
             or self.soo_rows != "all"
             or self.soo_distance != "log"
             or self.keep_trap_flag
+            or self.soo_other != "red"
         ):
             raise ValueError(
                 "--style authors fixes the SOO form (action-level, every out-of-sight live "
-                "observation, trap flag zeroed, log distance): drop --soo-layers, --soo-rows, "
-                "--soo-distance and --keep-trap-flag"
+                "observation, trap flag zeroed, log distance, a fictitious red): drop "
+                "--soo-layers, --soo-rows, --soo-distance, --keep-trap-flag and --soo-other"
             )
 
     @property
     def condition(self) -> str:
         """The condition this fine-tuning stands for: "soo" or the "no-soo" control,
         prefixed "authors-" for the published style, suffixed "+honest-reward" for the
-        positive control."""
+        positive control, "+sham-flag" or "+role-swap" for another other observation and
+        "+blind-red" for surgical blinding."""
         name = rundir.SOO if self.soo_weight > 0 else rundir.NO_SOO
         if self.style == "authors":
             name = f"authors-{name}"
+        if self.soo_weight > 0 and self.soo_other != "red":
+            name = f"{name}+{self.soo_other}"
+        if self.blind_red:
+            name = f"{name}+blind-red"
         if self.reward == "honest":
             name = f"{name}+honest-reward"
         return name
@@ -317,15 +341,21 @@ def finetune_plan(
                 rows=ft.soo_rows,
                 keep_trap_flag=ft.keep_trap_flag,
                 distance=ft.soo_distance,
+                other=ft.soo_other,
             )
         )
         parts.append(AnchorTerm(ft.anchor_weight, frozen))
     if ft.freeze_red:
         parts.append(FreezeRed(frozen))
+    blind = BlindRed() if ft.blind_red else None
+    if blind is not None:
+        parts.append(blind)
 
     def start(state: TrainState) -> None:
         load_parent_state(par, state, bool(ft.reuse_buffer))
         frozen.capture(state.model)
+        if blind is not None:
+            blind.apply(state.model)
 
     return Plan(
         config,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from soo_marl import soo
+from soo_marl.envs import core
 
 if TYPE_CHECKING:
     from soo_marl.agents.maddpg import MADDPG
@@ -157,17 +158,30 @@ class SooTerm(_DrawsFictitiousReds):
         rows: str = "all",
         keep_trap_flag: bool = False,
         distance: str = "mse",
+        other: str = "red",
     ) -> None:
+        if other not in soo.SOO_OTHERS:
+            raise ValueError(f"unknown SOO other {other!r}; allowed: {', '.join(soo.SOO_OTHERS)}")
         self.weight, self.layers, self.radius = weight, layers, radius
         self.rows, self.keep_trap_flag, self.distance = rows, keep_trap_flag, distance
+        self.other = other
         self.generators = generators
         self._logs: dict[str, torch.Tensor] = {}
+
+    def _rows_and_other(self, obs_blue: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows the loss uses and their other observations (docs/spec.md §3.3, §3.13)."""
+        if self.other == "role-swap":
+            return soo.in_sight_mask(obs_blue, self.rows), soo.role_swap_observation(obs_blue)
+        mask = soo.self_mask(obs_blue, self.rows)
+        if self.other == "sham-flag":
+            return mask, soo.sham_observation(obs_blue)
+        other = soo.other_observation(obs_blue, self.generators, self.radius, self.keep_trap_flag)
+        return mask, other
 
     def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor:
         """W·SOO for blue members, 0 for red."""
         obs_blue = batch["obs"][..., -model.obs_dims[-1] :]
-        mask = soo.self_mask(obs_blue, self.rows)
-        other = soo.other_observation(obs_blue, self.generators, self.radius, self.keep_trap_flag)
+        mask, other = self._rows_and_other(obs_blue)
         h_self = soo.blue_activations(model, obs_blue, self.layers)
         h_other = soo.blue_activations(model, other, self.layers)
         loss = soo.soo_loss(h_self, h_other, mask, self.distance)
@@ -227,6 +241,24 @@ class FreezeRed(Objective):
             ]
             for p, q in zip(tensors, saved, strict=True):
                 p.view(s, n, *p.shape[1:])[:, :-1] = q.view(s, n, *q.shape[1:])[:, :-1]
+
+
+class BlindRed(Objective):
+    """Surgical blinding (docs/spec.md §3.13): blue's first-layer actor weights on red's
+    slots (6–7) are set to zero when fine-tuning starts and put back to zero after every
+    round, in the actor and its target, so blue's actions never depend on red."""
+
+    @torch.no_grad()
+    def apply(self, model: MADDPG) -> None:
+        """Zero blue's (the last agent's) first-layer weights on red's slots."""
+        s, n = model.n_seeds, model.n_agents
+        for net in (model.actor, model.target_actor):
+            w = net.weights[0]
+            w.view(s, n, *w.shape[1:])[:, -1, core.BLUE_RED_SLOTS] = 0.0
+
+    def after_round(self, model: MADDPG) -> None:
+        """Back to zero after the round's Adam step and soft target update."""
+        self.apply(model)
 
 
 class AuthorsSooStep(_DrawsFictitiousReds):

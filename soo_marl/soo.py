@@ -28,6 +28,14 @@ SOO_ROWS = ("all", "pre-trap")
 #: log(MSE + ε) (docs/spec.md §3.4).
 SOO_DISTANCES = ("mse", "log")
 
+#: What the *other* observation is (docs/spec.md §3.13): "red", the fictitious red of §3.3
+#: on out-of-sight rows; "sham-flag", the same rows with the duplicated trap-flag slot 9
+#: flipped (an input change with no self/other content: the sham control); "role-swap",
+#: on rows with red in sight, blue's view as if it stood where red stands.
+SOO_OTHERS = ("red", "sham-flag", "role-swap")
+#: The duplicated trap-flag slot the sham flips (slot 8 keeps the flag).
+SHAM_SLOT = core.BLUE_TRAP_SLOTS.stop - 1
+
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
@@ -41,6 +49,38 @@ def self_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
     if rows == "pre-trap":
         mask = mask & (obs_blue[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1)
     return mask
+
+
+def in_sight_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
+    """(...,) bool: blue observations (..., 10) with red in sight (slots 6–7 not both 0),
+    before the trap only with ``rows="pre-trap"``: the rows of role-swap SOO."""
+    if rows not in SOO_ROWS:
+        raise ValueError(f"unknown SOO rows {rows!r}; allowed: {', '.join(SOO_ROWS)}")
+    mask = (obs_blue[..., core.BLUE_RED_SLOTS] != 0).any(dim=-1)
+    if rows == "pre-trap":
+        mask = mask & (obs_blue[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1)
+    return mask
+
+
+def sham_observation(obs_self: torch.Tensor) -> torch.Tensor:
+    """The sham control's other observation (docs/spec.md §3.13): a copy of ``obs_self``
+    (..., 10) with the duplicated trap-flag slot 9 flipped (x → 1 − x) and nothing else
+    changed — an input change as large as a flag, carrying nothing about red or blue."""
+    out = obs_self.clone()
+    out[..., SHAM_SLOT] = 1.0 - out[..., SHAM_SLOT]
+    return out
+
+
+def role_swap_observation(obs_blue: torch.Tensor) -> torch.Tensor:
+    """Blue's observation (..., 10) as if blue stood where red stands (docs/spec.md §3.13):
+    with d = red − blue (slots 6–7), the goal and landmark offsets (slots 0–5) become
+    offset − d and red's slots become −d (where blue would see itself); the trap flags
+    stay. Only meaningful on rows with red in sight (d is 0 otherwise)."""
+    d = obs_blue[..., core.BLUE_RED_SLOTS]
+    out = obs_blue.clone()
+    out[..., :6] = obs_blue[..., :6] - d.repeat(*([1] * (d.dim() - 1)), 3)
+    out[..., core.BLUE_RED_SLOTS] = -d
+    return out
 
 
 def _uniforms(shape: tuple[int, ...], generator: Generators, like: torch.Tensor) -> torch.Tensor:
