@@ -126,12 +126,23 @@ class MADDPGConfig:
         return self.noise_scale_end + (self.noise_scale_start - self.noise_scale_end) * frac
 
 
-def clip_grads_per_member(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_grads_per_member(
+    grads: Sequence[torch.Tensor], max_norm: float, ordered: bool = True
+) -> torch.Tensor:
     """Scale each member's gradients (leading axis) to total norm ≤ max_norm, in place.
 
-    Returns the per-member norms before clipping.
+    Returns the per-member norms before clipping. ``ordered`` sums the tensors' squared
+    norms one tensor after another, the same order whatever the number of members, so a
+    member's result does not depend on how many are stacked (docs/spec.md §7.1);
+    ``ordered=False`` is torch's stacked reduction, whose summation order changes with the
+    number of members (the reference kernels: results made before 2026-12-06).
     """
-    sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+    if ordered:
+        sq = grads[0].pow(2).flatten(1).sum(1)
+        for g in grads[1:]:
+            sq = sq + g.pow(2).flatten(1).sum(1)
+    else:
+        sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
     norm = sq.sqrt()
     factor = (max_norm / (norm + 1e-6)).clamp(max=1.0)
     for g in grads:
@@ -334,7 +345,7 @@ class MADDPG(nn.Module):
         """Gradients of the summed per-member losses w.r.t. ``net`` only, clipped per
         member, then one Adam step (of the ``members`` only, when given)."""
         grads = torch.autograd.grad(loss.sum(), list(net.parameters()))
-        clip_grads_per_member(grads, self.cfg.grad_clip)
+        clip_grads_per_member(grads, self.cfg.grad_clip, ordered=self.cfg.kernels == "fast")
         opt.step(grads, members)
 
     def update(

@@ -148,6 +148,21 @@ def test_stacked_update_equals_single_seed_updates():
             assert torch.allclose(v_t[2 * s : 2 * s + 2], v_a, atol=1e-5)
 
 
+def test_clipping_norms_do_not_depend_on_the_stack_size():
+    """The ordered per-member norm of a member is the same to the last bit whether it is
+    computed among 2 or 64 members (torch's stacked reduction is not: its summation order
+    changes with the number of members)."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(10, 64), (1, 64), (64, 64), (1, 64), (64, 2), (1, 2)]
+    big = [torch.randn(64, *s, generator=g) * 10.0 ** (i - 3) for i, s in enumerate(shapes)]
+    small = [t[:2].clone() for t in big]
+    n_big = clip_grads_per_member([t.clone() for t in big], 0.5)
+    n_small = clip_grads_per_member([t.clone() for t in small], 0.5)
+    assert torch.equal(n_big[:2], n_small)
+    exact = torch.sqrt(sum(t.double().pow(2).flatten(1).sum(1) for t in big))
+    assert torch.allclose(n_big.double(), exact, rtol=1e-6)
+
+
 def test_per_member_gradient_clipping():
     g = [torch.tensor([[3.0, 4.0], [0.3, 0.4]])]  # member norms 5 and 0.5
     norms = clip_grads_per_member(g, 1.0)
