@@ -3,7 +3,9 @@
 Seeds train independently of the seeds stacked beside them (docs/spec.md §2.7), so a
 model file of seeds 0–11 and one of seeds 12–23 hold the same members as one 24-seed run.
 This writes ``OUT/final_model.pt`` (weights only) and ``OUT/config.yaml`` for the seeds
-asked for, in the order given.
+asked for, in the order given; a seed held by several runs is taken from the first run
+named. Runs match when they learn the same thing as the package reads their configs
+today (fields added since an older run was written take their defaults).
 
 Usage: ``python scripts/stack_models.py RUN [RUN …] --seeds 8-15 --out DIR``
 """
@@ -29,6 +31,14 @@ def seed_range(text: str) -> list[int]:
     return out
 
 
+def _learning(raw: dict) -> dict:
+    """What a run learns, as the package reads its config today (fields added since it was
+    written take their defaults, so an older run and a newer one with the same settings
+    compare equal): env, maddpg and meta, without the run section."""
+    cfg = TrainConfig.from_dict({k: v for k, v in raw.items() if k != "meta"}).to_dict()
+    return {"env": cfg["env"], "maddpg": cfg["maddpg"], "meta": raw.get("meta", {})}
+
+
 def main() -> None:
     """Write the joined, selected model."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,13 +48,13 @@ def main() -> None:
     args = ap.parse_args()
     parts = [load_checkpoint(find_run_file(r, (FINAL_MODEL,))) for r in args.runs]
     first = parts[0]
-    learning = [{k: v for k, v in json.loads(p["config"]).items() if k != "run"} for p in parts]
+    learning = [_learning(json.loads(p["config"])) for p in parts]
     if any(x != learning[0] for x in learning):
         raise SystemExit("the runs differ in what they learn (env/maddpg/meta)")
     members: dict[int, tuple[dict, int]] = {}
     for p in parts:
         for i, s in enumerate(p["seeds"]):
-            members[int(s)] = (p, i)
+            members.setdefault(int(s), (p, i))  # the first run that holds a seed gives it
     missing = [s for s in args.seeds if s not in members]
     if missing:
         raise SystemExit(f"seeds {missing} are in none of the runs")
@@ -61,6 +71,7 @@ def main() -> None:
         )
     raw = json.loads(first["config"])
     raw["run"]["seeds"] = list(args.seeds)
+    raw.setdefault("meta", {})["joined_from"] = [str(r) for r in args.runs]
     out = dict(first, model=model, seeds=list(args.seeds), config=json.dumps(raw))
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(out, args.out / FINAL_MODEL)

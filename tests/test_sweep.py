@@ -275,6 +275,10 @@ def test_memory_estimates_of_constructed_stages():
              "options": {"seed": [0, 1, 2], "episodes": 1000, "buffer-size": 10000}},
             {"name": "copy", "kind": "train", "copy_from": "somewhere"},
             {"name": "ft_copy", "kind": "finetune", "parent": "copy"},
+            {"name": "ft_fresh", "kind": "finetune", "parent": "paper",
+             "options": {"episodes": 2000, "fresh-buffer": True}},
+            {"name": "ft_honest", "kind": "finetune", "parent": "paper",
+             "options": {"reward": "honest"}},
             {"name": "ev", "kind": "evaluate", "runs": ["paper", "small"]},
             {"name": "c", "kind": "classify", "deceptive": "paper", "honest": "small"},
         )
@@ -286,6 +290,8 @@ def test_memory_estimates_of_constructed_stages():
         "capped": 1 + 2 * 3 * 10_000 * 152 / 1e9,
         "copy": 1.0,
         "ft_copy": 1 + 3 * 8 * 1e6 * 152 / 1e9,  # the copy says nothing: the defaults
+        "ft_fresh": 1 + 2 * 8 * 2000 * 50 * 152 / 1e9,  # its own transitions only
+        "ft_honest": 1 + 2 * 8 * 10_000 * 50 * 152 / 1e9,  # honest reward: empty buffer
         "ev": 2.0,
         "c": 1.0,
     }
@@ -295,6 +301,31 @@ def test_memory_estimates_of_constructed_stages():
     res = costs.resources(s.stage("paper"), s)
     assert res == {"cpus": 2, "gpus": 0.0, "memory_gb": 3.43}
     assert costs.resources(s.stage("c"), s)["cpus"] == 1
+
+
+def test_a_copied_run_is_costed_with_its_own_seeds(tmp_path):
+    """A ``copy_from`` parent whose config can be read gives its seed count to the
+    fine-tunings that start from it (time and memory)."""
+    from soo_marl.config import RunConfig, TrainConfig, save_yaml
+    from soo_marl.sweep import costs
+
+    run = tmp_path / "parents"
+    run.mkdir()
+    cfg = TrainConfig(run=RunConfig(seeds=tuple(range(32))))
+    save_yaml({"meta": {"kind": "train"}, **cfg.to_dict()}, run / "config.yaml")
+    s = parse_study(
+        study(
+            {"name": "p", "kind": "train", "copy_from": str(run)},
+            {"name": "ft", "kind": "finetune", "parent": "p",
+             "options": {"episodes": 1000, "fresh-buffer": True}},
+        )
+    )  # fmt: skip
+    ft = s.stage("ft")
+    assert costs.estimate_seconds(ft, s) == pytest.approx(
+        1000 * (costs.TRAIN_A_S + 32 * costs.TRAIN_B_S) * costs.FINETUNE_FACTOR
+    )
+    assert costs.memory_gb(ft, s) == pytest.approx(1 + 2 * 32 * 1000 * 50 * 152 / 1e9)
+    assert costs.estimate_seconds(s.stage("p"), s) == 0.0
 
 
 try:

@@ -4,8 +4,10 @@ a scheduler for. The constants were measured on this project's 2-core machine
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from soo_marl import rundir
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.commands import DEFAULT_EVAL_EPISODES
 from soo_marl.config import RunConfig
@@ -22,7 +24,8 @@ TRAIN_A_S, TRAIN_B_S = 2.0e-3, 2.1e-3
 FINETUNE_FACTOR = 1.3
 #: Evaluation wall seconds per (trained seed × episode) for a run's own play, probes and
 #: blind probe, and per (seed × episode) of one cross-play partner (fit to 4 runs × 8
-#: seeds × 4,000 episodes with all-pairs cross-play in 83 s).
+#: seeds × 4,000 episodes with all-pairs cross-play in 83 s; evaluations with the later
+#: probes take longer: 3 runs × 32 seeds × 4,000 episodes took 647 s, the model says 269 s).
 EVAL_PER_SEED_EPISODE = 0.4e-3
 CROSS_PER_SEED_EPISODE = 0.1e-3
 #: Small stages.
@@ -45,9 +48,31 @@ DEFAULT_BUFFER_SIZE = MADDPGConfig().buffer_size
 EPISODE_STEPS = EnvConfig().max_cycles
 
 
+def _copied(stage: Stage) -> RunConfig | None:
+    """The run section of a ``copy_from`` stage's trained run, when it can be read (so a
+    study over committed parents is costed with their seeds); None otherwise."""
+    if stage.copy_from is None:
+        return None
+    try:
+        return rundir.read_config(Path(stage.copy_from))[0].run
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _fresh_buffer(stage: Stage) -> bool:
+    """A fine-tuning that starts with an empty replay buffer (docs/spec.md §3.9)."""
+    o = stage.options
+    if "reuse-buffer" in o or "fresh-buffer" in o:
+        return bool(o.get("fresh-buffer", not o.get("reuse-buffer", True)))
+    return o.get("reward") == "honest" or o.get("style") == "authors"
+
+
 def _seeds(stage: Stage, study: Study) -> int:
     if stage.kind == "finetune":
         return _seeds(study.stage(stage.refs["parent"]), study)
+    copied = _copied(stage)
+    if copied is not None:
+        return len(copied.seeds)
     o = stage.options
     if "seeds" in o:
         return int(o["seeds"])
@@ -87,6 +112,10 @@ def memory_gb(stage: Stage, study: Study) -> float:
         return BASE_MEMORY_GB + (1.0 if stage.kind == "evaluate" else 0.0)
     root = stage if stage.kind == "train" else study.stage(stage.refs["parent"])
     capacity = int(root.options.get("buffer-size", DEFAULT_BUFFER_SIZE))
+    if stage.kind == "finetune" and _fresh_buffer(stage):
+        # its own transitions only (a checkpoint copy while written), no parent buffer
+        per_seed = min(capacity, _episodes(stage) * EPISODE_STEPS) * BYTES_PER_TRANSITION
+        return BASE_MEMORY_GB + 2 * _seeds(stage, study) * per_seed / 1e9
     per_seed = min(capacity, _episodes(root) * EPISODE_STEPS) * BYTES_PER_TRANSITION
     copies = 2 if stage.kind == "train" else 3
     return BASE_MEMORY_GB + copies * _seeds(stage, study) * per_seed / 1e9
