@@ -16,6 +16,10 @@ from soo_marl.allocator import tune_allocator
 from soo_marl.envs import core
 from soo_marl.provenance import cpu_model
 
+#: The learner's agents (red, blue): observation and action widths.
+OBS_DIMS = (core.OBS_DIM_RED, core.OBS_DIM_BLUE)
+ACT_DIMS = (core.ACTION_DIM, core.ACTION_DIM)
+
 #: Operators counted as matrix products in the profile share.
 GEMM_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm", "aten::matmul")
 
@@ -64,8 +68,8 @@ def round_products(
 
 def flops_per_seed_update(
     cfg: MADDPGConfig | None = None,
-    obs_dims: Sequence[int] = (core.OBS_DIM_RED, core.OBS_DIM_BLUE),
-    act_dims: Sequence[int] = (core.ACTION_DIM, core.ACTION_DIM),
+    obs_dims: Sequence[int] = OBS_DIMS,
+    act_dims: Sequence[int] = ACT_DIMS,
 ) -> int:
     """Floating-point operations of the matrix products of one update round of one seed
     (2 per multiply-add, summed over the seed's agents)."""
@@ -86,8 +90,7 @@ def bmm_peak(
     practice the hidden-by-hidden forward product), ``round_products`` the speed of all
     the round's products run back to back, each as one ``bmm``."""
     cfg = cfg or MADDPGConfig()
-    obs, act = [core.OBS_DIM_RED, core.OBS_DIM_BLUE], [core.ACTION_DIM] * 2
-    prods = round_products(cfg, obs, act)
+    prods = round_products(cfg, OBS_DIMS, ACT_DIMS)
     g = torch.Generator().manual_seed(0)
     shapes = sorted({(r, k, c) for _, r, k, c in prods})
     mats = {
@@ -102,13 +105,8 @@ def bmm_peak(
     for s in shapes:
         a, b = mats[s]
         reps = max(1, int(2e8 // (2 * members * s[0] * s[1] * s[2])))
-        t = _timed(
-            lambda a=a, b=b, s=s, reps=reps: [torch.bmm(a, b, out=out[s]) for _ in range(reps)],
-            1,
-            repeats,
-            sync,
-        )
-        speed[s] = 2 * members * s[0] * s[1] * s[2] * reps / t / 1e9
+        t = _timed(lambda a=a, b=b, o=out[s]: torch.bmm(a, b, out=o), reps, repeats, sync)
+        speed[s] = 2 * members * s[0] * s[1] * s[2] / t / 1e9
 
     def all_products() -> None:
         for _, r, k, c in prods:
@@ -156,8 +154,7 @@ def _timed(fn: Callable[[], None], rounds: int, repeats: int, sync: Callable[[],
 def round_fn(seeds: int, device: torch.device, kernels: str = "fast") -> Callable[[], None]:
     """One full update round (sampling included) of a fresh ``seeds``-seed learner."""
     cfg = MADDPGConfig(kernels=kernels)
-    obs, act = [core.OBS_DIM_RED, core.OBS_DIM_BLUE], [core.ACTION_DIM] * 2
-    model = MADDPG(cfg, list(range(seeds)), obs, act).to(device)
+    model = MADDPG(cfg, list(range(seeds)), OBS_DIMS, ACT_DIMS).to(device)
     buf = _filled_buffer(seeds, device)
     rngs = [np.random.default_rng(i) for i in range(seeds)]
     return lambda: model.update(buf.sample(rngs, cfg.batch_size, True))

@@ -78,7 +78,7 @@ def role_swap_observation(obs_blue: torch.Tensor) -> torch.Tensor:
     stay. Only meaningful on rows with red in sight (d is 0 otherwise)."""
     d = obs_blue[..., core.BLUE_RED_SLOTS]
     out = obs_blue.clone()
-    out[..., :6] = obs_blue[..., :6] - d.repeat(*([1] * (d.dim() - 1)), 3)
+    out[..., :6] = obs_blue[..., :6] - torch.cat([d, d, d], dim=-1)
     out[..., core.BLUE_RED_SLOTS] = -d
     return out
 

@@ -9,31 +9,20 @@ import pytest
 import torch
 
 from soo_marl import metrics, rundir, soo
-from soo_marl.agents.maddpg import MADDPGConfig
-from soo_marl.config import RunConfig, TrainConfig
-from soo_marl.envs import core
 from soo_marl.evaluate import evaluate_runs
 from soo_marl.finetune import FinetuneConfig, finetune, finetune_plan
 from soo_marl.objectives import AuthorsSooStep, LiveStep, SooTerm
 from soo_marl.rollout import rollout, start_uniforms
-from soo_marl.train import new_state, train
+from soo_marl.train import new_state
 from soo_marl.vecenv import DeceptionVecEnv
 
 MODELS = Path(__file__).resolve().parents[1] / "docs" / "results" / "models"
-SMALL = dict(batch_size=64, buffer_size=5000)
 
 
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory):
-    """A tiny deceptive baseline at sight radius 0.5 (2 seeds)."""
-    root = tmp_path_factory.mktemp("parent")
-    cfg = TrainConfig(
-        env=core.EnvConfig(baseline="deceptive", sight_radius=0.5),
-        maddpg=MADDPGConfig(**SMALL),
-        run=RunConfig(seeds=(0, 1), episodes=60, log_every=20),
-    )
-    train(cfg, root / "deceptive", progress=False)
-    return root / "deceptive"
+def parent(tiny_r05_root):
+    """A tiny deceptive baseline at sight radius 0.5 (2 seeds; tests/conftest.py)."""
+    return tiny_r05_root / "deceptive"
 
 
 # --------------------------------------------------------------------------- blind probe

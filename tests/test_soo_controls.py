@@ -9,13 +9,8 @@ import torch
 from test_finetune import Tuning
 
 from soo_marl import soo
-from soo_marl.agents.maddpg import MADDPGConfig
-from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs import core
 from soo_marl.finetune import FinetuneConfig, finetune
-from soo_marl.train import train
-
-SMALL = dict(batch_size=64, buffer_size=5000)
 
 
 def _state(red, blue, trapped=False, lm0=(0.6, 0.6), lm1=(-0.6, 0.6)) -> core.State:
@@ -64,15 +59,9 @@ def test_rows_of_each_other_observation():
 
 
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parent")
-    cfg = TrainConfig(
-        env=core.EnvConfig(baseline="deceptive", sight_radius=0.5),
-        maddpg=MADDPGConfig(**SMALL),
-        run=RunConfig(seeds=(0, 1), episodes=60, log_every=20),
-    )
-    train(cfg, root / "deceptive", progress=False)
-    return root
+def parent(tiny_r05_root):
+    """A directory with a tiny deceptive baseline at sight radius 0.5 (tests/conftest.py)."""
+    return tiny_r05_root
 
 
 @pytest.mark.parametrize("other", ["sham-flag", "role-swap"])

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -77,8 +77,9 @@ class Comparison:
 
     @property
     def stage(self) -> str:
-        """The treatment's stage name in the study file (what a family lists)."""
-        return f"{self.group}/{self.treatment}"
+        """The treatment's stage name in the study file (what a family lists); a group
+        "." is the study's root (its stages have no group prefix)."""
+        return str(PurePosixPath(self.group, self.treatment))
 
 
 #: Every comparison the study may hold (those whose runs are missing are skipped).

@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from soo_marl import metrics, rundir
-from soo_marl.analysis.compare import holm_levels
+from soo_marl.analysis import soo_study
 from soo_marl.analysis.soo_study import (
     BAND,
     GOAL_MARGIN,
@@ -33,7 +33,6 @@ from soo_marl.analysis.soo_study import (
     arm_table,
     compare,
     load_families,
-    luring_pvalue,
 )
 from soo_marl.stats import PRIMARY
 
@@ -83,15 +82,11 @@ def _blue_saturation(m: dict) -> dict:
 
 
 def judge(results: list[dict[str, Any]], families: dict[str, list[str]]) -> None:
-    """Set every result's ``level``, ``family``, ``p``, Holm-level ``luring`` and
-    ``verdict``, in place."""
-    by_stage = {r["comparison"].treatment: r for r in results}
-    pvalues = {k: luring_pvalue(r["luring"]) for k, r in by_stage.items()}
-    levels = holm_levels(pvalues, families)
-    family_of = {k: name for name, ks in families.items() for k in ks}
-    for key, r in by_stage.items():
-        r["p"], r["level"], r["family"] = pvalues[key], levels[key], family_of.get(key)
-        r["luring"] = metrics.summarize(_values(r["luring"]), ci=levels[key], method=PRIMARY)
+    """Set every result's ``level``, ``family``, ``p`` and Holm-level ``luring`` as study 1
+    does (:func:`soo_marl.analysis.soo_study.judge`), then this study's ``verdict``, in
+    place."""
+    soo_study.judge(results, families)
+    for r in results:
         r["decodability"] = r["rows"][DECODABILITY][2]
         r["verdict"] = verdict(r["luring"], r["goal"], r["decodability"])
 
@@ -199,7 +194,7 @@ def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STU
     path.write_text("\n".join(lines) + "\n")
     records = [
         {"arm": r["comparison"].arm, "title": r["comparison"].title,
-         "stage": r["comparison"].treatment, "family": r["family"], "level": r["level"],
+         "stage": r["comparison"].stage, "family": r["family"], "level": r["level"],
          "p": r["p"], "luring": r["luring"], "goal": r["goal"],
          "decodability": r["decodability"], "verdict": r["verdict"]}
         for r in results

@@ -60,11 +60,15 @@ def _copied(stage: Stage) -> RunConfig | None:
 
 
 def _fresh_buffer(stage: Stage) -> bool:
-    """A fine-tuning that starts with an empty replay buffer (docs/spec.md §3.9)."""
+    """A fine-tuning that starts with an empty replay buffer: FinetuneConfig's own rule
+    (docs/spec.md §3.9) applied to the stage's options."""
     o = stage.options
-    if "reuse-buffer" in o or "fresh-buffer" in o:
-        return bool(o.get("fresh-buffer", not o.get("reuse-buffer", True)))
-    return o.get("reward") == "honest" or o.get("style") == "authors"
+    reuse = o.get("reuse-buffer", not o["fresh-buffer"] if "fresh-buffer" in o else None)
+    given = {k: o[k] for k in ("reward", "style") if k in o}
+    try:
+        return not FinetuneConfig(reuse_buffer=reuse, **given).reuse_buffer
+    except (TypeError, ValueError):  # options the command would refuse: cost as reused
+        return False
 
 
 def _seeds(stage: Stage, study: Study) -> int:
