@@ -71,7 +71,8 @@ def main() -> None:
         )
     raw = json.loads(first["config"])
     raw["run"]["seeds"] = list(args.seeds)
-    raw.setdefault("meta", {})["joined_from"] = [str(r) for r in args.runs]
+    if len(args.runs) > 1:
+        raw.setdefault("meta", {})["joined_from"] = [str(r) for r in args.runs]
     out = dict(first, model=model, seeds=list(args.seeds), config=json.dumps(raw))
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(out, args.out / FINAL_MODEL)
