@@ -106,10 +106,11 @@ def reproduce(
 @click.option(
     "--max-parallel",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="local executor: stages run at the same time, as far as their estimated memory "
-    "fits in --memory-gb (a stage that does not fit waits for the running ones)",
+    default=None,
+    help="local executor: stages run at the same time (default: one per usable core), as "
+    "far as their estimated memory fits in --memory-gb (a stage that does not fit waits "
+    "for the running ones); each gets an even share of the idle cores as torch threads, at "
+    "most its declared cpus",
 )
 @click.option(
     "--memory-gb",

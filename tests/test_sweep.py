@@ -206,16 +206,19 @@ def test_copy_from_stage_copies_a_trained_run_and_the_study_goes_on(tmp_path):
         run_study(missing, tmp_path / "out2", log=lambda m: None)
 
 
-def _most_at_once(monkeypatch) -> list[int]:
-    """Record, at every stage start of the local executor, how many stages run."""
+def _most_at_once(monkeypatch, threads: list[int] | None = None) -> list[int]:
+    """Record, at every stage start of the local executor, how many stages run (and, into
+    ``threads``, the torch threads the stage was given)."""
     from soo_marl.sweep import run as sweep_run
 
     counts: list[int] = []
     start = sweep_run._LocalRunner.start
 
-    def counting_start(self, *args):
-        start(self, *args)
+    def counting_start(self, stage, argv, res, out):
+        start(self, stage, argv, res, out)
         counts.append(len(self.procs))
+        if threads is not None:
+            threads.append(res["cpus"])
 
     monkeypatch.setattr(sweep_run._LocalRunner, "start", counting_start)
     return counts
@@ -397,3 +400,39 @@ def test_killing_the_ray_worker_of_a_training_stage_changes_nothing(tmp_path, cl
     hist = [json.loads(x) for x in (remote / "dec" / "history.jsonl").read_text().splitlines()]
     assert [r["episode"] for r in hist] == list(range(20, 301, 20))  # no duplicate rows
     assert np.isfinite([r["SPS"] for r in hist]).all()
+
+
+@pytest.mark.parametrize(
+    "cpus, free, starting, expected",
+    [(2, 2, 2, 1), (2, 2, 1, 2), (1, 2, 1, 1), (2, 1, 1, 1), (2, 0, 1, 1), (4, 16, 2, 4),
+     (2, 16, 3, 2), (8, 16, 3, 5), (2, 3, 2, 1)],
+)  # fmt: skip
+def test_share_threads(cpus, free, starting, expected):
+    """A stage starting with others gets an even share of the idle cores, at most what it
+    declares and at least one thread."""
+    from soo_marl.sweep.run import share_threads
+
+    assert share_threads(cpus, free, starting) == expected
+
+
+def test_local_executor_spreads_stages_one_per_core(tmp_path, monkeypatch):
+    """By default (2 usable cores) the two independent trainings run side by side with one
+    thread each, and the evaluation, alone after them, with both cores (docs/performance.md:
+    one process per core); the start lines say the threads. An explicit --max-parallel 1
+    runs one stage at a time, each with its declared 2 threads."""
+    from soo_marl.sweep import run as sweep_run
+
+    monkeypatch.setattr(sweep_run, "usable_cores", lambda: 2)
+    ev = {"name": "ev", "kind": "evaluate", "runs": ["a", "b"], "options": {"episodes": 2}}
+    raw = study(train("a"), train("b"), ev)
+    threads: list[int] = []
+    counts = _most_at_once(monkeypatch, threads)
+    logs: list[str] = []
+    run_study(parse_study(raw), tmp_path / "spread", memory_gb=100, log=logs.append)
+    assert counts == [1, 2, 1] and threads == [1, 1, 2]
+    started = [line for line in logs if ": started" in line]
+    assert [line.rsplit("; ", 1)[1] for line in started] == ["1 thread)", "1 thread)", "2 threads)"]
+    counts.clear()
+    threads.clear()
+    run_study(parse_study(raw), tmp_path / "serial", max_parallel=1, log=lambda m: None)
+    assert counts == [1, 1, 1] and threads == [2, 2, 2]

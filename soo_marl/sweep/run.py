@@ -122,6 +122,21 @@ def _started(run_dir: Path) -> bool:
     return (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.CHECKPOINT).exists()
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def share_threads(cpus: int, free: int, starting: int) -> int:
+    """Torch threads for one of ``starting`` stages that start together on ``free`` idle
+    cores, each declaring ``cpus``: an even share of the free cores, at most ``cpus``, at
+    least 1."""
+    return max(1, min(cpus, free // max(starting, 1)))
+
+
 def _subprocess(argv: list[str], threads: int, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,7 +218,7 @@ def run_study(
     out: str | Path,
     executor: str = "local",
     address: str | None = None,
-    max_parallel: int = 1,
+    max_parallel: int | None = None,
     dry_run: bool = False,
     log: Log = print,
     on_start: Callable[[Study, Path], None] | None = None,
@@ -213,7 +228,9 @@ def run_study(
 ) -> list[Outcome]:
     """Run every unfinished stage of ``study`` into ``out``; returns what happened to each.
 
-    ``executor`` "local" runs at most ``max_parallel`` stages at a time as subprocesses;
+    ``executor`` "local" runs at most ``max_parallel`` stages at a time (default: one per
+    usable core) as subprocesses, each with an even share of the idle cores as its torch
+    threads, at most its declared ``cpus`` (``share_threads``);
     "ray" submits each stage as a Ray task with its resources declared (joining the
     cluster at ``address`` or ``RAY_ADDRESS``, else starting a local Ray instance).
     ``on_start`` is called once before the first stage runs (e.g. to record provenance);
@@ -228,6 +245,7 @@ def run_study(
     that would exceed it waits until running stages finish, and starts anyway when nothing
     else runs (its own command refuses it if it cannot fit).
     """
+    max_parallel = usable_cores() if max_parallel is None else max_parallel
     _check_executor(executor, max_parallel, memory_gb)
     out = Path(out)
     check_settings(study, out)
@@ -335,16 +353,24 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
     for s in list(sched.pending):
         if sched.failed or not runner.has_room():
             break
-        if all(d in sched.outcomes and sched.outcomes[d].status != "failed" for d in s.deps()):
-            if s.copy_from is not None:
-                _copy_stage(sched, s)
-            else:
-                need = costs.resources(s, sched.study)["memory_gb"]
-                if not runner.fits(need):
-                    _hold_back(sched, runner, s, need)
-                    break
-                _start_stage(sched, runner, s)
-            sched.pending.remove(s)
+        if not _deps_ok(sched, s):
+            continue
+        if s.copy_from is not None:
+            _copy_stage(sched, s)
+        else:
+            need = costs.resources(s, sched.study)["memory_gb"]
+            if not runner.fits(need):
+                _hold_back(sched, runner, s, need)
+                break
+            later = sched.pending[sched.pending.index(s) :]
+            starting = sum(r.copy_from is None and _deps_ok(sched, r) for r in later)
+            _start_stage(sched, runner, s, starting)
+        sched.pending.remove(s)
+
+
+def _deps_ok(sched: _Schedule, s: Stage) -> bool:
+    """Every stage ``s`` depends on has finished without failing."""
+    return all(d in sched.outcomes and sched.outcomes[d].status != "failed" for d in s.deps())
 
 
 def _hold_back(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage, need: float) -> None:
@@ -365,17 +391,21 @@ def _copy_stage(sched: _Schedule, s: Stage) -> None:
     sched.log(f"[{sched.index[s.name]}/{len(sched.order)}] train {s.name}: copied {s.copy_from}")
 
 
-def _start_stage(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage) -> None:
-    """Log the start of ``s`` with the elapsed and estimated remaining time, and start it."""
+def _start_stage(
+    sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage, starting: int = 1
+) -> None:
+    """Log the start of ``s`` with its threads and the elapsed and estimated remaining
+    time, and start it (``starting``: the ready stages that start with it, itself included)."""
     remaining = _remaining(sched.pending, sched.estimates, sched.measured)
     left = f", about {fmt_duration(remaining)} left" if remaining else ""
+    res = costs.resources(s, sched.study)
+    threads = runner.threads_for(res["cpus"], starting)
     sched.log(
         f"{sched.tag(s)}: {runner.verb} "
-        f"(elapsed {fmt_duration(time.perf_counter() - sched.t_start)}{left})"
+        f"(elapsed {fmt_duration(time.perf_counter() - sched.t_start)}{left}; "
+        f"{threads} thread{'s' if threads > 1 else ''})"
     )
-    runner.start(
-        s, stage_args(s, sched.study, sched.out), costs.resources(s, sched.study), sched.out
-    )
+    runner.start(s, stage_args(s, sched.study, sched.out), {**res, "cpus": threads}, sched.out)
 
 
 def _record_outcome(
@@ -471,15 +501,25 @@ class _LocalRunner:
         log: Log | None = None,
         every_s: float = 60.0,
         memory_gb: float | None = None,
+        cores: int | None = None,
     ) -> None:
         self.limit, self.log, self.every_s, self.memory_gb = limit, log, every_s, memory_gb
+        self.cores = usable_cores() if cores is None else cores
         self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
         self.memory: dict[int, float] = {}  # pid -> declared memory_gb of its stage
+        self.threads: dict[int, int] = {}  # pid -> torch threads it was given
         self._last_echo = time.perf_counter()
         self._echoed: dict[str, str] = {}
 
     def has_room(self) -> bool:
         return len(self.procs) < self.limit
+
+    def threads_for(self, cpus: int, starting: int) -> int:
+        """Threads for a stage that declares ``cpus`` and starts with ``starting`` - 1
+        others: at most ``cpus`` and an even share of the cores the running stages leave
+        free, at least 1 (docs/performance.md: one process per core, 1 thread each)."""
+        free = self.cores - sum(self.threads.values())
+        return share_threads(cpus, free, min(starting, self.limit - len(self.procs)))
 
     def memory_in_use(self) -> float:
         """The declared memory (GB) of the running stages."""
@@ -500,6 +540,7 @@ class _LocalRunner:
         proc = _subprocess(argv, res["cpus"], log_path)
         self.procs[proc.pid] = (stage, proc, time.perf_counter(), log_path)
         self.memory[proc.pid] = float(res["memory_gb"])
+        self.threads[proc.pid] = int(res["cpus"])
 
     def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:
         while self.procs:
@@ -512,6 +553,7 @@ class _LocalRunner:
                 continue
             stage, proc, t0, _ = self.procs.pop(pid)
             self.memory.pop(pid, None)
+            self.threads.pop(pid, None)
             proc.returncode = os.waitstatus_to_exitcode(status)
             rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
             return stage, proc.returncode == 0, time.perf_counter() - t0, rss
@@ -561,6 +603,10 @@ class _RayRunner:
 
     def has_room(self) -> bool:
         return True  # Ray packs tasks by their declared resources
+
+    def threads_for(self, cpus: int, starting: int) -> int:
+        """Ray reserves the declared ``cpus`` for the task, which uses them all."""
+        return cpus
 
     def fits(self, need_gb: float) -> bool:
         return True
