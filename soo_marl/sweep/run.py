@@ -501,10 +501,9 @@ class _LocalRunner:
         log: Log | None = None,
         every_s: float = 60.0,
         memory_gb: float | None = None,
-        cores: int | None = None,
     ) -> None:
         self.limit, self.log, self.every_s, self.memory_gb = limit, log, every_s, memory_gb
-        self.cores = usable_cores() if cores is None else cores
+        self.cores = usable_cores()
         self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
         self.memory: dict[int, float] = {}  # pid -> declared memory_gb of its stage
         self.threads: dict[int, int] = {}  # pid -> torch threads it was given
