@@ -146,7 +146,7 @@ def test_remaining_time_estimate_scales_with_measured_stages():
     study = preset_study("quick")
     est = {s.name: costs.estimate_seconds(s, study) for s in study.stages}
     assert est["deceptive"] == est["honest"] > est["soo"] == est["nosoo"] > est["evaluate"] > 0
-    assert est["deceptive"] == pytest.approx(6_000 * (costs.TRAIN_A_S + 8 * costs.TRAIN_B_S))
+    assert est["deceptive"] == pytest.approx(6_000 * (costs.TRAIN_A_S + 24 * costs.TRAIN_B_S))
     pending = study.stages[1:]
     plain = sum(est[s.name] for s in pending)
     assert _remaining(pending, est, {}) == pytest.approx(plain)  # nothing measured yet
@@ -163,9 +163,9 @@ def _train(seeds, episodes, radius, log_every, extra, baseline="deceptive"):
 
 #: The stage options of each preset (train options in this order; null preset values leave
 #: an option out); paper and test as the three study files before `studies/reproduce.yaml`
-#: had them, quick as re-chosen for issue 19 (docs/results/quick/seed_sets.md).
+#: had them, quick as re-chosen for issue 19 and at 24 seeds since (docs/results/quick/seed_sets.md).
 PRESET_OPTIONS = {
-    "quick": (_train(8, 6000, 0.5, 120, {"noise-decay-episodes": 3000}), 1000, 100,
+    "quick": (_train(24, 6000, 0.5, 120, {"noise-decay-episodes": 3000}), 1000, 100,
               "Baselines 6,000 episodes, fine-tuning 1,000 episodes", "evaluation 100 episodes"),
     "paper": (_train(8, 40000, 0.125, 800, {}), 10000, 500,
               "Baselines 40,000 episodes, fine-tuning 10,000 episodes", "evaluation 500 episodes"),
