@@ -40,7 +40,10 @@ def test_committed_baselines_load_and_behave(model_set):
     # is paid for bringing red to the goal and may stay off its own goal to do so
     guided = cfg.guide_reward > 0 or cfg.scripted_red
     if "honest" in goal and not guided:
-        assert np.median(goal["honest"]) >= 0.9, goal["honest"]
+        # the quick preset's 6,000-episode honest blues reach the goal 0.885 [0.849, 0.916]
+        # of the time over 24 seeds (docs/results/quick/report.md); longer runs reach ≥ 0.9
+        short = loaded.config.run.episodes < 10_000
+        assert np.median(goal["honest"]) >= (0.8 if short else 0.9), goal["honest"]
     if len(present) == 2:
         assert trap["deceptive"].mean() > trap["honest"].mean(), trap
     else:  # a deceptive pair alone (the 10,000-episode "published artefact"): a trained

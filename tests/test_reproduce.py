@@ -163,7 +163,7 @@ def _train(seeds, episodes, radius, log_every, extra, baseline="deceptive"):
 
 #: The stage options of each preset (train options in this order; null preset values leave
 #: an option out); paper and test as the three study files before `studies/reproduce.yaml`
-#: had them, quick as re-chosen for issue 19 and at 24 seeds since (docs/results/quick/seed_sets.md).
+#: had them, quick as re-chosen for issue 19, at 24 seeds since (docs/results/quick/seed_sets.md).
 PRESET_OPTIONS = {
     "quick": (_train(24, 6000, 0.5, 120, {"noise-decay-episodes": 3000}), 1000, 100,
               "Baselines 6,000 episodes, fine-tuning 1,000 episodes", "evaluation 100 episodes"),
