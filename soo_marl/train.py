@@ -418,8 +418,13 @@ class Logger:
             w.close()
 
     def add(self, key: str, per_seed: np.ndarray) -> None:
-        """One (S,) value per seed; the interval's mean is logged."""
-        self.state.log_window.setdefault(key, []).append(per_seed)
+        """One (S,) value per seed; the interval's mean is logged.
+
+        The value is copied: a numpy view of a torch tensor would keep the tensor's
+        storage alive until the next flush, and hundreds of such small blocks left among
+        an update round's large temporaries fragment the heap (a 32-seed fine-tuning grew
+        by about 8 MB per round that way, docs/performance.md)."""
+        self.state.log_window.setdefault(key, []).append(np.array(per_seed, copy=True))
 
     def flush(self, episode: int, env_steps: int, sps: float) -> dict[str, list[float]]:
         """Write the interval's means as one history row and TensorBoard scalars."""
