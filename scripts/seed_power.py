@@ -31,17 +31,16 @@ def main() -> None:
     args = ap.parse_args()
     d = values(require_metrics(args.deceptive), "luring_delta_trap")
     h = values(require_metrics(args.honest), "luring_delta_trap")
-    print(f"deceptive {d.mean():.3f} ± {d.std(ddof=1):.3f}, honest {h.mean():.3f} ± "
-          f"{h.std(ddof=1):.3f} ({len(d)} and {len(h)} seeds)")  # fmt: skip
+    (md, sd), (mh, sh) = (d.mean(), d.std(ddof=1)), (h.mean(), h.std(ddof=1))
+    print(f"deceptive {md:.3f} ± {sd:.3f}, honest {mh:.3f} ± {sh:.3f} "
+          f"({len(d)} and {len(h)} seeds)")  # fmt: skip
     rng = np.random.default_rng(args.seed)
     print("| seeds n | shown (normal draws) | shown (resampled seeds) |")
     print("|---|---|---|")
     for n in args.n:
         normal = resampled = 0
         for _ in range(args.draws):
-            a = rng.normal(d.mean(), d.std(ddof=1), n)
-            b = rng.normal(h.mean(), h.std(ddof=1), n)
-            normal += stats.welch_interval(a, b)[0] > 0
+            normal += stats.welch_interval(rng.normal(md, sd, n), rng.normal(mh, sh, n))[0] > 0
             resampled += stats.welch_interval(rng.choice(d, n), rng.choice(h, n))[0] > 0
         print(f"| {n} | {normal / args.draws:.0%} | {resampled / args.draws:.0%} |")
 

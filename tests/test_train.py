@@ -16,7 +16,7 @@ from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.cli import main
 from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs.core import EnvConfig
-from soo_marl.train import train
+from soo_marl.train import Logger, train
 
 SMALL = dict(batch_size=64, buffer_size=5000)
 
@@ -187,8 +187,6 @@ def test_logged_values_do_not_keep_the_rounds_tensors_alive(tmp_path):
     from types import SimpleNamespace
 
     import numpy as np
-
-    from soo_marl.train import Logger
 
     state = SimpleNamespace(log_window={})
     log = Logger(tmp_path, [0, 1], ["red", "blue"], state)
