@@ -184,13 +184,16 @@ def bench_learner(
     device: str = "cpu",
     profile: bool = True,
     reference: bool = True,
+    compiled: bool = True,
 ) -> dict:
     """Seed-updates/s of full update rounds (sampling, both agents' critic + actor,
     targets), and how close they come to the matrix-product peak.
 
     ``stacked[S]``: S seeds in one stacked learner (default S = 1, 8, 32; on CUDA 1, 8,
     64, 256); ``reference[S]``: the same with ``kernels="reference"`` (the slower
-    numerics of earlier results), measured in the same run; ``peak[S]``: float32 ``bmm``
+    numerics of earlier results), measured in the same run; ``compiled[S]`` and
+    ``efficiency_compiled[S]``: the same with ``kernels="compiled"`` (CPU only; its
+    one-off compilation time per S in ``compile_s[S]``); ``peak[S]``: float32 ``bmm``
     GFLOP/s at the learner's shapes for 2·S members (:func:`bmm_peak`), measured in the
     same run; ``efficiency[S]`` = stacked[S] × ``flops_per_seed_update`` / peak[S];
     ``loop_8``: ``loop_seeds`` separate one-seed learners updated one after another;
@@ -203,14 +206,24 @@ def bench_learner(
     if seed_counts is None:
         seed_counts = (1, 8, 64, 256) if dev.type == "cuda" else (1, 8, 32)
     flops = flops_per_seed_update()
+    compiled = compiled and dev.type == "cpu"
     stacked, ref, peak, efficiency = {}, {}, {}, {}
+    comp, comp_eff, comp_s = {}, {}, {}
     for s in seed_counts:
         key = str(s)
         stacked[key] = s / _timed(round_fn(s, dev), rounds, repeats, sync)
         if reference:
             ref[key] = s / _timed(round_fn(s, dev, "reference"), rounds, repeats, sync)
+        if compiled:
+            fn = round_fn(s, dev, "compiled")
+            t = time.perf_counter()
+            fn()  # compiles (or loads the compiled kernels from torch's cache)
+            comp_s[key] = time.perf_counter() - t
+            comp[key] = s / _timed(fn, rounds, repeats, sync)
         peak[key] = bmm_peak(2 * s, dev, repeats=repeats, sync=sync)
         efficiency[key] = stacked[key] * flops / 1e9 / peak[key]["peak"]
+        if compiled:
+            comp_eff[key] = comp[key] * flops / 1e9 / peak[key]["peak"]
     singles = [round_fn(1, dev) for _ in range(loop_seeds)]
 
     def loop() -> None:
@@ -224,8 +237,11 @@ def bench_learner(
     result = {
         "stacked": stacked,
         "reference": ref,
+        "compiled": comp,
+        "compile_s": comp_s,
         "peak": peak,
         "efficiency": efficiency,
+        "efficiency_compiled": comp_eff,
         "flops_per_seed_update": flops,
         f"loop_{loop_seeds}": loop_rate,
         "ratio": stacked[key] / loop_rate,
@@ -263,6 +279,13 @@ def format_learner_report(result: dict) -> str:
                 f"        {v * result['flops_per_seed_update'] / 1e9:6.1f} GFLOP/s of a "
                 f"{pk['peak']:.1f} GFLOP/s bmm peak at {tuple(pk['peak_shape'])}: "
                 f"efficiency {100 * result['efficiency'][s]:.0f}%"
+            )
+        if s in result.get("compiled", {}):
+            c = result["compiled"][s]
+            lines.append(
+                f"        compiled kernels: {c:9.1f} seed-updates/s ({c / v:.2f}x), "
+                f"efficiency {100 * result['efficiency_compiled'][s]:.0f}% "
+                f"(first round {result['compile_s'][s]:.1f} s)"
             )
     loop_key = next(k for k in result if k.startswith("loop_"))
     lines.append(f"  per-seed loop ({loop_key[5:]} seeds): {result[loop_key]:9.1f} seed-updates/s")

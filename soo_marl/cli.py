@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from soo_marl import __version__, commands
+from soo_marl.agents.maddpg import KERNELS
 from soo_marl.commands import fail
 from soo_marl.reproduce import PRESETS
 
@@ -43,6 +44,13 @@ def main() -> None:
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
+    "--kernels",
+    type=click.Choice(list(KERNELS)),
+    default=None,
+    help="the learner's numerics in the trainings and fine-tunings (train --kernels; "
+    "default: fast)",
+)
+@click.option(
     "--keep-buffers",
     is_flag=True,
     help="keep every run's replay buffer in its checkpoint (default: drop each once no stage "
@@ -67,7 +75,7 @@ def main() -> None:
 )
 @click.option("--quiet", is_flag=True, help="only a line per stage (no progress lines)")
 def reproduce(
-    preset, seeds, sight_radius, out, device, keep_buffers, max_parallel, memory_gb, quiet
+    preset, seeds, sight_radius, out, device, kernels, keep_buffers, max_parallel, memory_gb, quiet
 ):
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
@@ -77,6 +85,7 @@ def reproduce(
         run_reproduce(
             out, preset, seeds, sight_radius, device, log=click.echo, progress=not quiet,
             prune_buffers=not keep_buffers, max_parallel=max_parallel, memory_gb=memory_gb,
+            kernels=kernels,
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from soo_marl.agents.maddpg import KERNELS
 from soo_marl.config import DEFAULT_SEEDS, SECTIONS, TrainConfig, load_yaml
 from soo_marl.envs.core import PAPER_SIGHT_RADIUS, EnvConfig
 from soo_marl.finetune import FinetuneConfig
@@ -436,9 +437,15 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet):
     default=None,
     help="must match the parent's (checked)",
 )
+@click.option(
+    "--kernels",
+    type=click.Choice(list(KERNELS)),
+    default=None,
+    help="the learner's numerics (see train --kernels); default: the parent's",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @dataclass_options(FinetuneConfig, "ft")
-def finetune(parent, soo, run_dir, resume, device, quiet, **options):
+def finetune(parent, soo, run_dir, resume, device, kernels, quiet, **options):
     """SOO fine-tuning of every seed of a deceptive baseline (or its --no-soo control)."""
     from soo_marl import rundir
     from soo_marl.finetune import finetune as run_finetune
@@ -452,7 +459,7 @@ def finetune(parent, soo, run_dir, resume, device, quiet, **options):
         overrides = {k: v for k, v in options.items() if v is not None and k.startswith("env__")}
         result = run_finetune(
             parent, ft, run_dir, resume=resume, progress=not quiet, overrides=overrides,
-            device=device,
+            device=device, kernels=kernels,
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)
@@ -564,6 +571,12 @@ def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
     show_default=True,
     help="also measure the reference kernels at every seed count",
 )
+@click.option(
+    "--compiled/--no-compiled",
+    default=True,
+    show_default=True,
+    help="also measure the compiled kernels at every seed count (CPU only)",
+)
 def bench_learner_cmd(
     as_json: bool,
     repeats: int,
@@ -571,6 +584,7 @@ def bench_learner_cmd(
     device: str,
     seed_counts: tuple[int, ...],
     reference: bool,
+    compiled: bool,
 ) -> None:
     """Seed-updates/s of stacked MADDPG and its share of the matrix-product peak, vs a
     per-seed loop of 8."""
@@ -582,6 +596,7 @@ def bench_learner_cmd(
         repeats=repeats,
         device=device,
         reference=reference,
+        compiled=compiled,
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_learner_report(result))
 

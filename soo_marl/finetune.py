@@ -308,11 +308,13 @@ def finetune_plan(
     ft: FinetuneConfig,
     overrides: dict[str, Any] | None = None,
     device: str = "auto",
+    kernels: str | None = None,
 ) -> Plan:
     """The training plan of a fine-tuning: the parent's config for ``ft.episodes``
     episodes (with ``ft.reward`` as blue's reward), starting from the parent's state, with
     the SOO variant of ``ft`` (and ``freeze_red``) as objectives. ``ft.soo_radius``
-    defaults to the parent's sight radius (blue's, ``EnvConfig.blue_sight``)."""
+    defaults to the parent's sight radius (blue's, ``EnvConfig.blue_sight``); ``kernels``
+    (the learner's numerics, ``MADDPGConfig.kernels``) to the parent's."""
     par = load_parent(parent)
     check_overrides(par.config, overrides or {})
     if ft.reuse_buffer and par.state.get("buffer_pruned"):
@@ -323,6 +325,8 @@ def finetune_plan(
     config = copy.deepcopy(par.config)
     config.run.episodes = ft.episodes
     config.run.device = device
+    if kernels is not None:
+        config.maddpg = replace(config.maddpg, kernels=kernels)
     config.env = config.env.with_(baseline=ft.reward)
     if ft.soo_radius is None:
         ft = replace(ft, soo_radius=config.env.blue_sight)  # blue's sight radius
@@ -382,6 +386,11 @@ def finetune(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
     device: str = "auto",
+    kernels: str | None = None,
 ) -> TrainResult:
-    """Fine-tune every seed of the deceptive run ``parent`` into ``run_dir``."""
-    return run_training(finetune_plan(parent, ft, overrides, device), run_dir, resume, progress)
+    """Fine-tune every seed of the deceptive run ``parent`` into ``run_dir`` (``kernels``:
+    the learner's numerics, by default the parent's, or on ``resume`` the run's own)."""
+    if resume and kernels is None and rundir.config_path(run_dir).exists():
+        kernels = rundir.read_config(run_dir)[0].maddpg.kernels
+    plan = finetune_plan(parent, ft, overrides, device, kernels)
+    return run_training(plan, run_dir, resume, progress)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from soo_marl.agents.maddpg import KERNELS
 from soo_marl.provenance import PROVENANCE, provenance
 from soo_marl.sweep import Study, load_study, run_study
 
@@ -25,7 +26,11 @@ def study_file() -> Path:
 
 
 def preset_study(
-    preset: str, seeds: int | None = None, sight_radius: float | None = None, device: str = "auto"
+    preset: str,
+    seeds: int | None = None,
+    sight_radius: float | None = None,
+    device: str = "auto",
+    kernels: str | None = None,
 ) -> Study:
     """A preset's study with its parameters overridden where given."""
     if preset not in PRESETS:
@@ -39,6 +44,10 @@ def preset_study(
         if not sight_radius > 0:
             raise ValueError("--sight-radius must be positive")
         overrides["sight_radius"] = float(sight_radius)
+    if kernels is not None:
+        if kernels not in KERNELS:
+            raise ValueError(f"unknown kernels {kernels!r}; allowed: {', '.join(KERNELS)}")
+        overrides["kernels"] = kernels
     return load_study(study_file(), overrides, preset)
 
 
@@ -66,11 +75,13 @@ def reproduce(
     prune_buffers: bool = True,
     max_parallel: int = 2,
     memory_gb: float | None = None,
+    kernels: str | None = None,
 ) -> Path:
     """Run every stage of a preset into ``out`` (skipping finished ones); returns
     ``out/report.md``.
 
-    ``seeds`` and ``sight_radius`` default to the preset's. Raises ValueError for an
+    ``seeds`` and ``sight_radius`` default to the preset's; ``kernels`` (the learner's
+    numerics, ``MADDPGConfig.kernels``) to the learner's default. Raises ValueError for an
     unknown preset, a non-positive seed count or radius, and when ``out`` holds a study
     with other settings. ``progress`` prints a line from running stages every minute;
     ``prune_buffers`` drops each run's replay buffer once no stage needs it;
@@ -79,12 +90,12 @@ def reproduce(
     do not depend on it), as far as their estimated memory fits in ``memory_gb`` (default:
     the memory available when the call starts; ``run_study``).
     """
-    study = preset_study(preset, seeds, sight_radius, device)
+    study = preset_study(preset, seeds, sight_radius, device, kernels)
     p = study.parameters
     command = (
         f"soo-marl reproduce --preset {preset} --seeds {p['seeds']} --sight-radius "
         f"{p['sight_radius']:g} --out {shlex.quote(str(out))} --device {device}"
-    )
+    ) + (f" --kernels {kernels}" if kernels else "")
     run_study(
         study,
         out,

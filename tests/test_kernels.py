@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
-from soo_marl.agents.networks import NarrowLinear, StackedBatchNorm
+from soo_marl.agents.maddpg import MADDPG, MADDPGConfig, compiled_method
+from soo_marl.agents.networks import LeakyReLUFromOutput, NarrowLinear, StackedBatchNorm
 from soo_marl.allocator import InsufficientMemory, check_memory, fmt_bytes, memory_available
 from soo_marl.bench_learner import (
     _filled_buffer,
@@ -101,6 +101,82 @@ def _malloc_probe(default_malloc: bool) -> list[str]:
 @pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
+def test_leaky_relu_from_output_gives_the_builtin_gradient_bit_for_bit():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 500, 64, generator=g)
+    x[0, :10] = 0.0  # the kink: both take the negative side's slope there
+    up = torch.randn(3, 500, 64, generator=g)
+    for slope in (0.01, 0.0, 0.3):
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        out = LeakyReLUFromOutput.apply(a, slope)
+        ref = torch.nn.functional.leaky_relu(b, slope)
+        assert torch.equal(out, ref)
+        (ga,) = torch.autograd.grad((out * up).sum(), a)
+        (gb,) = torch.autograd.grad((ref * up).sum(), b)
+        assert torch.equal(ga, gb), slope
+
+
+def _compile_batch(seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(2, 1024, 16, generator=g),
+        "act": torch.rand(2, 1024, 4, generator=g) * 2 - 1,
+        "rew": torch.randn(2, 1024, 2, generator=g),
+        "next_obs": torch.randn(2, 1024, 16, generator=g),
+    }
+
+
+def test_compiled_losses_and_gradients_equal_the_fast_kernels_up_to_rounding():
+    """kernels="compiled" runs the same losses through torch.compile: values, gradients and
+    the BatchNorm statistics they update agree with the eager fast kernels to float32
+    rounding (shapes as in training: batch 1,024)."""
+    torch.manual_seed(0)
+    m = MADDPG(MADDPGConfig(kernels="compiled"), [0, 1], [6, 10], [2, 2])
+    batch = _compile_batch()
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    for name, net, rtol in (("critic_losses", m.critic, 1e-4), ("actor_losses", m.actor, 2e-2)):
+        results = []
+        for fn in (getattr(m, name), lambda b, name=name: compiled_method(name)(m, b)):
+            m.load_state_dict(start)
+            out = fn(batch)
+            loss = out[0] if isinstance(out, tuple) else out
+            grads = torch.autograd.grad(loss.sum(), list(net.parameters()))
+            results.append((loss.detach(), grads, net.norm.running_mean.clone()))
+        (l_e, g_e, rm_e), (l_c, g_c, rm_c) = results
+        assert torch.allclose(l_c, l_e, rtol=1e-5), name
+        assert torch.allclose(rm_c, rm_e, atol=1e-6), name  # the BatchNorm update happened
+        assert not torch.equal(rm_e, start[f"{name[:-7]}.norm.running_mean"])
+        for a, b in zip(g_c, g_e, strict=True):
+            # the actor's gradient passes through the critic's input BatchNorm of nearly
+            # constant early actions, which amplifies rounding (the reference kernels
+            # differ from float64 there by about 1e-3 of the largest component)
+            assert (a - b).abs().max() <= rtol * b.abs().max(), name
+
+
+def test_compiled_update_rounds_are_reproducible():
+    """The same seeds and batches give bit-identical networks on a second compiled run."""
+    states = []
+    for _ in range(2):
+        m = MADDPG(MADDPGConfig(kernels="compiled"), [0, 1], [6, 10], [2, 2])
+        for k in range(3):
+            m.update(_compile_batch(k))
+        states.append(m.state_dict())
+    fast = MADDPG(MADDPGConfig(kernels="fast"), [0, 1], [6, 10], [2, 2])
+    for k in range(3):
+        fast.update(_compile_batch(k))
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+    moved = [k for k, v in fast.state_dict().items() if v.is_floating_point()]
+    assert any(not torch.equal(states[0][k], fast.state_dict()[k]) for k in moved)
+
+
+def test_compiled_kernels_need_a_non_negative_slope():
+    with pytest.raises(ValueError, match="negative_slope"):
+        MADDPGConfig(kernels="compiled", negative_slope=-0.1)
+    with pytest.raises(ValueError, match="allowed: fast, compiled, reference"):
+        MADDPGConfig(kernels="fused")
+
+
 def test_tuned_allocator_serves_an_8_mb_block_from_the_heap_instead_of_mmap():
     """Tuned (threshold 32 MB): an 8 MB block comes from the heap, so freeing it returns
     nothing to the system; glibc's defaults map such a block with mmap. The switch
@@ -130,7 +206,12 @@ def test_memory_check_names_the_memory_needed_and_available():
 def test_bench_learner_keys_and_profile():
     res = bench_learner(seed_counts=(2,), loop_seeds=2, rounds=1, repeats=1)
     assert set(res) >= {"stacked", "reference", "loop_2", "ratio", "profile", "meta", "efficiency"}
-    assert res["stacked"]["2"] > 0 and res["reference"]["2"] > 0
+    assert res["stacked"]["2"] > 0 and res["reference"]["2"] > 0 and res["compiled"]["2"] > 0
+    assert res["compile_s"]["2"] > 0
+    assert np.isclose(
+        res["efficiency_compiled"]["2"],
+        res["compiled"]["2"] * res["flops_per_seed_update"] / 1e9 / res["peak"]["2"]["peak"],
+    )
     assert 0.0 < res["profile"]["gemm"] < 1.0
     assert np.isclose(res["profile"]["gemm"] + res["profile"]["rest"], 1.0)
     peak = res["peak"]["2"]
