@@ -350,7 +350,9 @@ class MADDPG(nn.Module):
         )
         return -q_pi.mean(dim=(1, 2)) + self.cfg.action_reg * reg.reshape(-1), pre
 
-    def _losses(self, name: str, batch: dict[str, torch.Tensor]):
+    def _losses(
+        self, name: str, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``critic_losses`` or ``actor_losses``, compiled when kernels="compiled"."""
         if self.cfg.kernels != "compiled":
             return getattr(self, name)(batch)
@@ -359,7 +361,14 @@ class MADDPG(nn.Module):
                 f"kernels='compiled' is supported on CPU only (not measured on "
                 f"{self.device.type}); use kernels='fast' there"
             )
-        return compiled_method(name)(self, batch)
+        try:
+            return compiled_method(name)(self, batch)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"kernels='compiled': torch.compile could not build the update round ({first}); "
+                "it needs the C++ compiler torch uses (g++ or $CXX); use kernels='fast'"
+            ) from exc
 
     def _step(
         self,

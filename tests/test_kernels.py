@@ -170,6 +170,32 @@ def test_compiled_update_rounds_are_reproducible():
     assert any(not torch.equal(states[0][k], fast.state_dict()[k]) for k in moved)
 
 
+def test_compiled_kernels_without_a_cpp_compiler_fail_with_a_clear_error(tmp_path):
+    """Where torch.compile cannot build its C++ kernels, the first update round says so
+    and names the way out, instead of a long compiler traceback."""
+    code = (
+        "import torch, torch._inductor.config as c\n"
+        "c.cpp.cxx = ('no-such-compiler-here',)\n"
+        "c.force_disable_caches = True\n"
+        "from soo_marl.agents.maddpg import MADDPG, MADDPGConfig\n"
+        "m = MADDPG(MADDPGConfig(kernels='compiled'), [0], [6, 10], [2, 2])\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "b = {k: torch.randn(1, 64, d, generator=g) for k, d in "
+        "(('obs', 16), ('act', 4), ('rew', 2), ('next_obs', 16))}\n"
+        "try:\n"
+        "    m.update(b)\n"
+        "except ValueError as exc:\n"
+        "    print('ValueError:', exc)\n"
+    )
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ValueError: kernels='compiled': torch.compile could not build" in out.stdout
+    assert "use kernels='fast'" in out.stdout
+
+
 def test_compiled_kernels_need_a_non_negative_slope():
     with pytest.raises(ValueError, match="negative_slope"):
         MADDPGConfig(kernels="compiled", negative_slope=-0.1)
