@@ -87,8 +87,9 @@ class MADDPGConfig:
         metadata={
             "help": "fast: two-pass BatchNorm statistics and transposed output layers (2026-11 "
             "speed-up); compiled: the fast forms with the update round's losses and their "
-            "gradients compiled by torch.compile (CPU only, needs a C++ compiler; about 1.2x "
-            "faster, equal to fast up to float32 rounding); reference: the earlier "
+            "gradients compiled by torch.compile (CPU only, needs a C++ compiler; update "
+            "rounds about 1.1-1.3x faster after a one-off compilation of 15-25 s per process; "
+            "equal to fast up to float32 rounding); reference: the earlier "
             "var_mean/baddbmm forms, bit-identical to results made before 2026-11 "
             "(docs/performance.md)",
             "choices": KERNELS,
