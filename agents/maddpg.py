@@ -131,6 +131,11 @@ class MADDPGConfig:
         if self.noise_decay_episodes < 0:
             raise ValueError(f"noise_decay_episodes must be ≥ 0, got {self.noise_decay_episodes}")
 
+    @property
+    def fast_forms(self) -> bool:
+        """Whether the networks use the fast forms (``fast`` and ``compiled`` kernels)."""
+        return self.kernels != "reference"
+
     def noise_scale(self, episode: np.ndarray | int) -> np.ndarray:
         """Exploration noise scale at (per-seed) episode index ``episode``."""
         remaining = np.maximum(0, self.noise_decay_episodes - np.asarray(episode))
@@ -197,7 +202,7 @@ class MADDPG(nn.Module):
             negative_slope=cfg.negative_slope,
             output_init=cfg.actor_output_init,
             generators=member_generators(member_seeds, tag=1),
-            fast=cfg.kernels != "reference",
+            fast=cfg.fast_forms,
         )
         self.critic = StackedMLP(
             self.members,
@@ -206,7 +211,7 @@ class MADDPG(nn.Module):
             1,
             negative_slope=cfg.negative_slope,
             generators=member_generators(member_seeds, tag=2),
-            fast=cfg.kernels != "reference",
+            fast=cfg.fast_forms,
         )
         for bn in (self.actor.norm, self.critic.norm):
             bn.momentum = cfg.bn_momentum
@@ -381,7 +386,7 @@ class MADDPG(nn.Module):
         """Gradients of the summed per-member losses w.r.t. ``net`` only, clipped per
         member, then one Adam step (of the ``members`` only, when given)."""
         grads = torch.autograd.grad(loss.sum(), list(net.parameters()))
-        clip_grads_per_member(grads, self.cfg.grad_clip, ordered=self.cfg.kernels != "reference")
+        clip_grads_per_member(grads, self.cfg.grad_clip, ordered=self.cfg.fast_forms)
         opt.step(grads, members)
 
     def update(

@@ -22,31 +22,26 @@ from pathlib import Path
 
 import numpy as np
 
+from soo_marl.analysis.compare import values
+from soo_marl.rundir import require_metrics
 from soo_marl.stats import holm_levels, welch_interval, welch_pvalue
 
 RUNS = ("deceptive", "honest", "soo", "nosoo")
 MEASURES = {
-    "trap rate": ("metrics", "trap_rate"),
-    "blue goal rate": ("metrics", "blue_goal_rate"),
-    "blue at fake": ("metrics", "blue_at_fake"),
-    "luring Δtrap": ("luring_delta_trap",),
+    "trap rate": "trap_rate",
+    "blue goal rate": "blue_goal_rate",
+    "blue at fake": "blue_at_fake",
+    "luring Δtrap": "luring_delta_trap",
 }
-
-
-def per_seed(out: Path, run: str, path: tuple[str, ...]) -> np.ndarray:
-    """The per-seed values of one measure of one run of a reproduction."""
-    data = json.loads((out / run / "eval" / "metrics.json").read_text())
-    for key in path:
-        data = data[key]
-    return np.asarray(data["values"], dtype=float)
 
 
 def compare(a_out: Path, b_out: Path) -> dict:
     """Every comparison of A against B, Holm-corrected, and the verdict."""
     rows = []
     for run in RUNS:
-        for name, path in MEASURES.items():
-            a, b = per_seed(a_out, run, path), per_seed(b_out, run, path)
+        metrics_a, metrics_b = require_metrics(a_out / run), require_metrics(b_out / run)
+        for name, key in MEASURES.items():
+            a, b = values(metrics_a, key), values(metrics_b, key)
             p = min(welch_pvalue(a, b, side=1), welch_pvalue(a, b, side=-1))
             low, high = welch_interval(a, b)
             rows.append(

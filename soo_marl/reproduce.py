@@ -12,7 +12,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from soo_marl.agents.maddpg import KERNELS
+from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.provenance import PROVENANCE, provenance
 from soo_marl.sweep import Study, load_study, run_study
 
@@ -45,9 +45,7 @@ def preset_study(
             raise ValueError("--sight-radius must be positive")
         overrides["sight_radius"] = float(sight_radius)
     if kernels is not None:
-        if kernels not in KERNELS:
-            raise ValueError(f"unknown kernels {kernels!r}; allowed: {', '.join(KERNELS)}")
-        overrides["kernels"] = kernels
+        overrides["kernels"] = MADDPGConfig(kernels=kernels).kernels  # validated there
     return load_study(study_file(), overrides, preset)
 
 
