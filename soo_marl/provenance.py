@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from importlib.metadata import PackageNotFoundError, version
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 #: File in a study's folder with the provenance recorded when its first stage ran.
@@ -28,6 +29,30 @@ def provenance(device: str = "auto") -> dict[str, str]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     info["device"] = f"{device} (CUDA GPU: {gpu})"
     return info
+
+
+def installed_versions() -> dict[str, str]:
+    """Every installed distribution and its version (what actually ran, pinned or not)."""
+    found = {d.metadata["Name"]: d.version for d in distributions() if d.metadata["Name"]}
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+def run_provenance(device: str, episode: int) -> dict:
+    """One line of a run's ``provenance.jsonl``: written each time the run starts or
+    resumes, at ``episode`` episodes per seed, with the machine and every package version."""
+    import torch
+
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "episode": int(episode),
+        "git revision": revision(),
+        "python": platform.python_version(),
+        "processor": cpu_model() or platform.processor() or "unknown",
+        "cpu capability": torch.backends.cpu.get_cpu_capability(),
+        "device": device,
+        "torch threads": torch.get_num_threads(),
+        "packages": installed_versions(),
+    }
 
 
 def revision() -> str:

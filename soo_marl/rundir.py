@@ -33,6 +33,8 @@ from soo_marl.config import TrainConfig, load_yaml, save_yaml
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "final_model.pt"
+#: One line per start or resume of a run: machine, code revision, package versions.
+PROVENANCE_LOG = "provenance.jsonl"
 HISTORY = "history.jsonl"
 TENSORBOARD = "tb"
 EVAL = "eval"
@@ -164,6 +166,15 @@ def _check_resumable(
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+
+def record_provenance(run_dir: str | Path, device: str, episode: int) -> None:
+    """Append this session's machine and package versions to the run's provenance.jsonl
+    (one line each time the run starts or resumes)."""
+    from soo_marl.provenance import run_provenance
+
+    with open(Path(run_dir) / PROVENANCE_LOG, "a") as f:
+        f.write(json.dumps(run_provenance(device, episode)) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -203,6 +203,7 @@ def run_training(
         plan.start(state)
     if resume:  # drop history rows logged after the checkpoint
         rundir.write_history(run_dir, state.history)
+    rundir.record_provenance(run_dir, str(device), state.episode)
 
     def save_checkpoint() -> None:
         parts = {k: v for p in plan.objectives for k, v in p.state_dict().items()}

@@ -197,3 +197,18 @@ def test_logged_values_do_not_keep_the_rounds_tensors_alive(tmp_path):
     assert not np.shares_memory(kept, view)
     loss.add_(1.0)  # the round's tensor changes (or is freed): the logged value does not
     assert kept.tolist() == [0.5, 1.5] and kept.dtype == view.dtype
+
+
+def test_each_session_of_a_run_records_the_versions_that_ran(tmp_path):
+    from importlib.metadata import version
+
+    run = tmp_path / "run"
+    train(small_config([1], episodes=20), run, progress=False)
+    train(small_config([1], episodes=40), run, resume=True, progress=False)
+    lines = [json.loads(x) for x in (run / "provenance.jsonl").read_text().splitlines()]
+    assert [x["episode"] for x in lines] == [0, 20]  # the start, then the resume
+    for x in lines:
+        assert x["packages"]["torch"] == torch.__version__
+        assert x["packages"]["numpy"] == version("numpy")
+        assert x["torch threads"] == torch.get_num_threads()
+        assert x["device"] == "cpu"
