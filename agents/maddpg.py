@@ -22,7 +22,7 @@ from soo_marl.agents.networks import StackedMLP, member_generators
 from soo_marl.agents.optim import StackedAdam
 
 #: The learner's numerics (``MADDPGConfig.kernels``).
-KERNELS = ("fast", "compiled", "reference")
+KERNELS = ("fast", "reference")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -85,13 +85,9 @@ class MADDPGConfig:
     kernels: str = field(
         default="fast",
         metadata={
-            "help": "fast: two-pass BatchNorm statistics and transposed output layers (2026-11 "
-            "speed-up); compiled: the fast forms with the update round's losses and their "
-            "gradients compiled by torch.compile (CPU only, needs a C++ compiler; update "
-            "rounds about 1.1-1.3x faster after a one-off compilation of 15-25 s per process; "
-            "equal to fast up to float32 rounding); reference: the earlier "
-            "var_mean/baddbmm forms, bit-identical to results made before 2026-11 "
-            "(docs/performance.md)",
+            "help": "fast: two-pass BatchNorm statistics and transposed output layers; "
+            "reference: the earlier var_mean/baddbmm forms, bit-identical to results made "
+            "before 2026-11-29 (docs/spec.md §2.12)",
             "choices": KERNELS,
         },
     )
@@ -121,19 +117,19 @@ class MADDPGConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.kernels == "compiled":
+            raise ValueError(
+                "kernels='compiled' was removed on 2026-12-07: it did not pay for itself in "
+                "whole trainings (docs/spec.md §2.12); use 'fast', the same mathematics"
+            )
         if self.kernels not in KERNELS:
             raise ValueError(f"unknown kernels {self.kernels!r}; allowed: {', '.join(KERNELS)}")
-        if self.kernels == "compiled" and self.negative_slope < 0:
-            raise ValueError(
-                "kernels='compiled' needs negative_slope ≥ 0 (its LeakyReLU backward reads "
-                f"the output's sign), got {self.negative_slope}"
-            )
         if self.noise_decay_episodes < 0:
             raise ValueError(f"noise_decay_episodes must be ≥ 0, got {self.noise_decay_episodes}")
 
     @property
     def fast_forms(self) -> bool:
-        """Whether the networks use the fast forms (``fast`` and ``compiled`` kernels)."""
+        """Whether the networks use the fast forms (the ``fast`` kernels)."""
         return self.kernels != "reference"
 
     def noise_scale(self, episode: np.ndarray | int) -> np.ndarray:
@@ -334,7 +330,7 @@ class MADDPG(nn.Module):
 
     def critic_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One Adam step of every critic on its TD loss; returns per-member losses."""
-        loss = self._losses("critic_losses", batch)
+        loss = self.critic_losses(batch)
         self._step(self.critic, self.critic_opt, loss)
         return loss.detach()
 
@@ -355,26 +351,6 @@ class MADDPG(nn.Module):
             own.shape[2] * self.act_mask.sum(dim=(2, 3))
         )
         return -q_pi.mean(dim=(1, 2)) + self.cfg.action_reg * reg.reshape(-1), pre
-
-    def _losses(
-        self, name: str, batch: dict[str, torch.Tensor]
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """``critic_losses`` or ``actor_losses``, compiled when kernels="compiled"."""
-        if self.cfg.kernels != "compiled":
-            return getattr(self, name)(batch)
-        if self.device.type != "cpu":
-            raise ValueError(
-                f"kernels='compiled' is supported on CPU only (not measured on "
-                f"{self.device.type}); use kernels='fast' there"
-            )
-        try:
-            return compiled_method(name)(self, batch)
-        except torch._dynamo.exc.BackendCompilerFailed as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(
-                f"kernels='compiled': torch.compile could not build the update round ({first}); "
-                "it needs the C++ compiler torch uses (g++ or $CXX); use kernels='fast'"
-            ) from exc
 
     def _step(
         self,
@@ -402,7 +378,7 @@ class MADDPG(nn.Module):
         per-member losses.
         """
         critic_loss = self.critic_step(batch)
-        actor_loss, pre = self._losses("actor_losses", batch)
+        actor_loss, pre = self.actor_losses(batch)
         total = actor_loss
         extra = None
         if actor_extra_loss is not None:
@@ -439,16 +415,3 @@ class MADDPG(nn.Module):
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.update_rounds = int(state["update_rounds"])
-
-
-#: torch.compile'd MADDPG loss methods, shared by the instances of a process.
-_COMPILED: dict[str, Callable] = {}
-
-
-def compiled_method(name: str) -> Callable:
-    """The MADDPG method ``name`` compiled by ``torch.compile`` (inductor, static shapes),
-    called with the instance as first argument; compiled on first use per input shape."""
-    fn = _COMPILED.get(name)
-    if fn is None:
-        fn = _COMPILED[name] = torch.compile(getattr(MADDPG, name), dynamic=False)
-    return fn

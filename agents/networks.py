@@ -91,30 +91,6 @@ class NarrowLinear(torch.autograd.Function):
         return grad_h, grad_w, grad_b
 
 
-class LeakyReLUFromOutput(torch.autograd.Function):
-    """LeakyReLU (slope ≥ 0) whose backward reads the sign of its output, not its input.
-
-    Used only while ``torch.compile`` traces the update round: there it lets the compiler
-    fuse the backward's comparison into the kernel that needs it, where saving the
-    comparison as a boolean mask (what it does for the built-in LeakyReLU) costs a slow
-    masked store on some CPUs (docs/performance.md). The output is saved anyway for the
-    next layer's weight gradient, so nothing more is kept. For slope ≥ 0 the output is
-    positive exactly where the input is, so the gradient is the built-in one.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, negative_slope: float) -> torch.Tensor:
-        h = torch.nn.functional.leaky_relu(x, negative_slope)
-        ctx.save_for_backward(h)
-        ctx.negative_slope = negative_slope
-        return h
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (h,) = ctx.saved_tensors
-        return torch.where(h > 0, g, g * ctx.negative_slope), None
-
-
 class StackedMLP(nn.Module):
     """M independent MLPs: input BatchNorm → hidden layers with LeakyReLU → linear output.
 
@@ -189,17 +165,11 @@ class StackedMLP(nn.Module):
             biases = [b.index_select(0, members) for b in biases]
         hidden = []
         last = len(weights) - 1
-        # Traced by torch.compile (kernels="compiled"), the hidden layers take the forms
-        # the compiler fuses: the bias add and LeakyReLU in one pass after the product.
-        compiling = self.fast and torch.compiler.is_compiling()
         for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
             if i < last:
-                if compiling:
-                    h = LeakyReLUFromOutput.apply(torch.bmm(h, w) + b, self.negative_slope)
-                else:
-                    h = torch.baddbmm(b, h, w)
-                    # in place: baddbmm's backward does not need its output
-                    h = torch.nn.functional.leaky_relu(h, self.negative_slope, inplace=True)
+                h = torch.baddbmm(b, h, w)
+                # in place: baddbmm's backward does not need its output
+                h = torch.nn.functional.leaky_relu(h, self.negative_slope, inplace=True)
                 hidden.append(h)
             elif self.fast and w.shape[2] <= NARROW:
                 h = NarrowLinear.apply(h, w, b)

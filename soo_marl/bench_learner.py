@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,6 +125,43 @@ def bmm_peak(
     }
 
 
+#: The matrix products :func:`gemm_limit` times, as (members, rows, inner, cols): large
+#: square products, and the learner's hidden-layer products (batch 1024, width 64; forward
+#: and weight gradient) stacked for 8, 24 and 32 seeds.
+LIMIT_SHAPES = (
+    (1, 256, 256, 256),
+    (1, 512, 512, 512),
+    (1, 1024, 1024, 1024),
+    (16, 1024, 64, 64),
+    (48, 1024, 64, 64),
+    (64, 1024, 64, 64),
+    (48, 64, 1024, 64),
+)
+
+
+@functools.cache
+def gemm_limit(threads: int, repeats: int = 3) -> dict[str, Any]:
+    """The machine's best float32 matrix-product rate (GFLOP/s) at ``threads`` torch
+    threads on CPU: the fastest of :data:`LIMIT_SHAPES` (median of ``repeats`` blocks of
+    about 0.05 s each). Computed once per process and thread count (about a second);
+    ``shape`` names the fastest."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        best = (0.0, "")
+        for m, r, k, c in LIMIT_SHAPES:
+            a, b = torch.randn(m, r, k, generator=g), torch.randn(m, k, c, generator=g)
+            o = torch.empty(m, r, c)
+            flop = 2 * m * r * k * c
+            reps = max(1, int(3e9 // flop))
+            t = _timed(lambda a=a, b=b, o=o: torch.bmm(a, b, out=o), reps, repeats, lambda: None)
+            best = max(best, (flop / t / 1e9, f"{m}x({r}x{k} @ {k}x{c})"))
+    finally:
+        torch.set_num_threads(old)
+    return {"gflops": best[0], "shape": best[1], "threads": threads}
+
+
 def _filled_buffer(seeds: int, device: torch.device) -> StackedReplayBuffer:
     buf = StackedReplayBuffer(seeds, 20_000, 16, 4, 2, device)
     g = torch.Generator().manual_seed(0)
@@ -184,18 +223,18 @@ def bench_learner(
     device: str = "cpu",
     profile: bool = True,
     reference: bool = True,
-    compiled: bool = True,
 ) -> dict:
     """Seed-updates/s of full update rounds (sampling, both agents' critic + actor,
     targets), and how close they come to the matrix-product peak.
 
     ``stacked[S]``: S seeds in one stacked learner (default S = 1, 8, 32; on CUDA 1, 8,
     64, 256); ``reference[S]``: the same with ``kernels="reference"`` (the slower
-    numerics of earlier results), measured in the same run; ``compiled[S]`` and
-    ``efficiency_compiled[S]``: the same with ``kernels="compiled"`` (CPU only; its
-    one-off compilation time per S in ``compile_s[S]``); ``peak[S]``: float32 ``bmm``
+    numerics of earlier results), measured in the same run; ``peak[S]``: float32 ``bmm``
     GFLOP/s at the learner's shapes for 2·S members (:func:`bmm_peak`), measured in the
     same run; ``efficiency[S]`` = stacked[S] × ``flops_per_seed_update`` / peak[S];
+    ``gemm_limit``: the machine's best float32 product rate at this thread count
+    (:func:`gemm_limit`, CPU only) and ``efficiency_vs_gemm_limit[S]`` = stacked[S] ×
+    ``flops_per_seed_update`` / that rate, the honest measure;
     ``loop_8``: ``loop_seeds`` separate one-seed learners updated one after another;
     ``ratio`` = stacked[loop_seeds] / loop; ``profile``: the share of an 8-seed round's
     time in matrix products (CPU only).
@@ -206,24 +245,17 @@ def bench_learner(
     if seed_counts is None:
         seed_counts = (1, 8, 64, 256) if dev.type == "cuda" else (1, 8, 32)
     flops = flops_per_seed_update()
-    compiled = compiled and dev.type == "cpu"
-    stacked, ref, peak, efficiency = {}, {}, {}, {}
-    comp, comp_eff, comp_s = {}, {}, {}
+    limit = gemm_limit(torch.get_num_threads(), repeats) if dev.type == "cpu" else None
+    stacked, ref, peak, efficiency, vs_limit = {}, {}, {}, {}, {}
     for s in seed_counts:
         key = str(s)
         stacked[key] = s / _timed(round_fn(s, dev), rounds, repeats, sync)
         if reference:
             ref[key] = s / _timed(round_fn(s, dev, "reference"), rounds, repeats, sync)
-        if compiled:
-            fn = round_fn(s, dev, "compiled")
-            t = time.perf_counter()
-            fn()  # compiles (or loads the compiled kernels from torch's cache)
-            comp_s[key] = time.perf_counter() - t
-            comp[key] = s / _timed(fn, rounds, repeats, sync)
         peak[key] = bmm_peak(2 * s, dev, repeats=repeats, sync=sync)
         efficiency[key] = stacked[key] * flops / 1e9 / peak[key]["peak"]
-        if compiled:
-            comp_eff[key] = comp[key] * flops / 1e9 / peak[key]["peak"]
+        if limit is not None:
+            vs_limit[key] = stacked[key] * flops / 1e9 / limit["gflops"]
     singles = [round_fn(1, dev) for _ in range(loop_seeds)]
 
     def loop() -> None:
@@ -237,11 +269,10 @@ def bench_learner(
     result = {
         "stacked": stacked,
         "reference": ref,
-        "compiled": comp,
-        "compile_s": comp_s,
         "peak": peak,
         "efficiency": efficiency,
-        "efficiency_compiled": comp_eff,
+        "gemm_limit": limit,
+        "efficiency_vs_gemm_limit": vs_limit,
         "flops_per_seed_update": flops,
         f"loop_{loop_seeds}": loop_rate,
         "ratio": stacked[key] / loop_rate,
@@ -280,12 +311,11 @@ def format_learner_report(result: dict) -> str:
                 f"{pk['peak']:.1f} GFLOP/s bmm peak at {tuple(pk['peak_shape'])}: "
                 f"efficiency {100 * result['efficiency'][s]:.0f}%"
             )
-        if s in result.get("compiled", {}):
-            c = result["compiled"][s]
+        if s in result.get("efficiency_vs_gemm_limit", {}):
+            lim = result["gemm_limit"]
             lines.append(
-                f"        compiled kernels: {c:9.1f} seed-updates/s ({c / v:.2f}x), "
-                f"efficiency {100 * result['efficiency_compiled'][s]:.0f}% "
-                f"(first round {result['compile_s'][s]:.1f} s)"
+                f"        against the machine's float32 limit ({lim['gflops']:.1f} GFLOP/s at "
+                f"{lim['shape']}): {100 * result['efficiency_vs_gemm_limit'][s]:.0f}%"
             )
     loop_key = next(k for k in result if k.startswith("loop_"))
     lines.append(f"  per-seed loop ({loop_key[5:]} seeds): {result[loop_key]:9.1f} seed-updates/s")

@@ -571,12 +571,6 @@ def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
     show_default=True,
     help="also measure the reference kernels at every seed count",
 )
-@click.option(
-    "--compiled/--no-compiled",
-    default=True,
-    show_default=True,
-    help="also measure the compiled kernels at every seed count (CPU only)",
-)
 def bench_learner_cmd(
     as_json: bool,
     repeats: int,
@@ -584,10 +578,9 @@ def bench_learner_cmd(
     device: str,
     seed_counts: tuple[int, ...],
     reference: bool,
-    compiled: bool,
 ) -> None:
-    """Seed-updates/s of stacked MADDPG and its share of the matrix-product peak, vs a
-    per-seed loop of 8."""
+    """Seed-updates/s of stacked MADDPG, its share of the matrix-product peak at its own
+    shapes and of the machine's float32 limit, vs a per-seed loop of 8."""
     from soo_marl.bench_learner import bench_learner, format_learner_report
 
     result = bench_learner(
@@ -596,7 +589,6 @@ def bench_learner_cmd(
         repeats=repeats,
         device=device,
         reference=reference,
-        compiled=compiled,
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_learner_report(result))
 

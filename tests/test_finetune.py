@@ -159,19 +159,19 @@ def test_freeze_red_and_exact_resume(parent, tmp_path):
         assert not torch.equal(full[k].view(2, 2, -1)[:, 1], parent_w[k].view(2, 2, -1)[:, 1])
 
 
-def test_compiled_fine_tuning_of_a_fast_parent_resumes_exactly(parent, tmp_path):
-    """finetune --kernels compiled: the run records its kernels (the parent's stay fast), a
+def test_reference_fine_tuning_of_a_fast_parent_resumes_exactly(parent, tmp_path):
+    """finetune --kernels reference: the run records its kernels (the parent's stay fast), a
     resume without --kernels keeps them, and the resumed run ends bit-identical."""
     ft, half = FinetuneConfig(episodes=40), FinetuneConfig(episodes=20)
     run = lambda cfg, d, **kw: finetune(  # noqa: E731
         parent / "deceptive", cfg, tmp_path / d, progress=False, **kw
     )
-    run(ft, "full", kernels="compiled")
-    run(half, "split", kernels="compiled")
+    run(ft, "full", kernels="reference")
+    run(half, "split", kernels="reference")
     run(ft, "split", resume=True)
     kernels = lambda d: yaml.safe_load((d / "config.yaml").read_text())["maddpg"]["kernels"]  # noqa: E731
     assert kernels(parent / "deceptive") == "fast"
-    assert kernels(tmp_path / "full") == kernels(tmp_path / "split") == "compiled"
+    assert kernels(tmp_path / "full") == kernels(tmp_path / "split") == "reference"
     load = lambda d: torch.load(d / "final_model.pt", weights_only=True)["model"]  # noqa: E731
     full, split = load(tmp_path / "full"), load(tmp_path / "split")
     for k in full:
