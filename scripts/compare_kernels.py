@@ -1,5 +1,6 @@
-"""Are two reproductions of one preset statistically the same? (e.g. --kernels compiled
-against the default fast kernels; docs/performance.md, "Compiled kernels").
+"""Are two reproductions of one preset statistically the same? (e.g. other kernels, or
+another CPU, against the default; first used for the compiled kernels, since removed:
+docs/performance.md, "Compiled kernels").
 
     python scripts/compare_kernels.py A_OUT B_OUT [--json FILE]
 
