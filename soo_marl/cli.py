@@ -11,7 +11,7 @@ import click
 
 from soo_marl import __version__, commands
 from soo_marl.agents.maddpg import KERNELS
-from soo_marl.commands import fail
+from soo_marl.commands import fail, interrupted
 from soo_marl.reproduce import PRESETS
 
 
@@ -80,6 +80,7 @@ def reproduce(
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
     from soo_marl.reproduce import reproduce as run_reproduce
+    from soo_marl.sweep import StudyInterrupted
 
     try:
         run_reproduce(
@@ -89,6 +90,8 @@ def reproduce(
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)
+    except StudyInterrupted as exc:
+        interrupted(exc)
 
 
 @click.command()
@@ -160,7 +163,7 @@ def sweep(
 ):
     """Run the stages of STUDY_FILE (train, finetune, evaluate, classify, plot, report) in
     dependency order; finished stages are skipped when run again (studies/README.md)."""
-    from soo_marl.sweep import StudyError, load_study, run_study
+    from soo_marl.sweep import StudyError, StudyInterrupted, load_study, run_study
 
     try:
         study = load_study(study_file, _assignments(assignments), preset)
@@ -170,6 +173,8 @@ def sweep(
         )  # fmt: skip
     except (StudyError, ValueError) as exc:
         fail(exc)
+    except StudyInterrupted as exc:
+        interrupted(exc)
 
 
 def _assignments(items: tuple[str, ...]) -> dict:

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 DEFAULT_EVAL_EPISODES = 500
 #: Fields of the training config with dedicated options (not generated).
 SPECIAL = {"baseline", "seeds", "max_cycles"}
+#: Exit status of a command that Ctrl-C (SIGINT) stopped before it finished: 128 + 2, as
+#: a shell reports a process that SIGINT ended, so ``train … && finetune …`` stops there.
+INTERRUPTED = 130
 
 
 def _show(default: Any) -> str:
@@ -155,6 +158,17 @@ def parse_seeds(
     return tuple(explicit) or None
 
 
+def allow_unfinished_option(func: Callable) -> Callable:
+    """The ``--allow-unfinished`` flag of the commands that read trained runs; it is passed
+    on as their Python function's ``allow_unfinished`` (:func:`rundir.require_finished`)."""
+    return click.option(
+        "--allow-unfinished",
+        is_flag=True,
+        help="accept a run that has not finished (no final_model.pt, e.g. stopped by Ctrl-C); "
+        "its checkpoint stands in for the final weights",
+    )(func)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -214,6 +228,7 @@ def parse_seeds(
     default=None,
     help=f"with --policy random: the sight radius (default {PAPER_SIGHT_RADIUS:g})",
 )
+@allow_unfinished_option
 def render(
     run_dir: Path | None,
     policy: str | None,
@@ -226,6 +241,7 @@ def render(
     blind: bool,
     baseline: str | None,
     sight_radius: float | None,
+    allow_unfinished: bool,
 ) -> None:
     """Write an animated GIF of episodes of a trained RUN_DIR (red and blue from the run,
     or blue as --against / --blind say), or of random actions (--policy random).
@@ -240,6 +256,8 @@ def render(
                 raise ValueError(
                     "--against, --blind, --eval-seed and --first-episode need a RUN_DIR"
                 )
+            if allow_unfinished:
+                raise ValueError("--allow-unfinished needs a RUN_DIR")
             path = render_random_episodes(
                 out,
                 episodes=episodes,
@@ -262,6 +280,7 @@ def render(
                 against=against,
                 blind=blind,
                 first_episode=first_episode,
+                allow_unfinished=allow_unfinished,
                 **kwargs,
             )
     except ValueError as exc:
@@ -276,7 +295,8 @@ def fail(exc: Exception) -> None:
 
 def report_run(result: TrainResult, total: int, resume: bool, finished: str) -> None:
     """Echo ``finished``, or after a Ctrl-C that stopped the run early, where it stopped,
-    where its checkpoint is and how to continue it."""
+    where its checkpoint is and how to continue it, and exit with status
+    :data:`INTERRUPTED` (the run is unfinished: no final model)."""
     from soo_marl import rundir
 
     if not result.interrupted or result.episodes_done >= total:  # Ctrl-C in the last batch
@@ -288,6 +308,14 @@ def report_run(result: TrainResult, total: int, resume: bool, finished: str) -> 
         f"{result.wall_time_s:.0f} s; checkpoint saved in {result.run_dir / rundir.CHECKPOINT}; "
         f"continue with {again}"
     )
+    raise click.exceptions.Exit(INTERRUPTED)
+
+
+def interrupted(exc: BaseException) -> None:
+    """After a Ctrl-C that stopped a command early: its one line, and exit status
+    :data:`INTERRUPTED`."""
+    click.echo(str(exc))
+    raise click.exceptions.Exit(INTERRUPTED)
 
 
 @click.command()
@@ -385,7 +413,8 @@ def train(
     "of RUNS; default: every other run)",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar and no summary table")
-def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet):
+@allow_unfinished_option
+def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet, allow_unfinished):
     """Deterministic evaluation, blue-centric probes and cross-play of trained RUNS.
 
     Writes eval/metrics.json, eval/trajectories.npz and eval/grids.npz into each run."""
@@ -397,8 +426,9 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet):
         seeds = list(parse_int_list(eval_seeds, "--eval-seeds"))
         dev = str(resolve_device(device))
         results = evaluate_runs(
-            runs, episodes, seeds, device=dev, progress=not quiet, cross_with=cross_with or None
-        )
+            runs, episodes, seeds, device=dev, progress=not quiet, cross_with=cross_with or None,
+            allow_unfinished=allow_unfinished,
+        )  # fmt: skip
     except ValueError as exc:
         fail(exc)
     if not quiet:
@@ -444,8 +474,9 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet):
     help="the learner's numerics (see train --kernels); default: the parent's",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@allow_unfinished_option
 @dataclass_options(FinetuneConfig, "ft")
-def finetune(parent, soo, run_dir, resume, device, kernels, quiet, **options):
+def finetune(parent, soo, run_dir, resume, device, kernels, quiet, allow_unfinished, **options):
     """SOO fine-tuning of every seed of a deceptive baseline (or its --no-soo control)."""
     from soo_marl import rundir
     from soo_marl.finetune import finetune as run_finetune
@@ -459,7 +490,7 @@ def finetune(parent, soo, run_dir, resume, device, kernels, quiet, **options):
         overrides = {k: v for k, v in options.items() if v is not None and k.startswith("env__")}
         result = run_finetune(
             parent, ft, run_dir, resume=resume, progress=not quiet, overrides=overrides,
-            device=device, kernels=kernels,
+            device=device, kernels=kernels, allow_unfinished=allow_unfinished,
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)
@@ -654,6 +685,7 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
     help="the variants (all rows / pre-trap rows / flag kept) side by side in one JSON and "
     "one figure",
 )
+@allow_unfinished_option
 def classify(
     deceptive: tuple[Path, ...],
     honest: tuple[Path, ...],
@@ -663,6 +695,7 @@ def classify(
     rows: str,
     keep_trap_flag: bool,
     all_variants: bool,
+    allow_unfinished: bool,
 ) -> None:
     """SOO classifier accuracy vs number of evaluation episodes (honest vs deceptive)."""
     from soo_marl.analysis.classify import (
@@ -676,11 +709,14 @@ def classify(
     try:
         n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
         if all_variants:
-            result = classify_variants(deceptive, honest, n_episodes, pool_eval_seeds)
+            result = classify_variants(
+                deceptive, honest, n_episodes, pool_eval_seeds, allow_unfinished
+            )
         else:
             result = run_classify(
-                deceptive, honest, n_episodes, pool_eval_seeds, rows, keep_trap_flag
-            )
+                deceptive, honest, n_episodes, pool_eval_seeds, rows, keep_trap_flag,
+                allow_unfinished,
+            )  # fmt: skip
         paths = write_result(result, out or deceptive[0] / "eval")
     except (ValueError, OSError) as exc:
         fail(exc)

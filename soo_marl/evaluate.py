@@ -220,8 +220,14 @@ def evaluate_runs(
     device: str = "cpu",
     progress: bool = True,
     cross_with: Sequence[str | Path] | None = None,
+    allow_unfinished: bool = False,
 ) -> dict[str, dict]:
     """Evaluate every run, write its ``eval/`` files, return metrics by run label.
+
+    An unfinished run (no final model) is refused before anything is evaluated, unless
+    ``allow_unfinished``: its checkpoint is then evaluated and its ``metrics.json`` meta
+    records ``unfinished`` with the episodes it had (``episodes_trained``) and was started
+    for (``episodes_planned``).
 
     Every run plays the same start states with its own agents, then its red plays with the
     scripted blues, with its own blue blinded (red slots forced to 0) and shown another
@@ -236,9 +242,14 @@ def evaluate_runs(
         raise ValueError(f"episodes must be positive, got {episodes}")
     if not eval_seeds:
         raise ValueError("at least one evaluation seed is required")
+    unfinished = [rundir.require_finished(d, allow_unfinished) for d in run_dirs]
     evaluated: list[Evaluated] = []
-    for d in tqdm(run_dirs, desc="evaluate", disable=not progress):
+    for d, stopped in zip(
+        tqdm(run_dirs, desc="evaluate", disable=not progress), unfinished, strict=True
+    ):
         lm = load_model(d, device)
+        if stopped is not None:
+            lm.meta.update(unfinished=True, episodes_planned=stopped.episodes_planned)
         uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(lm.config.env))
         traj = play(lm, uniforms)
         obs_blue = traj.pop("obs_blue")
@@ -406,7 +417,14 @@ def format_summary(results: dict[str, dict]) -> str:
     rows = []
     for label, r in results.items():
         m = r["metrics"]
-        rows.append(f"{label}  ({len(r['seeds'])} seeds)")
+        meta = r.get("meta", {})
+        stopped = (
+            f"; unfinished: {meta.get('episodes_trained')} of {meta.get('episodes_planned')} "
+            "episodes per seed"
+            if meta.get("unfinished")
+            else ""
+        )
+        rows.append(f"{label}  ({len(r['seeds'])} seeds{stopped})")
         if len(r["seeds"]) < FEW_SEEDS:
             rows.append(f"  (fewer than {FEW_SEEDS} trained seeds: the bootstrap CIs understate "
                         "the uncertainty)")  # fmt: skip

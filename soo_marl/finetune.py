@@ -215,6 +215,8 @@ class Parent:
     config: TrainConfig
     meta: dict[str, Any]
     state: dict[str, Any]
+    #: Set when the parent is unfinished (taken with ``allow_unfinished``).
+    unfinished: rundir.Unfinished | None = None
 
     @property
     def episode(self) -> int:
@@ -222,14 +224,17 @@ class Parent:
         return int(self.state.get("episode", self.config.run.episodes))
 
 
-def load_parent(parent: str | Path) -> Parent:
+def load_parent(parent: str | Path, allow_unfinished: bool = False) -> Parent:
     """The parent's full checkpoint (or, without one, its weights-only export) and config.
 
-    Raises RunDirError when ``parent`` holds no trained run or not a deceptive baseline.
+    Raises RunDirError when ``parent`` holds no trained run or not a deceptive baseline,
+    and when it is unfinished (no final model; :func:`rundir.require_finished`) unless
+    ``allow_unfinished``.
     """
     parent = Path(parent)
     if not rundir.config_path(parent).exists() and not rundir.has_model(parent):
         raise rundir.RunDirError(f"--from {parent}: no trained run there")
+    unfinished = rundir.require_finished(parent, allow_unfinished)
     path = rundir.find_run_file(parent, (rundir.CHECKPOINT, rundir.FINAL_MODEL))
     state = rundir.load_checkpoint(path, mmap=True)  # the buffer is read only if reused
     if rundir.config_path(parent).exists():
@@ -241,7 +246,7 @@ def load_parent(parent: str | Path) -> Parent:
             f"--from {parent}: a deceptive baseline is required, found a "
             f"{meta.get('kind', rundir.TRAIN)} run of baseline {meta.get('baseline')!r}"
         )
-    return Parent(parent, path, config, meta, state)
+    return Parent(parent, path, config, meta, state, unfinished)
 
 
 def check_overrides(parent: TrainConfig, overrides: dict[str, Any]) -> None:
@@ -263,8 +268,10 @@ def check_overrides(parent: TrainConfig, overrides: dict[str, Any]) -> None:
 
 
 def finetune_meta(parent: Parent, ft: FinetuneConfig) -> dict[str, Any]:
-    """config.yaml's meta: the parent run, its checkpoint hash and the settings."""
-    return {
+    """config.yaml's meta: the parent run, its checkpoint hash, its episode count (with
+    ``parent_unfinished`` and the episodes it was started for when it is unfinished) and
+    the settings."""
+    meta = {
         "kind": rundir.FINETUNE,
         "baseline": ft.reward,
         "condition": ft.condition,
@@ -272,8 +279,11 @@ def finetune_meta(parent: Parent, ft: FinetuneConfig) -> dict[str, Any]:
         "parent_checkpoint": str(parent.path),
         "parent_sha256": file_sha256(parent.path),
         "parent_episode": parent.episode,
-        "finetune": asdict(ft),
     }
+    if parent.unfinished is not None:
+        meta["parent_unfinished"] = True
+        meta["parent_episodes_planned"] = parent.unfinished.episodes_planned
+    return {**meta, "finetune": asdict(ft)}
 
 
 def load_parent_state(parent: Parent, state: TrainState, reuse_buffer: bool) -> None:
@@ -309,13 +319,15 @@ def finetune_plan(
     overrides: dict[str, Any] | None = None,
     device: str = "auto",
     kernels: str | None = None,
+    allow_unfinished: bool = False,
 ) -> Plan:
     """The training plan of a fine-tuning: the parent's config for ``ft.episodes``
     episodes (with ``ft.reward`` as blue's reward), starting from the parent's state, with
     the SOO variant of ``ft`` (and ``freeze_red``) as objectives. ``ft.soo_radius``
     defaults to the parent's sight radius (blue's, ``EnvConfig.blue_sight``); ``kernels``
-    (the learner's numerics, ``MADDPGConfig.kernels``) to the parent's."""
-    par = load_parent(parent)
+    (the learner's numerics, ``MADDPGConfig.kernels``) to the parent's. An unfinished
+    parent is refused unless ``allow_unfinished`` (:func:`load_parent`)."""
+    par = load_parent(parent, allow_unfinished)
     check_overrides(par.config, overrides or {})
     if ft.reuse_buffer and par.state.get("buffer_pruned"):
         raise rundir.RunDirError(
@@ -387,10 +399,13 @@ def finetune(
     overrides: dict[str, Any] | None = None,
     device: str = "auto",
     kernels: str | None = None,
+    allow_unfinished: bool = False,
 ) -> TrainResult:
     """Fine-tune every seed of the deceptive run ``parent`` into ``run_dir`` (``kernels``:
-    the learner's numerics, by default the parent's, or on ``resume`` the run's own)."""
+    the learner's numerics, by default the parent's, or on ``resume`` the run's own). An
+    unfinished parent (no final model) is refused unless ``allow_unfinished``; its episode
+    count is then recorded in the run's meta."""
     if resume and kernels is None and rundir.config_path(run_dir).exists():
         kernels = rundir.read_config(run_dir)[0].maddpg.kernels
-    plan = finetune_plan(parent, ft, overrides, device, kernels)
+    plan = finetune_plan(parent, ft, overrides, device, kernels, allow_unfinished)
     return run_training(plan, run_dir, resume, progress)

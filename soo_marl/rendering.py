@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from soo_marl import rundir
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 from soo_marl.envs.physical_deception_v0 import parallel_env
@@ -102,10 +103,11 @@ class PlayedEpisodes:
         return int(self.traj["goal_index"].shape[0])
 
 
-def _load(run_dir: str | Path) -> LoadedModel:
+def _load(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedModel:
     path = Path(run_dir)
     if not path.exists():
         raise ValueError(f"no such run directory: {path}")
+    rundir.require_finished(path, allow_unfinished)
     return load_model(path)
 
 
@@ -119,7 +121,7 @@ def _env_differences(a: core.EnvConfig, b: core.EnvConfig) -> list[str]:
 
 
 def _blue_player(
-    lm: LoadedModel, against: str | Path | None, blind: bool
+    lm: LoadedModel, against: str | Path | None, blind: bool, allow_unfinished: bool = False
 ) -> tuple[MADDPG | str, str]:
     """What plays blue (for :func:`rollout`) and how the frames name it."""
     blinded = ", blind to red" if blind else ""
@@ -134,7 +136,7 @@ def _blue_player(
             f"{str(against)!r} is neither a run directory nor a scripted blue "
             f"({', '.join(SCRIPTED_BLUES)})"
         )
-    other = load_model(against)
+    other = _load(against, allow_unfinished)
     if other.model.n_seeds != lm.model.n_seeds:
         raise ValueError(
             f"cannot cross-play: {against} has {other.model.n_seeds} seeds, "
@@ -157,6 +159,7 @@ def play_run(
     blind: bool = False,
     first_episode: int = 0,
     device: str = "cpu",
+    allow_unfinished: bool = False,
 ) -> PlayedEpisodes:
     """Play ``episodes`` evaluation episodes of a trained run for one of its seeds.
 
@@ -165,20 +168,21 @@ def play_run(
     directory with as many seeds and the same environment apart from the reward), or a
     scripted blue (``against`` one of ``to_goal``, ``to_fake``, ``still``). ``blind``
     blinds the trained blue to red. Raises ValueError, with one line saying why, for a
-    missing run, a seed not in it, mismatched runs or an unknown scripted blue.
+    missing run, a seed not in it, mismatched runs or an unknown scripted blue, and for an
+    unfinished run (no final model) unless ``allow_unfinished``.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if first_episode < 0:
         raise ValueError(f"first_episode must be at least 0, got {first_episode}")
-    lm = _load(run_dir)
+    lm = _load(run_dir, allow_unfinished)
     if seed is None:
         seed = lm.seeds[0]
     if seed not in lm.seeds:
         raise ValueError(
             f"seed {seed} is not in {lm.run_dir} (its seeds: {', '.join(map(str, lm.seeds))})"
         )
-    blue, blue_name = _blue_player(lm, against, blind)
+    blue, blue_name = _blue_player(lm, against, blind, allow_unfinished)
     cfg = lm.config.env
     uniforms = start_uniforms([eval_seed], first_episode + episodes, core.reset_draws(cfg))
     traj = rollout(cfg, uniforms[first_episode:], lm.model, blue, device, blind_blue=blind)
@@ -257,9 +261,14 @@ def render_run(
     blind: bool = False,
     first_episode: int = 0,
     size: int = 400,
+    allow_unfinished: bool = False,
 ) -> Path:
     """Write a trained run's episodes (:func:`play_run`, :func:`episode_frames`) as one
-    animated GIF at ``out``; returns its path. ``.mp4`` is refused (no ffmpeg here)."""
+    animated GIF at ``out``; returns its path. ``.mp4`` is refused (no ffmpeg here), an
+    unfinished run unless ``allow_unfinished``."""
     path = check_output(out)
-    played = play_run(run_dir, seed, episodes, eval_seed, against, blind, first_episode)
+    played = play_run(
+        run_dir, seed, episodes, eval_seed, against, blind, first_episode,
+        allow_unfinished=allow_unfinished,
+    )  # fmt: skip
     return write_gif(episode_frames(played, size), path, fps=FPS)

@@ -4,7 +4,9 @@ A run directory (``runs/<name>/``) holds:
 
 - ``config.yaml``: the run's :class:`~soo_marl.config.TrainConfig` and a ``meta`` block;
 - ``checkpoint.pt``: everything needed to resume (networks, optimisers, buffers, RNG);
-- ``final_model.pt``: weights only (actors and critics), written when the run finishes;
+- ``final_model.pt``: weights only (actors and critics), written when the run finishes (a
+  run without it is *unfinished*, and what reads trained runs refuses it unless asked:
+  :func:`require_finished`);
 - ``history.jsonl``: one row of per-seed scalars per log interval; ``tb/seed_<s>/``:
   TensorBoard logs;
 - ``eval/metrics.json``, ``eval/trajectories.npz``, ``eval/grids.npz``: what
@@ -261,6 +263,66 @@ def prune_buffer(run_dir: str | Path, force: bool = False) -> int:
 def has_model(run_dir: str | Path) -> bool:
     """The run finished (its final model is written)."""
     return (Path(run_dir) / FINAL_MODEL).exists()
+
+
+class UnfinishedRunError(RunDirError):
+    """A run that has not finished (no final model), used where a finished one is needed."""
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run directory that holds a run (a ``config.yaml`` or a ``checkpoint.pt``) but no
+    ``final_model.pt``: stopped by Ctrl-C, killed, or still training."""
+
+    run_dir: Path
+    #: "train" or "finetune".
+    kind: str
+    #: Episodes per seed in its checkpoint (0 without one; None if it cannot be read).
+    episodes_done: int | None
+    #: Episodes per seed it was started for (None if its config cannot be read).
+    episodes_planned: int | None
+
+    def message(self) -> str:
+        """The one line that refuses it."""
+        if self.episodes_done is not None and self.episodes_planned is not None:
+            done = f"{self.episodes_done} of {self.episodes_planned} episodes per seed, "
+        else:
+            done = ""
+        return (
+            f"{self.run_dir} is unfinished ({done}no {FINAL_MODEL}); finish it with "
+            f"`soo-marl {self.kind} … --resume` (the command that started it, plus --resume), "
+            "or pass --allow-unfinished"
+        )
+
+
+def unfinished(run_dir: str | Path) -> Unfinished | None:
+    """What an unfinished run has done; None for a finished run (its final model is
+    written) and for a directory that holds no run at all (its readers say what is
+    missing). The checkpoint is read memory-mapped, for its episode count only."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT
+    if has_model(run_dir) or not (config_path(run_dir).exists() or ckpt.exists()):
+        return None
+    kind, done, planned = TRAIN, None, None
+    try:
+        if config_path(run_dir).exists():
+            config, meta = read_config(run_dir)
+            kind, planned = meta.get("kind", TRAIN), config.run.episodes
+        done = int(load_checkpoint(ckpt, mmap=True).get("episode", 0)) if ckpt.exists() else 0
+    except ValueError:  # a config or checkpoint that cannot be read: no counts
+        pass
+    return Unfinished(run_dir, str(kind), done, planned)
+
+
+def require_finished(run_dir: str | Path, allow_unfinished: bool = False) -> Unfinished | None:
+    """The one check that keeps unfinished runs out of what reads trained runs (evaluate,
+    a fine-tuning's parent, render, classify): an unfinished run (:func:`unfinished`) is
+    refused with an :class:`UnfinishedRunError` of one line, unless ``allow_unfinished``;
+    returns what it has done then (None for a finished run)."""
+    found = unfinished(run_dir)
+    if found is not None and not allow_unfinished:
+        raise UnfinishedRunError(found.message())
+    return found
 
 
 @dataclass

@@ -155,9 +155,15 @@ def stage_argv(stage: StageLike, out: Path, lookup: Lookup, resume: bool = False
 
 
 def run_command(argv: list[str]) -> None:
-    """Run a stage's command line (:func:`stage_argv`) in this process; raises on failure."""
+    """Run a stage's command line (:func:`stage_argv`) in this process; raises on failure,
+    also when the command ends with a non-zero exit status of its own (a training stopped by
+    Ctrl-C exits with ``commands.INTERRUPTED``)."""
     kind = KINDS[argv[0]]
-    kind.command.main(args=argv[1:], prog_name=f"soo-marl {kind.name}", standalone_mode=False)
+    status = kind.command.main(
+        args=argv[1:], prog_name=f"soo-marl {kind.name}", standalone_mode=False
+    )
+    if status:  # without standalone mode, click returns the status an Exit carried
+        raise RuntimeError(f"soo-marl {kind.name} exited with status {status}")
 
 
 # --------------------------------------------------------------------------- per kind
@@ -205,6 +211,8 @@ def _report_args(stage: StageLike, out: Path, lookup: Lookup) -> list[str]:
 
 #: Kinds whose output is a run directory.
 RUN_KINDS = ("train", "finetune")
+#: Options no stage may set: a study never feeds an unfinished run to a stage.
+NEVER_SET = frozenset({"allow-unfinished"})
 
 #: Every stage kind, by name.
 KINDS: dict[str, StageKind] = {
@@ -223,7 +231,7 @@ KINDS: dict[str, StageKind] = {
             "finetune",
             commands.finetune,
             references={"parent": Reference("one", ("train",), required=True)},
-            reserved=frozenset({"from", "run-dir", "resume"}),
+            reserved=frozenset({"from", "run-dir", "resume"}) | NEVER_SET,
             path_args=_finetune_args,
             makes_run=True,
             reads_buffer=True,
@@ -236,7 +244,7 @@ KINDS: dict[str, StageKind] = {
                 "runs": Reference("list", RUN_KINDS, required=True),
                 "cross_with": Reference("list", RUN_KINDS),
             },
-            reserved=frozenset({"runs", "cross-with", "quiet"}),
+            reserved=frozenset({"runs", "cross-with", "quiet"}) | NEVER_SET,
             path_args=_evaluate_args,
             reads_buffer=True,  # the actor saturation on replayed observations
             cpus=2,
@@ -248,7 +256,7 @@ KINDS: dict[str, StageKind] = {
                 "deceptive": Reference("list", RUN_KINDS, required=True),
                 "honest": Reference("list", RUN_KINDS, required=True),
             },
-            reserved=frozenset({"deceptive", "honest", "out"}),
+            reserved=frozenset({"deceptive", "honest", "out"}) | NEVER_SET,
             path_args=_classify_args,
             reads_evaluation=True,
         ),

@@ -115,9 +115,11 @@ def write_run(
     eval_seeds: Sequence[int] = EVAL_SEEDS,
     truncation: dict[str, int] | None = None,
 ) -> Path:
-    """One synthetic run directory: config.yaml, history.jsonl and eval/ files."""
+    """One synthetic run directory: config.yaml, history.jsonl and eval/ files, and an
+    empty final_model.pt that marks the run finished (``rundir.has_model``; no weights)."""
     soo_level = SOO_LEVELS.get(condition, -4.0) if soo_level is None else soo_level
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "final_model.pt").touch()
     kind = "finetune" if condition in ("soo", "no-soo") else "train"
     meta = {"kind": kind, "baseline": "deceptive" if kind == "finetune" else condition}
     if kind == "finetune":

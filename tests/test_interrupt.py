@@ -120,9 +120,9 @@ def _cli(run_dir: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_sigint_to_the_command_then_resume_is_bit_identical(tmp_path):
     """The command line: SIGINT once the first checkpoint (episode 40 of 300) is written;
-    the process exits with status 0 and a one-line note (where it stopped, where the
-    checkpoint is, how to continue), leaving a checkpoint from which --resume ends as the
-    uninterrupted run."""
+    the process exits with status 130 (the run is unfinished) and a one-line note (where it
+    stopped, where the checkpoint is, how to continue), leaving a checkpoint from which
+    --resume ends as the uninterrupted run."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     subprocess.run(_cli(full), check=True, capture_output=True, timeout=600)
     proc = subprocess.Popen(_cli(cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -132,7 +132,7 @@ def test_sigint_to_the_command_then_resume_is_bit_identical(tmp_path):
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted at "), out
@@ -147,13 +147,18 @@ def test_sigint_to_the_command_then_resume_is_bit_identical(tmp_path):
 
 def test_closing_line_of_train_and_finetune_after_ctrl_c(capsys):
     """``commands.report_run``: the note after an early Ctrl-C (a resumed run needs no
-    second --resume); a Ctrl-C in the last batch, which the run finishes, is no interrupt."""
-    from soo_marl.commands import report_run
+    second --resume), then exit status 130; a Ctrl-C in the last batch, which the run
+    finishes, is no interrupt."""
+    from click.exceptions import Exit
+
+    from soo_marl.commands import INTERRUPTED, report_run
     from soo_marl.train import TrainResult
 
     stopped = TrainResult(Path("runs/x"), 40, True, {}, 12.3)
-    report_run(stopped, 100, False, "finished")
-    report_run(stopped, 100, True, "finished")
+    for resume in (False, True):
+        with pytest.raises(Exit) as exited:
+            report_run(stopped, 100, resume, "finished")
+        assert exited.value.exit_code == INTERRUPTED == 130
     report_run(TrainResult(Path("runs/x"), 100, True, {}, 1.0), 100, False, "finished")
     report_run(TrainResult(Path("runs/x"), 100, False, {}, 1.0), 100, False, "finished")
     assert capsys.readouterr().out.splitlines() == [

@@ -4,9 +4,11 @@ on a two-node Ray cluster with identical results; a killed Ray worker does not c
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -436,3 +438,104 @@ def test_local_executor_spreads_stages_one_per_core(tmp_path, monkeypatch):
     threads.clear()
     run_study(parse_study(raw), tmp_path / "serial", max_parallel=1, log=lambda m: None)
     assert counts == [1, 1, 1] and threads == [2, 2, 2]
+
+
+FT = {
+    "name": "ft",
+    "kind": "finetune",
+    "parent": "dec",
+    "options": {"episodes": 10, "device": "cpu"},
+}
+
+
+def test_a_run_stage_that_ends_without_its_final_model_is_never_fed_on(tmp_path, monkeypatch):
+    """A training stage whose process exits 0 but leaves no final model (unfinished) fails,
+    saying so, and the fine-tuning of it is not started; its options may not allow
+    unfinished runs either."""
+    from soo_marl.sweep import run as sweep_run
+
+    spawn = sweep_run._subprocess
+
+    def train_stops_early(argv, threads, log_path):
+        """A training stage's process that exits 0 without its final model."""
+        if argv[0] != "train":
+            return spawn(argv, threads, log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
+            return subprocess.Popen([sys.executable, "-c", "print('stopped early')"],
+                                    stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    monkeypatch.setattr(sweep_run, "_subprocess", train_stops_early)
+    logs: list[str] = []
+    with pytest.raises(StudyError, match="stage 'dec' failed"):
+        run_study(parse_study(study(train(), FT)), tmp_path, log=logs.append)
+    failed = [line for line in logs if "train dec: FAILED" in line]
+    assert failed and failed[0].endswith("its run is unfinished (no final_model.pt)"), logs
+    assert not any("finetune ft: started" in line for line in logs)
+    table = "\n".join(logs).splitlines()
+    assert any(line.split()[:3] == ["ft", "finetune", "not"] for line in table)  # not run
+    assert not (tmp_path / "ft").exists()
+    bad = study(train(), {**FT, "options": {**FT["options"], "allow-unfinished": True}})
+    with pytest.raises(StudyError, match="'allow-unfinished' is refused: a study never uses"):
+        parse_study(bad)
+
+
+def test_a_stage_whose_input_run_is_unfinished_is_not_started(tmp_path):
+    """Where a stage's inputs are resolved: a run stage it depends on counts as finished
+    only with its final model, whatever its recorded outcome says."""
+    from soo_marl.sweep import run as sweep_run
+
+    s = parse_study(study(train(), FT))
+    logs: list[str] = []
+    sched = sweep_run._new_schedule(s, tmp_path, logs.append)
+    sched.outcomes["dec"] = sweep_run.Outcome("dec", "train", "done")  # but no final model
+    sched.pending.remove(s.stage("dec"))
+    started = []
+    runner = types.SimpleNamespace(has_room=lambda: True, fits=lambda gb: True,
+                                   start=lambda *a: started.append(a))  # fmt: skip
+    sweep_run._start_ready(sched, runner)
+    assert started == [] and sched.failed == "ft"
+    assert sched.outcomes["ft"].status == "failed" and not sched.pending
+    assert logs == ["[2/2] finetune ft: FAILED before it started: its input dec is unfinished "
+                    "(no final_model.pt)"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_sweep_with_status_130_and_it_resumes(tmp_path):
+    """Ctrl-C (SIGINT to the sweep's process group, as a terminal sends it) while a training
+    stage runs: the training checkpoints and stops, its fine-tuning is not started, the
+    sweep prints its summary and one line on how to continue and exits with status 130;
+    run again, it resumes the training and finishes the study."""
+    options = {"seeds": 1, "episodes": 1000, "checkpoint-every": 40, "torch-threads": 1}
+    raw = study(train(**options), FT)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "soo_marl.cli", "sweep", str(path), "--out", str(out)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )  # its own process group, as in a shell
+    deadline = time.time() + 300
+    while not (out / "dec" / rundir.CHECKPOINT).exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint written in 300 s"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "Aborted" not in stdout + stderr
+    lines = stdout.strip().splitlines()
+    assert lines[-1] == (
+        "interrupted: stopped dec; run the same command again to continue (finished stages "
+        "are skipped, an interrupted training or fine-tuning resumes from its checkpoint)"
+    )
+    status = {ln.split()[0]: ln.split()[2] for ln in lines if ln.startswith("  ") and
+              ln.split()[0] in ("dec", "ft")}  # fmt: skip
+    assert status == {"dec": "interrupted", "ft": "not"}  # "not run"
+    episode = rundir.load_checkpoint(out / "dec" / rundir.CHECKPOINT)["episode"]
+    assert 40 <= episode < 1000 and not rundir.has_model(out / "dec")
+    assert not (out / "ft").exists()
+    log = (out / ".sweep" / "logs" / "dec.log").read_text()
+    assert f"interrupted at {episode} episodes of 1000 per seed" in log
+    outcomes = run_study(parse_study(raw), out, log=lambda m: None)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    assert rundir.has_model(out / "dec") and rundir.has_model(out / "ft")

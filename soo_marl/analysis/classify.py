@@ -113,6 +113,7 @@ def classify(
     pool_eval_seeds: bool = False,
     rows: str = "all",
     keep_trap_flag: bool = False,
+    allow_unfinished: bool = False,
 ) -> dict[str, Any]:
     """SOO classifier accuracy vs number of evaluation episodes for evaluated runs.
 
@@ -127,11 +128,15 @@ def classify(
     of each model over all out-of-sight steps), ``correct`` (per N, per unit), the seeds,
     and the runs' paths and labels. Raises ValueError when paired runs were not evaluated
     on the same seeds and episodes. With ``pool_eval_seeds`` a unit is a trained seed and
-    its episodes from all evaluation seeds (up to K·n episodes per unit).
+    its episodes from all evaluation seeds (up to K·n episodes per unit). An unfinished
+    run (no final model, :func:`rundir.require_finished`) is refused unless
+    ``allow_unfinished``.
     """
     dec_dirs, hon_dirs = _dirs(deceptive_dir), _dirs(honest_dir)
     if len(dec_dirs) != len(hon_dirs) or not dec_dirs:
         raise ValueError("give as many deceptive runs as honest runs (at least one)")
+    for d in (*dec_dirs, *hon_dirs):
+        rundir.require_finished(d, allow_unfinished)
     pairs = [_pair(d, h, rows, keep_trap_flag) for d, h in zip(dec_dirs, hon_dirs, strict=True)]
     eval_seeds = [int(x) for x in pairs[0][0]["eval_seeds"]]
     per_seed = int(pairs[0][0]["episodes_per_eval_seed"])
@@ -189,10 +194,13 @@ def classify_variants(
     honest_dir: Runs,
     n_episodes: Iterable[int] = DEFAULT_N_EPISODES,
     pool_eval_seeds: bool = False,
+    allow_unfinished: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`classify` for every variant of :data:`VARIANTS` (rows × trap flag)."""
     return [
-        classify(deceptive_dir, honest_dir, n_episodes, pool_eval_seeds, rows, keep)
+        classify(
+            deceptive_dir, honest_dir, n_episodes, pool_eval_seeds, rows, keep, allow_unfinished
+        )
         for rows, keep in VARIANTS
     ]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,13 +38,19 @@ EXECUTORS = ("local", "ray")
 RAY_RETRIES = 3
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a study: the running stages stopped as on their own Ctrl-C (a
+    training or fine-tuning checkpoints first); its message says how to continue."""
+
+
 @dataclass
 class Outcome:
     """What happened to one stage in this invocation."""
 
     name: str
     kind: str
-    status: str  # "done", "skipped" (finished earlier) or "failed"
+    #: "done", "skipped" (finished earlier), "failed" or "interrupted" (by Ctrl-C)
+    status: str
     seconds: float = 0.0
     peak_rss_mb: float | None = None
 
@@ -259,8 +266,12 @@ def run_study(
     progress = log if stage_progress else None
     runner = _make_runner(executor, max_parallel, address, out, progress, memory_gb)
     _start_clock(sched)
-    _drive(sched, runner, prune_buffers)
-    runner.close()
+    try:
+        _drive(sched, runner, prune_buffers)
+    except KeyboardInterrupt:
+        _stop(sched, runner)
+    finally:
+        runner.close()
     return _report(sched)
 
 
@@ -355,6 +366,16 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
             break
         if not _deps_ok(sched, s):
             continue
+        unfinished = _unfinished_inputs(sched, s)
+        if unfinished:
+            sched.failed = s.name
+            sched.outcomes[s.name] = Outcome(s.name, s.kind, "failed")
+            sched.log(
+                f"{sched.tag(s)}: FAILED before it started: its input "
+                f"{', '.join(unfinished)} is unfinished (no {rundir.FINAL_MODEL})"
+            )
+            sched.pending.remove(s)
+            break
         if s.copy_from is not None:
             _copy_stage(sched, s)
         else:
@@ -371,6 +392,13 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
 def _deps_ok(sched: _Schedule, s: Stage) -> bool:
     """Every stage ``s`` depends on has finished without failing."""
     return all(d in sched.outcomes and sched.outcomes[d].status != "failed" for d in s.deps())
+
+
+def _unfinished_inputs(sched: _Schedule, s: Stage) -> list[str]:
+    """The run stages ``s`` depends on whose run is unfinished (no final model): a study
+    never feeds one to the next stage, whatever its outcome says."""
+    deps = [sched.study.stage(d) for d in s.deps()]
+    return [d.name for d in deps if KINDS[d.kind].makes_run and not is_done(d, sched.out)]
 
 
 def _hold_back(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage, need: float) -> None:
@@ -414,6 +442,8 @@ def _record_outcome(
     """Record a stage the runner reports finished: done (with its costs) or failed."""
     stage, ok, seconds, rss = finished
     tag = sched.tag(stage)
+    unfinished = ok and KINDS[stage.kind].makes_run and not is_done(stage, sched.out)
+    ok = ok and not unfinished  # a run stage is done only with its final model
     sched.outcomes[stage.name] = Outcome(
         stage.name, stage.kind, "done" if ok else "failed", seconds, rss
     )
@@ -423,7 +453,44 @@ def _record_outcome(
         _record_done(sched.study, stage, sched.out, sched.outcomes, prune, sched.log)
     else:
         sched.failed = stage.name
-        sched.log(f"{tag}: FAILED (see {sched.out / '.sweep' / 'logs' / stage.name}.log)")
+        log_file = sched.out / ".sweep" / "logs" / f"{stage.name}.log"
+        why = _last_line(log_file)
+        if unfinished:
+            why = f"its run is unfinished (no {rundir.FINAL_MODEL})"
+        sched.log(f"{tag}: FAILED (see {log_file})" + (f": {why}" if why else ""))
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a stage's log (its error, for a command that fails
+    with one line), or "" without one."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    return next((ln for ln in reversed(lines) if ln), "")
+
+
+def _stop(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
+    """After Ctrl-C: stop the running stages as their own Ctrl-C does (a training or
+    fine-tuning finishes its batch and checkpoints; :meth:`_LocalRunner.interrupt`), record
+    each (done if it finished anyway, else interrupted), log the summary table and raise
+    :class:`StudyInterrupted`. A second Ctrl-C stops at once."""
+    stopped = []
+    for stage, ok, seconds, rss in runner.interrupt():
+        if ok and (not KINDS[stage.kind].makes_run or is_done(stage, sched.out)):
+            _record_outcome(sched, (stage, ok, seconds, rss), prune=False)
+        else:
+            stopped.append(stage.name)
+            outcome = Outcome(stage.name, stage.kind, "interrupted", seconds, rss)
+            sched.outcomes[stage.name] = outcome
+            sched.log(f"{sched.tag(stage)}: interrupted")
+    result = [sched.outcomes.get(s.name, Outcome(s.name, s.kind, "not run")) for s in sched.order]
+    sched.log(summary_table(result))
+    what = f"stopped {', '.join(stopped)}; " if stopped else ""
+    raise StudyInterrupted(
+        f"interrupted: {what}run the same command again to continue (finished stages are "
+        "skipped, an interrupted training or fine-tuning resumes from its checkpoint)"
+    )
 
 
 def _report(sched: _Schedule) -> list[Outcome]:
@@ -476,12 +543,12 @@ def summary_table(outcomes: list[Outcome]) -> str:
     """One line per stage: status, wall time, peak memory."""
     lines = [
         "stage summary:",
-        f"  {'stage':<30} {'kind':<9} {'status':<8} {'time':>9} {'peak RSS':>9}",
+        f"  {'stage':<30} {'kind':<9} {'status':<11} {'time':>9} {'peak RSS':>9}",
     ]
     for o in outcomes:
         rss = f"{o.peak_rss_mb:.0f} MB" if o.peak_rss_mb else "-"
         took = fmt_duration(o.seconds) if o.status == "done" else "-"
-        lines.append(f"  {o.name:<30} {o.kind:<9} {o.status:<8} {took:>9} {rss:>9}")
+        lines.append(f"  {o.name:<30} {o.kind:<9} {o.status:<11} {took:>9} {rss:>9}")
     return "\n".join(lines)
 
 
@@ -571,6 +638,26 @@ class _LocalRunner:
                 self._echoed[stage.name] = lines[-1]
                 self.log(f"    {stage.name}: {lines[-1].strip()}")
 
+    def interrupt(self) -> list[tuple[Stage, bool, float, float | None]]:
+        """Ctrl-C: SIGINT to every running stage (a training or fine-tuning finishes its
+        batch, checkpoints and exits with status 130; a stage that Ctrl-C in the terminal
+        already reached only sees it again), then wait for them all; returns each as
+        :meth:`wait_any` does."""
+        for pid in self.procs:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:  # already gone
+                pass
+        ended = []
+        while self.procs:
+            try:
+                finished = self.wait_any()
+            except ChildProcessError:  # one was reaped just as Ctrl-C came: none left
+                break
+            if finished is not None:
+                ended.append(finished)
+        return ended
+
     def close(self) -> None:
         for _, proc, _, _ in self.procs.values():
             proc.terminate()
@@ -644,6 +731,13 @@ class _RayRunner:
         except Exception:  # noqa: BLE001 - the stage failed after its retries
             seconds, rss, ok = 0.0, None, False
         return stage, ok, seconds, rss
+
+    def interrupt(self) -> list[tuple[Stage, bool, float, float | None]]:
+        """Ctrl-C: the running tasks are left to Ray (they end with this driver, and a
+        training resumes from its last periodic checkpoint); returns them as interrupted."""
+        ended = [(stage, False, 0.0, None) for stage in self.tasks.values()]
+        self.tasks.clear()
+        return ended
 
     def close(self) -> None:
         pass

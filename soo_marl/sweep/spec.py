@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from soo_marl.config import load_yaml
-from soo_marl.stage_kinds import KINDS, RUN_KINDS, as_list, command_options
+from soo_marl.stage_kinds import KINDS, NEVER_SET, RUN_KINDS, as_list, command_options
 
 __all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "load_study", "parse_study"]
 
@@ -404,6 +404,8 @@ def validate(study: Study, source: str = "study") -> None:
         kind = KINDS[s.kind]
         allowed = command_options(s.kind)
         for opt in s.options:
+            if opt in NEVER_SET:
+                raise StudyError(f"{where}: {opt!r} is refused: a study never uses unfinished runs")
             if opt in kind.reserved:
                 raise StudyError(f"{where}: {opt!r} is set by the sweep, not an option")
             if opt not in allowed:
