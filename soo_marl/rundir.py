@@ -9,6 +9,8 @@ A run directory (``runs/<name>/``) holds:
   :func:`require_finished`);
 - ``history.jsonl``: one row of per-seed scalars per log interval; ``tb/seed_<s>/``:
   TensorBoard logs;
+- ``provenance.jsonl``: machine and package versions of each start or resume;
+  ``summary.json``: the run's steady speed and efficiency when it last stopped;
 - ``eval/metrics.json``, ``eval/trajectories.npz``, ``eval/grids.npz``: what
   ``soo-marl evaluate`` measured.
 
@@ -37,6 +39,8 @@ CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "final_model.pt"
 #: One line per start or resume of a run: machine, code revision, package versions.
 PROVENANCE_LOG = "provenance.jsonl"
+#: A run's speed when it last stopped: steady-state seed-updates/s, threads, efficiency.
+SUMMARY = "summary.json"
 HISTORY = "history.jsonl"
 TENSORBOARD = "tb"
 EVAL = "eval"
@@ -177,6 +181,11 @@ def record_provenance(run_dir: str | Path, device: str, episode: int) -> None:
 
     with open(Path(run_dir) / PROVENANCE_LOG, "a") as f:
         f.write(json.dumps(run_provenance(device, episode)) + "\n")
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
+    """Write the run's summary.json (its speed; rewritten at each stop of the run)."""
+    (Path(run_dir) / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -211,6 +211,7 @@ def run_training(
 
     log = Logger(run_dir, rc.seeds, env.agents, state)
     t0, steps0 = time.perf_counter(), state.env_steps
+    speed = SteadySpeed(state.model)
     last: dict[str, list[float]] = {}
     bar = Progress(rc.episodes, state.episode, desc=run_dir.name, enabled=progress)
     with stop_on_ctrl_c() as stop, log, bar:
@@ -221,13 +222,62 @@ def run_training(
                 sps = (state.env_steps - steps0) * n_seeds / (time.perf_counter() - t0)
                 last = log.flush(state.episode, state.env_steps, sps)
                 bar.set_postfix(**progress_values(last))
+                speed.mark()
             if state.episode % rc.checkpoint_every == 0 or state.episode >= rc.episodes:
                 save_checkpoint()
         if stop.requested:
             save_checkpoint()
         if state.episode >= rc.episodes:
             rundir.export_model(run_dir, state.model, head, plan.meta["kind"], state.episode)
-    return TrainResult(run_dir, state.episode, stop.requested, last, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    if device.type == "cpu":
+        rundir.write_summary(run_dir, speed.summary(cfg, env, state.episode, wall))
+    return TrainResult(run_dir, state.episode, stop.requested, last, wall)
+
+
+#: A run's summary gives its steady speed only over at least this many seconds of it
+#: (the machine's float32 limit is measured then, once per process: about a second).
+MIN_STEADY_S = 20.0
+
+
+class SteadySpeed:
+    """Seed-updates per second of a run in its steady state: from the first log row after
+    its first update round (past the warm-up without updates and any one-off compilation)
+    to the last row, with the learner's efficiency against the machine's float32 limit."""
+
+    def __init__(self, model: MADDPG) -> None:
+        self.model, self.start, self.end = model, None, None
+
+    def mark(self) -> None:
+        """Called at each log row."""
+        now = (time.perf_counter(), self.model.update_rounds)
+        if self.start is None:
+            if now[1] > 0:
+                self.start = now
+        else:
+            self.end = now
+
+    def summary(self, cfg: TrainConfig, env: Any, episodes: int, wall: float) -> dict[str, Any]:
+        """What the run's summary.json records about its speed (CPU runs)."""
+        from soo_marl.bench_learner import flops_per_seed_update, gemm_limit
+
+        threads = torch.get_num_threads()
+        out: dict[str, Any] = {"episodes_done": episodes, "wall_s": wall, "torch_threads": threads}
+        if self.start is None or self.end is None or self.end[1] == self.start[1]:
+            return out  # too short to have a steady state
+        if self.end[0] - self.start[0] < MIN_STEADY_S:  # a rate over a few seconds is noise
+            return out
+        rate = (self.end[1] - self.start[1]) * self.model.n_seeds / (self.end[0] - self.start[0])
+        flops = flops_per_seed_update(cfg.maddpg, env.obs_dims, env.act_dims)
+        limit = gemm_limit(threads)
+        return {
+            **out,
+            "steady_seed_updates_per_s": rate,
+            "flops_per_seed_update": flops,
+            "gemm_limit_gflops": limit["gflops"],
+            "gemm_limit_shape": limit["shape"],
+            "efficiency_vs_gemm_limit": rate * flops / 1e9 / limit["gflops"],
+        }
 
 
 def last_round_fill(

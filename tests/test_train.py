@@ -212,3 +212,24 @@ def test_each_session_of_a_run_records_the_versions_that_ran(tmp_path):
         assert x["packages"]["numpy"] == version("numpy")
         assert x["torch threads"] == torch.get_num_threads()
         assert x["device"] == "cpu"
+
+
+def test_summary_records_steady_speed_threads_and_efficiency(tmp_path, monkeypatch):
+    from soo_marl import train as train_module
+    from soo_marl.bench_learner import flops_per_seed_update, gemm_limit
+
+    cfg = small_config([1, 2], episodes=60, torch_threads=1)
+    train(cfg, tmp_path / "short", progress=False)
+    short = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert short["episodes_done"] == 60 and short["torch_threads"] == 1
+    assert "steady_seed_updates_per_s" not in short  # seconds of steady state: no rate
+    monkeypatch.setattr(train_module, "MIN_STEADY_S", 0.0)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    s = json.loads((run / "summary.json").read_text())
+    assert s["episodes_done"] == 60 and s["torch_threads"] == 1
+    assert 0 < s["steady_seed_updates_per_s"] and s["wall_s"] > 0
+    assert s["flops_per_seed_update"] == flops_per_seed_update(cfg.maddpg)
+    assert s["gemm_limit_gflops"] == gemm_limit(1)["gflops"] > 0
+    expected = s["steady_seed_updates_per_s"] * s["flops_per_seed_update"] / 1e9
+    assert s["efficiency_vs_gemm_limit"] == pytest.approx(expected / s["gemm_limit_gflops"])
