@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs import core
 from soo_marl.train import train
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per test worker (and per process it starts): `-n 2` on 2 cores with
+    # torch's default of one thread per core would run 4 threads on 2 cores, and torch's
+    # spinning threads slow each other down. Tests that need another count set it.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
