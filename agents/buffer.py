@@ -7,7 +7,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from soo_marl.allocator import InsufficientMemory, fmt_bytes
+
+class InsufficientMemory(ValueError):
+    """A run that needs more memory than is available. A ValueError, so the command line
+    prints it as one line, as it does any other input it refuses. Defined here, where the
+    learner reserves its largest block; ``soo_marl.allocator`` checks memory ahead of it."""
+
+
+def fmt_bytes(n_bytes: float) -> str:
+    """Bytes for messages: "304.0 GB", "2.4 GB", "850 MB", "1.22 MB", "0.42 MB"."""
+    if n_bytes >= 1e9:
+        return f"{n_bytes / 1e9:,.1f} GB"
+    return f"{n_bytes / 1e6:.0f} MB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.3g} MB"
 
 
 class StackedReplayBuffer:

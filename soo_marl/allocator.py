@@ -14,6 +14,9 @@ import ctypes.util
 import os
 from pathlib import Path
 
+# the learner's memory error and byte formatting, re-exported for the app's checks
+from soo_marl.agents.buffer import InsufficientMemory, fmt_bytes
+
 #: glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _done = False
@@ -65,11 +68,6 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-class InsufficientMemory(ValueError):
-    """A run that needs more memory than is available. A ValueError, so the command line
-    prints it as one line, as it does any other input it refuses."""
 
 
 def _meminfo() -> dict[str, int]:
@@ -141,13 +139,6 @@ def memory_available(device: str | None = None) -> tuple[int, str] | None:
     if pages < 0 or size <= 0:
         return None
     return pages * size, "free pages (sysconf)"
-
-
-def fmt_bytes(n_bytes: float) -> str:
-    """Bytes for messages: "304.0 GB", "2.4 GB", "850 MB", "1.22 MB", "0.42 MB"."""
-    if n_bytes >= 1e9:
-        return f"{n_bytes / 1e9:,.1f} GB"
-    return f"{n_bytes / 1e6:.0f} MB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.3g} MB"
 
 
 def check_memory(needed: int, what: str, hint: str = "", device: str | None = None) -> None:

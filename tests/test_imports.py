@@ -107,3 +107,16 @@ def test_nothing_imports_the_command_line():
         if m.startswith("soo_marl.sweep") or m in ("soo_marl.reproduce", "soo_marl.stage_kinds"):
             reached = _reachable(graph, m) & CLI_MODULES
             assert not reached, f"{m} reaches {reached}"
+
+
+def test_the_learner_and_the_environment_stay_below_the_application():
+    """agents/ and envs/ import nothing of soo_marl outside themselves (envs may use
+    nothing of agents either), so the learner can be used, and checked, on its own."""
+    graph = import_graph()
+    for layer, allowed in (
+        ("soo_marl.agents", ("soo_marl.agents",)),
+        ("soo_marl.envs", ("soo_marl.envs",)),
+    ):
+        for m in (m for m in graph if m == layer or m.startswith(layer + ".")):
+            outside = {d for d in graph[m] if not d.startswith(allowed)}
+            assert outside == set(), f"{m} imports {sorted(outside)}"
