@@ -170,6 +170,11 @@ class MADDPG(nn.Module):
     concatenation of the agents' observations in order, likewise the joint action.
     """
 
+    # Buffers (register_buffer in _build_index_maps), typed as tensors.
+    act_cols: torch.Tensor
+    own_action: torch.Tensor
+    act_mask: torch.Tensor
+
     def __init__(
         self,
         cfg: MADDPGConfig,

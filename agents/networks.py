@@ -22,6 +22,10 @@ class StackedBatchNorm(nn.Module):
     ``fast=False`` keeps ``var_mean`` (the reference numerics of results made before).
     """
 
+    # Buffers (register_buffer); declared so that they type as tensors, not Tensor | Module.
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(
         self,
         members: int,
@@ -106,9 +110,9 @@ class StackedMLP(nn.Module):
         in_width: int,
         hidden: Sequence[int],
         out_width: int,
+        negative_slope: float,
         in_features: Sequence[int] | None = None,
         out_features: Sequence[int] | None = None,
-        negative_slope: float = 0.01,
         output_init: float | None = None,
         generators: Sequence[torch.Generator] | None = None,
         fast: bool = True,

@@ -26,7 +26,7 @@ class StackedAdam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        self.params = list(params)
+        self.params: list[torch.Tensor] = list(params)
         if not self.params:
             raise ValueError("StackedAdam needs at least one parameter")
         self.members = self.params[0].shape[0]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
-from typing import NamedTuple
+from functools import cached_property, lru_cache
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -263,7 +263,17 @@ class EnvConfig:
         """d_min of the wall force: agent radius plus half the wall width (0.2)."""
         return self.agent_radius + 0.5 * self.wall_width
 
-    def with_(self, **changes: object) -> EnvConfig:
+    @cached_property
+    def hot(self) -> HotConstants:
+        """The constants of the per-step functions, built once per configuration (see
+        :class:`HotConstants`). Cached on the instance, never compared, hashed or pickled."""
+        return HotConstants(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a pickled config holds its fields only, as before the cache existed
+        return {k: v for k, v in self.__dict__.items() if k != "hot"}
+
+    def with_(self, **changes: Any) -> EnvConfig:
         """A copy with some fields changed (validated)."""
         return replace(self, **changes)
 
@@ -271,6 +281,83 @@ class EnvConfig:
     def field_names(cls) -> list[str]:
         """Names of all configurable fields."""
         return [f.name for f in fields(cls)]
+
+
+_F64 = np.dtype(np.float64)
+
+
+def _f64(x: float) -> np.ndarray:
+    """``x`` as a read-only 0-d float64 array."""
+    a = np.array(x, dtype=np.float64)
+    a.flags.writeable = False
+    return a
+
+
+_ONE, _MINUS_ONE = _f64(1.0), _f64(-1.0)
+
+
+def _is_f64(x: object) -> bool:
+    """``x`` is a float64 array (or numpy float64): it may meet a 0-d float64 constant."""
+    return getattr(x, "dtype", None) is _F64
+
+
+class HotConstants:
+    """Per-configuration constants of :func:`step`, :func:`wall_force`, :func:`outputs` and
+    :func:`rewards` (``EnvConfig.hot``), computed once instead of on every call.
+
+    Numbers are 0-d float64 arrays. numpy multiplies (adds, compares) a float64 array by
+    one with the very operation it uses for the Python float it holds, so every result is
+    bit-identical; it only skips converting a Python scalar on each call (about 0.2 µs per
+    operation at one world, issue 34 item 7). They are used only where the other operand
+    is float64; where it may not be (the caller's actions, a hand-made state) the Python
+    float of the config is used, so a float32 input keeps numpy's promotion (NEP 50) and
+    its results. The derived numbers are computed by the same expressions as before
+    (e.g. ``at2`` = ``cfg.at_landmark_distance**2``).
+    """
+
+    __slots__ = (
+        "sensitivity",
+        "keep",
+        "dt",
+        "unit_mass",
+        "zero",
+        "wall_offsets",
+        "contact_distance",
+        "margin",
+        "contact_scale",
+        "at2",
+        "blue_sight2",
+        "red_sight2",
+        "split_sight",
+        "scripted",
+        "deceptive",
+        "goal_reward",
+        "red_sight_reward",
+        "trap_reward",
+        "guide_reward",
+    )
+
+    def __init__(self, cfg: EnvConfig) -> None:
+        self.sensitivity = _f64(cfg.sensitivity)
+        self.keep = _f64(1.0 - cfg.damping)
+        self.dt = _f64(cfg.dt)
+        self.unit_mass = cfg.mass == 1.0
+        self.zero = _f64(0.0)
+        #: [a, −a] shaped (2, 1, 1, 1) for positions (B, 2 agents, 2), as _wall_offsets
+        self.wall_offsets = _wall_offsets(cfg.arena_half_width, 3)
+        self.contact_distance = _f64(cfg.wall_contact_distance)
+        self.margin = _f64(cfg.contact_margin)
+        self.contact_scale = _f64(cfg.contact_force * cfg.contact_margin)
+        self.at2 = _f64(cfg.at_landmark_distance**2)
+        self.blue_sight2 = _f64(cfg.blue_sight**2)
+        self.red_sight2 = _f64(cfg.red_sight**2)
+        self.split_sight = cfg.split_sight
+        self.scripted = cfg.scripted_red
+        self.deceptive = cfg.baseline == "deceptive"
+        self.goal_reward = _f64(cfg.goal_reward)
+        self.red_sight_reward = _f64(cfg.red_sight_reward)
+        self.trap_reward = _f64(cfg.trap_reward)
+        self.guide_reward = _f64(cfg.guide_reward)
 
 
 @dataclass(eq=False, slots=True)
@@ -295,12 +382,14 @@ class State:
     trapped: np.ndarray
     #: steps taken since reset (all worlds of a batch are in step)
     t: int
+    # goal, fake, blue_targets and points are derived in __post_init__ when not given, so
+    # after construction they are arrays (None only as the "derive me" default)
     #: (B, 2) goal landmark position
-    goal: np.ndarray | None = None
+    goal: np.ndarray = None  # type: ignore[assignment]
     #: (B, 2) fake landmark position
-    fake: np.ndarray | None = None
+    fake: np.ndarray = None  # type: ignore[assignment]
     #: (B, 3, 2) goal, landmark 0, landmark 1: what blue's observation is relative to
-    blue_targets: np.ndarray | None = None
+    blue_targets: np.ndarray = None  # type: ignore[assignment]
     #: (B,) red's speed factor this episode (closed-loop variant; None: 1)
     red_gain: np.ndarray | None = None
     #: (B,) steps red cannot move at the start of this episode (variant; None: 0)
@@ -313,6 +402,9 @@ class State:
     unseen: np.ndarray | None = None
     #: (B,) bool, this episode's scripted red is a contrarian (§1.13; None: not scripted)
     red_contrarian: np.ndarray | None = None
+    #: (B, 4, 2) goal, landmark 0, landmark 1, fake: the points :func:`step_outputs`
+    #: measures from both agents in one subtraction (derived like ``blue_targets``)
+    points: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.goal is None or self.fake is None or self.blue_targets is None:
@@ -321,11 +413,43 @@ class State:
             self.goal = self.landmarks[rows, gi]
             self.fake = self.landmarks[rows, 1 - gi]
             self.blue_targets = np.concatenate([self.goal[:, None], self.landmarks], axis=1)
+            self.points = None
+        if self.points is None:
+            self.points = np.concatenate([self.blue_targets, self.fake[:, None]], axis=1)
 
     @property
     def batch_size(self) -> int:
         """Number of worlds."""
         return self.pos.shape[0]
+
+    def successor(
+        self,
+        pos: np.ndarray,
+        vel: np.ndarray,
+        trapped: np.ndarray,
+        trap_step: np.ndarray | None,
+        unseen: np.ndarray | None,
+    ) -> State:
+        """The state one step later in the same episode: these arrays new, every
+        per-episode array shared with this state. Set field by field (a third of the
+        keyword constructor's cost, which :func:`step` pays every step); a field added to
+        the class must be added here, or reading it from a stepped state raises."""
+        new = State.__new__(State)
+        new.pos, new.vel, new.trapped, new.t = pos, vel, trapped, self.t + 1
+        new.trap_step, new.unseen = trap_step, unseen
+        new.landmarks, new.goal_index = self.landmarks, self.goal_index
+        new.goal, new.fake, new.blue_targets, new.points = (
+            self.goal,
+            self.fake,
+            self.blue_targets,
+            self.points,
+        )
+        new.red_gain, new.red_delay, new.red_contrarian = (
+            self.red_gain,
+            self.red_delay,
+            self.red_contrarian,
+        )
+        return new
 
 
 def reset_draws(cfg: EnvConfig) -> int:
@@ -441,11 +565,12 @@ def wall_force(cfg: EnvConfig, pos: np.ndarray) -> np.ndarray:
     Per wall w ∈ {−a, +a} on each axis: 100 · sign(d) · k · softplus((d_min − |d|) / k),
     with d = x − w the signed distance along the wall's normal.
     """
-    k = cfg.contact_margin
-    d = pos + _wall_offsets(cfg.arena_half_width, pos.ndim)  # to the wall at −a, +a
-    penetration = np.logaddexp(0.0, (cfg.wall_contact_distance - np.abs(d)) / k)
+    c = cfg.hot
+    offsets = c.wall_offsets if pos.ndim == 3 else _wall_offsets(cfg.arena_half_width, pos.ndim)
+    d = pos + offsets  # to the wall at −a, +a; float64 from here on (the offsets are)
+    penetration = np.logaddexp(c.zero, (c.contact_distance - np.abs(d)) / c.margin)
     f = np.sign(d) * penetration
-    return (cfg.contact_force * k) * (f[0] + f[1])
+    return c.contact_scale * (f[0] + f[1])
 
 
 def squared_length(d: np.ndarray) -> np.ndarray:
@@ -466,7 +591,7 @@ def within(a: np.ndarray, b: np.ndarray, radius: float, strict: bool = True) -> 
 def at_landmark_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
     """True where an agent whose squared centre distance to a landmark is ``d2`` is "at"
     it (centre distance < 0.16)."""
-    return d2 < cfg.at_landmark_distance**2
+    return d2 < (cfg.hot.at2 if _is_f64(d2) else cfg.at_landmark_distance**2)
 
 
 def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.ndarray:
@@ -477,13 +602,13 @@ def at_landmark(cfg: EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.nda
 def in_sight_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
     """True where blue, at squared centre distance ``d2`` from red, sees red (centre
     distance ≤ blue's sight radius; both agents' radius unless §1.12 splits them)."""
-    return d2 <= cfg.blue_sight**2
+    return d2 <= (cfg.hot.blue_sight2 if _is_f64(d2) else cfg.blue_sight**2)
 
 
 def red_sees_squared(cfg: EnvConfig, d2: np.ndarray) -> np.ndarray:
     """True where red, at squared centre distance ``d2`` from blue, sees blue (centre
     distance ≤ red's sight radius, §1.12)."""
-    return d2 <= cfg.red_sight**2
+    return d2 <= (cfg.hot.red_sight2 if _is_f64(d2) else cfg.red_sight**2)
 
 
 def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.ndarray:
@@ -491,51 +616,54 @@ def in_sight(cfg: EnvConfig, red_pos: np.ndarray, blue_pos: np.ndarray) -> np.nd
     return in_sight_squared(cfg, squared_length(red_pos - blue_pos))
 
 
-def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
-    """Advance B worlds by one step; ``actions`` is (B, 2 agents, 2), already in [-1, 1].
-
-    Order: integrate both agents (a red trapped before this step stays frozen), then
-    update the trap flag from red's new position.
-    """
-    push = cfg.sensitivity * actions
-    if cfg.scripted_red:  # §1.13: red's given action is replaced by the scripted rule
+def _move(cfg: EnvConfig, state: State, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New positions and velocities of one step (docs/spec.md §1.4, §1.5, §1.11–§1.13): both
+    agents integrate, a red trapped before this step stays frozen."""
+    c = cfg.hot
+    # the caller's actions keep their dtype (float32 ones are scaled in float32, NEP 50):
+    # only float64 ones take the 0-d constant (the same product, bit for bit)
+    push = (c.sensitivity if actions.dtype is _F64 else cfg.sensitivity) * actions
+    if c.scripted:  # §1.13: red's given action is replaced by the scripted rule
         push[:, RED] = cfg.sensitivity * scripted_red_action(cfg, state)
     if state.red_gain is not None:  # closed-loop variant: red's speed factor this episode
         push[:, RED] *= state.red_gain[:, None]
     if state.unseen is not None:  # §1.12 leash: no force from red's action
         push[state.unseen >= cfg.red_leash, RED] = 0.0
-    force = push + wall_force(cfg, state.pos)
-    if cfg.mass != 1.0:  # x / 1.0 == x exactly, so the default mass skips a pass
+    force = push + wall_force(cfg, state.pos)  # float64 (the wall force is)
+    if not c.unit_mass:  # x / 1.0 == x exactly, so the default mass skips a pass
         force = force / cfg.mass
-    vel = state.vel * (1.0 - cfg.damping) + force * cfg.dt
+    vel = state.vel * (c.keep if state.vel.dtype is _F64 else 1.0 - cfg.damping) + force * c.dt
     if np.count_nonzero(state.trapped):  # any world trapped (far cheaper than .any())
         vel[state.trapped, RED] = 0.0
     if state.red_delay is not None:  # closed-loop variant: red held at its start
         vel[state.t < state.red_delay, RED] = 0.0
-    pos = state.pos + vel * cfg.dt
-    trapped = state.trapped | at_landmark(cfg, pos[:, RED], state.fake)
+    return state.pos + vel * c.dt, vel
+
+
+def _advance(
+    cfg: EnvConfig, state: State, pos: np.ndarray, vel: np.ndarray, fake_d2: np.ndarray
+) -> State:
+    """The state after :func:`_move`: the trap flag from red's new squared distance to the
+    fake landmark ``fake_d2`` (docs/spec.md §1.5), the deadline's and the leash's counters."""
+    trapped = state.trapped | at_landmark_squared(cfg, fake_d2)
     trap_step = unseen = None
     if state.trap_step is not None:  # §1.12 deadline: remember when red became trapped
         trap_step = np.where(trapped & ~state.trapped, state.t + 1, state.trap_step)
     if state.unseen is not None:
         seen = red_sees_squared(cfg, squared_length(pos[:, RED] - pos[:, BLUE]))
         unseen = np.where(seen, 0, state.unseen + 1)
-    return State(
-        pos=pos,
-        vel=vel,
-        landmarks=state.landmarks,
-        goal_index=state.goal_index,
-        trapped=trapped,
-        t=state.t + 1,
-        goal=state.goal,
-        fake=state.fake,
-        blue_targets=state.blue_targets,
-        red_gain=state.red_gain,
-        red_delay=state.red_delay,
-        trap_step=trap_step,
-        unseen=unseen,
-        red_contrarian=state.red_contrarian,
-    )
+    return state.successor(pos, vel, trapped, trap_step, unseen)
+
+
+def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
+    """Advance B worlds by one step; ``actions`` is (B, 2 agents, 2), already in [-1, 1].
+
+    Order: integrate both agents (a red trapped before this step stays frozen), then
+    update the trap flag from red's new position. :func:`step_outputs` also returns the
+    :func:`outputs` of the new state, sharing the distance work.
+    """
+    pos, vel = _move(cfg, state, actions)
+    return _advance(cfg, state, pos, vel, squared_length(pos[:, RED] - state.fake))
 
 
 def unit(d: np.ndarray) -> np.ndarray:
@@ -584,24 +712,23 @@ def _observations(
     red_from_blue_red: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both observation layouts (docs/spec.md §1.6) as float32, from :func:`target_offsets`
-    and red − blue already zeroed where blue does not see red (and, when given, zeroed
-    where red does not see blue for red's observation; §1.12)."""
+    (or the four-point offsets of :func:`step_outputs`, whose fourth, the fake, is unused
+    here) and red − blue already zeroed where blue does not see red (and, when given,
+    zeroed where red does not see blue for red's observation; §1.12)."""
     if red_from_blue_red is None:
         red_from_blue_red = red_from_blue
-    b = state.batch_size
+    b, _, k, _ = targets.shape  # k = 3 (goal, landmarks) or 4 (and the fake, step_outputs)
+    flat = targets.reshape(b, 4 * k)  # a view of the subtraction that made targets
     flag = state.trapped[:, None]
+    red = [flat[:, 2:6], -red_from_blue_red]  # red's landmark 0, landmark 1
+    blue = [flat[:, 2 * k : 2 * k + 6], red_from_blue, flag, flag]  # blue's goal, landmarks
     # concatenating straight to float32 (same_kind casting) rounds each float64 value
     # once, exactly as astype would
-    obs_red = np.concatenate(
-        [targets[:, RED, 1:].reshape(b, 4), -red_from_blue_red],
-        axis=1,
-        dtype=np.float32,
-    )
-    obs_blue = np.concatenate(
-        [targets[:, BLUE].reshape(b, 6), red_from_blue, flag, flag],
-        axis=1,
-        dtype=np.float32,
-    )
+    if b == 1:  # one world: one concatenation for both (numpy's per-call cost dominates)
+        both = np.concatenate(red + blue, axis=1, dtype=np.float32)
+        return both[:, :OBS_DIM_RED], both[:, OBS_DIM_RED:]
+    obs_red = np.concatenate(red, axis=1, dtype=np.float32)
+    obs_blue = np.concatenate(blue, axis=1, dtype=np.float32)
     return obs_red, obs_blue
 
 
@@ -640,17 +767,28 @@ def rewards(
         goal_flags = at_goal(cfg, state)
     if visible is None:
         visible = red_sees_squared(cfg, squared_length(state.pos[:, RED] - state.pos[:, BLUE]))
-    r = goal_flags * cfg.goal_reward
+    return _rewards(cfg, state, visible.astype(np.float64), goal_flags)
+
+
+def _rewards(cfg: EnvConfig, state: State, sees: np.ndarray, goal_flags: np.ndarray) -> np.ndarray:
+    """:func:`rewards`, with red's sight given as 1.0 / 0.0 (float64, (B,)).
+
+    flag · reward: numpy computes bool * float as 1.0 or 0.0 times the float64 reward, so
+    casting the flags first and multiplying by the 0-d constants gives the same bits,
+    without the mixed-type multiply (the slowest operation here at one world)."""
+    c = cfg.hot
+    r = goal_flags.astype(np.float64)
+    r *= c.goal_reward
     red = r[:, RED]  # views: adding in place writes into r without a copy back
-    red += visible * cfg.red_sight_reward
+    red += sees * c.red_sight_reward
     blue = r[:, BLUE]
-    if cfg.baseline == "deceptive":
+    if c.deceptive:
+        trapped = state.trapped
         if state.trap_step is not None:  # §1.12 deadline: only traps by step t_max pay
-            blue += (state.trapped & (state.trap_step <= cfg.trap_deadline)) * cfg.trap_reward
-        else:
-            blue += state.trapped * cfg.trap_reward
+            trapped = trapped & (state.trap_step <= cfg.trap_deadline)
+        blue += trapped.astype(np.float64) * c.trap_reward
     if cfg.guide_reward > 0:  # §1.12 guide reward: red at the goal, both baselines
-        blue += goal_flags[:, RED] * cfg.guide_reward
+        blue += goal_flags[:, RED].astype(np.float64) * c.guide_reward
     return r
 
 
@@ -669,25 +807,59 @@ class Outputs(NamedTuple):
     red_sees: np.ndarray | None = None
 
 
+def _outputs(cfg: EnvConfig, state: State, targets: np.ndarray, goal_d2: np.ndarray) -> Outputs:
+    """:func:`outputs` from the offsets of the targets (``targets[:, :, :3]`` are the goal,
+    landmark 0 and landmark 1 minus each agent's position) and both agents' squared
+    distances to the goal ``goal_d2`` (B, 2)."""
+    pos = state.pos
+    red_from_blue = pos[:, RED] - pos[:, BLUE]
+    d2 = squared_length(red_from_blue)
+    visible = in_sight_squared(cfg, d2)
+    goal_flags = at_landmark_squared(cfg, goal_d2)
+    # x · 1.0 and x · 0.0 are what x * flag computes (numpy casts the flag to float64
+    # first), without the slower mixed-type multiply
+    seen = visible.astype(np.float64)
+    shown = red_from_blue * seen[:, None]
+    if cfg.hot.split_sight:  # §1.12: red sees at its own radius
+        red_sees = red_sees_squared(cfg, d2)
+        seen = red_sees.astype(np.float64)
+        obs_red, obs_blue = _observations(state, targets, shown, red_from_blue * seen[:, None])
+    else:
+        red_sees = visible
+        obs_red, obs_blue = _observations(state, targets, shown)
+    r = _rewards(cfg, state, seen, goal_flags)  # red's sight: seen as red sees
+    return Outputs(obs_red, obs_blue, r, visible, goal_flags, red_sees)
+
+
 def outputs(cfg: EnvConfig, state: State) -> Outputs:
     """Observations, rewards, sight and goal flags of a state, sharing the distance work:
     red − blue serves sight and both observations, :func:`target_offsets` serves both
     observations and the goal test."""
-    red_from_blue = state.pos[:, RED] - state.pos[:, BLUE]
-    visible = in_sight_squared(cfg, squared_length(red_from_blue))
     targets = target_offsets(state)
     # squaring all of targets (contiguous) beats squaring its strided goal column
-    goal_flags = at_landmark_squared(cfg, squared_length(targets)[:, :, 0])
-    if cfg.split_sight:  # §1.12: red sees at its own radius
-        red_sees = red_sees_squared(cfg, squared_length(red_from_blue))
-        obs_red, obs_blue = _observations(
-            state, targets, red_from_blue * visible[:, None], red_from_blue * red_sees[:, None]
-        )
-    else:
-        red_sees = visible
-        obs_red, obs_blue = _observations(state, targets, red_from_blue * visible[:, None])
-    r = rewards(cfg, state, red_sees, goal_flags)
-    return Outputs(obs_red, obs_blue, r, visible, goal_flags, red_sees)
+    return _outputs(cfg, state, targets, squared_length(targets)[:, :, 0])
+
+
+#: Largest batch :func:`step_outputs` steps in one pass; larger ones are stepped by
+#: :func:`step` then :func:`outputs` (the one wider subtraction saves per-call work, which
+#: dominates at a few worlds, but costs more than it saves from about 128 worlds on).
+FUSED_MAX_BATCH = 64
+
+
+def step_outputs(cfg: EnvConfig, state: State, actions: np.ndarray) -> tuple[State, Outputs]:
+    """``(step(cfg, state, actions), outputs(cfg, new state))``, bit for bit. Up to
+    :data:`FUSED_MAX_BATCH` worlds in one pass: one subtraction gives the goal, both
+    landmarks and the fake landmark minus each agent's new position, which serve the trap
+    test, the goal test and both observations (``State.points``). What the PettingZoo env
+    and :class:`BatchedEnv` call per step."""
+    if state.batch_size > FUSED_MAX_BATCH:
+        new = step(cfg, state, actions)
+        return new, outputs(cfg, new)
+    pos, vel = _move(cfg, state, actions)
+    targets = state.points[:, None] - pos[:, :, None]  # (B, 2 agents, 4, 2)
+    d2 = squared_length(targets)  # |fake − red|² is |red − fake|², bit for bit
+    new = _advance(cfg, state, pos, vel, d2[:, RED, 3])
+    return new, _outputs(cfg, new, targets, d2[:, :, 0])
 
 
 def validate_actions(actions: np.ndarray, agent: str, batch_size: int | None = None) -> np.ndarray:
@@ -729,7 +901,7 @@ def validate_joint_actions(
             validate_actions(act, agent, batch_size)
     if batch_size is not None:
         a = a.swapaxes(0, 1)
-    return np.minimum(np.maximum(a, -1.0), 1.0)
+    return np.minimum(np.maximum(a, _MINUS_ONE), _ONE)  # a is float64: 0-d bounds, same bits
 
 
 class BatchedEnv:
@@ -759,6 +931,5 @@ class BatchedEnv:
             )
         else:
             actions = np.stack([actions_red, actions_blue], axis=1)
-        self.state = step(self.cfg, self.state, actions)
-        out = outputs(self.cfg, self.state)
+        self.state, out = step_outputs(self.cfg, self.state, actions)
         return (out.obs_red, out.obs_blue), out.rewards, self.state.t >= self.cfg.max_cycles

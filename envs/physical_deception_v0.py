@@ -167,8 +167,8 @@ class PhysicalDeceptionEnv(ParallelEnv):
 
     def __init__(
         self,
-        baseline: str = "deceptive",
-        max_cycles: int = 50,
+        baseline: str = core.EnvConfig.baseline,
+        max_cycles: int = core.EnvConfig.max_cycles,
         render_mode: str | None = None,
         **config: Any,
     ) -> None:
@@ -202,17 +202,21 @@ class PhysicalDeceptionEnv(ParallelEnv):
         """Action space of ``agent`` (built once per env)."""
         return self._action_spaces[agent]
 
-    def _outputs(self) -> tuple[dict, dict, np.ndarray]:
-        """Observations, infos (one independent dict per agent) and (1, 2) rewards of the state.
+    def _outputs(self, out: core.Outputs | None = None) -> tuple[dict, dict, np.ndarray]:
+        """Observations, infos (one independent dict per agent) and (1, 2) rewards of the
+        state, from its :func:`core.outputs` ``out`` (computed when not given).
 
         Nothing handed out aliases the state, so callers may mutate it freely: the
         observations are fresh arrays from :func:`core.outputs`, and each agent's info holds
         its own copies of positions (one row per agent) and landmarks.
         """
         s = self.state_
-        out = core.outputs(self.cfg, s)
+        if s is None:
+            raise RuntimeError("call reset() first")
+        if out is None:
+            out = core.outputs(self.cfg, s)
         pos, landmarks = s.pos[0], s.landmarks[0]
-        goal_index, trapped = int(s.goal_index[0]), bool(s.trapped[0])
+        goal_index, trapped = s.goal_index.item(), s.trapped.item()  # int, bool
         red_pos, blue_pos = pos.copy(), pos.copy()  # one copy per agent's info
         infos = {
             RED_ID: {
@@ -246,14 +250,14 @@ class PhysicalDeceptionEnv(ParallelEnv):
 
     def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
         """Apply both agents' actions for one step."""
-        if not self.agents:
+        if not self.agents or self.state_ is None:
             raise RuntimeError("episode is over; call reset()")
         if RED_ID not in actions or BLUE_ID not in actions:
             missing = [a for a in AGENTS if a not in actions]
             raise ValueError(f"missing action(s) for {missing}")
         a = core.validate_joint_actions((actions[RED_ID], actions[BLUE_ID]), AGENTS)[None]
-        self.state_ = core.step(self.cfg, self.state_, a)
-        obs, infos, r = self._outputs()
+        self.state_, out = core.step_outputs(self.cfg, self.state_, a)
+        obs, infos, r = self._outputs(out)
         ((r_red, r_blue),) = r.tolist()
         rewards = {RED_ID: r_red, BLUE_ID: r_blue}
         truncated = self.state_.t >= self.cfg.max_cycles
@@ -278,8 +282,8 @@ class PhysicalDeceptionEnv(ParallelEnv):
 
 
 def parallel_env(
-    baseline: str = "deceptive",
-    max_cycles: int = 50,
+    baseline: str = core.EnvConfig.baseline,
+    max_cycles: int = core.EnvConfig.max_cycles,
     render_mode: str | None = None,
     **config: Any,
 ) -> PhysicalDeceptionEnv:

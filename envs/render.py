@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -109,7 +110,7 @@ def draw_frame(
     def px(p: np.ndarray) -> tuple[float, float]:
         return ((p[0] + half) * scale, (half - p[1]) * scale)
 
-    def circle(centre: np.ndarray, radius_px: float, **kw: object) -> None:
+    def circle(centre: np.ndarray, radius_px: float, **kw: Any) -> None:
         x, y = px(centre)
         draw.ellipse([x - radius_px, y - radius_px, x + radius_px, y + radius_px], **kw)
 
@@ -159,7 +160,7 @@ def draw_frame(
 
 def _draw_panel(
     draw: ImageDraw.ImageDraw,
-    font: ImageFont.ImageFont,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
     size: int,
     caption: Sequence[str],
     step: str,
@@ -214,6 +215,8 @@ def _legend(
         ("sight", "sight radius"),
         ("trapped", "trapped"),
     ]
+    x: float
+    y: float
     x, y = x0, y0
     for colour, text in items:
         width = 2 * r + 4 + draw.textlength(text, font=font)

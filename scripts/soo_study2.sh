@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/soo_study2}
 REPORT=${REPORT:-docs/results/soo_study2}
 M=docs/results/models
-python scripts/stack_models.py "$M/paper_r0.5/deceptive" "$M/paper32_r0.5_s0-15/deceptive" \
+soo-marl stack-models "$M/paper_r0.5/deceptive" "$M/paper32_r0.5_s0-15/deceptive" \
     "$M/paper32_r0.5_s16-31/deceptive" --seeds 0-31 --out runs/soo_study2_parents/deceptive
 # shellcheck disable=SC2086
 soo-marl sweep studies/soo_study2.yaml --out "$OUT" --max-parallel 2 ${SET:-}

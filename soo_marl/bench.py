@@ -4,6 +4,10 @@ Every figure is env-steps per second: the median over ``repeats`` timed repeats,
 one untimed warm-up repeat. A repeat plays whole 50-step episodes (resets included) with
 uniformly random actions drawn before the clock starts, until at least ``steps`` env
 steps have been taken; for a batch of B worlds one batched step counts as B env steps.
+
+The PettingZoo env and mpe2 are measured side by side: their timed repeats alternate
+(ours, mpe2, ours, mpe2, …) in one process, so a slow spell of the machine falls on both
+and the per-pair ratios see the same conditions (issue 34 item 7).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,16 +31,31 @@ BATCH_SIZES = (1, 64, 1024, 4096)
 EPISODE_STEPS = 50
 
 
+def _rate(run_once: Callable[[], int]) -> float:
+    """Env-steps/s of one timed call of ``run_once`` (which returns the env steps it took)."""
+    start = time.perf_counter()
+    n = run_once()
+    return n / (time.perf_counter() - start)
+
+
 def _median_rate(run_once: Callable[[], int], repeats: int) -> float:
     """Median env-steps/s of ``repeats`` timed calls of ``run_once`` (which returns the
     number of env steps it took), after one untimed warm-up call."""
     run_once()
-    rates = []
+    return float(statistics.median(_rate(run_once) for _ in range(repeats)))
+
+
+def _interleaved_rates(runners: Sequence[Callable[[], int]], repeats: int) -> list[list[float]]:
+    """Env-steps/s of each runner in ``repeats`` rounds; each round times every runner once,
+    in the order given, after one untimed warm-up call of each. ``rates[i][j]`` is runner
+    i in round j, so ``rates[0][j]`` and ``rates[1][j]`` are a pair timed back to back."""
+    for run_once in runners:
+        run_once()
+    rates: list[list[float]] = [[] for _ in runners]
     for _ in range(repeats):
-        start = time.perf_counter()
-        n = run_once()
-        rates.append(n / (time.perf_counter() - start))
-    return float(statistics.median(rates))
+        for i, run_once in enumerate(runners):
+            rates[i].append(_rate(run_once))
+    return rates
 
 
 def _episodes_for(steps: int, batch_size: int = 1) -> int:
@@ -44,10 +63,9 @@ def _episodes_for(steps: int, batch_size: int = 1) -> int:
     return max(1, math.ceil(steps / (EPISODE_STEPS * batch_size)))
 
 
-def _parallel_env_rate(make_env: Callable[[], Any], actions: np.ndarray, repeats: int) -> float:
-    """Env-steps/s of a PettingZoo ParallelEnv playing the pre-drawn ``actions``
-    ((episodes × 50, 2 agents, action dim)); one reset per episode."""
-    env = make_env()
+def _parallel_env_runner(env: Any, actions: np.ndarray) -> Callable[[], int]:
+    """One repeat of the PettingZoo ParallelEnv ``env`` playing the pre-drawn ``actions``
+    ((episodes × 50, 2 agents, action dim)); one reset per episode. Returns the env steps."""
     env.reset(seed=0)
     agents = list(env.possible_agents)
     # the per-step action dicts are built inside the timed loop, as any caller would
@@ -63,9 +81,7 @@ def _parallel_env_rate(make_env: Callable[[], Any], actions: np.ndarray, repeats
                 n += 1
         return n
 
-    rate = _median_rate(run_once, repeats)
-    env.close()
-    return rate
+    return run_once
 
 
 def _batched_rate(batch_size: int, steps: int, repeats: int, rng: np.random.Generator) -> float:
@@ -111,9 +127,16 @@ def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
     """Measure env-steps/s of the PettingZoo env, the batched core (B = 1, 64, 1024, 4096)
     and, when installed, mpe2's ``simple_adversary_v3`` (N=1, continuous actions).
 
+    The PettingZoo env and mpe2 alternate repeat by repeat (ours, mpe2, ours, …) in this
+    process; without mpe2 the PettingZoo env is timed alone.
+
     Returns the JSON-ready dict printed by ``soo-marl bench env --json``: keys
-    ``pettingzoo_env``, ``batched`` (str(B) → steps/s), ``mpe2`` (or None),
-    ``ratio_vs_mpe2`` (pettingzoo_env / mpe2, or None) and ``meta``.
+    ``pettingzoo_env`` (median steps/s), ``batched`` (str(B) → steps/s), ``mpe2`` (median,
+    or None), ``ratio_vs_mpe2`` (pettingzoo_env / mpe2: the ratio of the medians, or None),
+    ``ratio_vs_mpe2_paired`` (the median over repeats of the ratio of the two repeats timed
+    back to back, or None), ``pettingzoo_env_rates`` and ``mpe2_rates`` (steps/s of every
+    repeat in timing order, the pairs at equal positions; ``mpe2_rates`` None without mpe2)
+    and ``meta``.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -122,26 +145,31 @@ def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     n_single = _episodes_for(steps) * EPISODE_STEPS
 
-    ours_actions = rng.uniform(-1.0, 1.0, (n_single, 2, core.ACTION_DIM))
-    pz_rate = _parallel_env_rate(
-        lambda: parallel_env(max_cycles=EPISODE_STEPS), ours_actions, repeats
-    )
+    envs = [parallel_env(max_cycles=EPISODE_STEPS)]
+    actions: list[np.ndarray] = [rng.uniform(-1.0, 1.0, (n_single, 2, core.ACTION_DIM))]
+    adversary = _mpe2_module()
+    if adversary is not None:
+        envs.append(adversary.parallel_env(N=1, continuous_actions=True, max_cycles=EPISODE_STEPS))
+        # mpe2's continuous action spaces are Box(0, 1, (5,), float32)
+        actions.append(rng.random((n_single, 2, 5), dtype=np.float32))
+    runners = [_parallel_env_runner(e, a) for e, a in zip(envs, actions, strict=True)]
+    rates = _interleaved_rates(runners, repeats)
+    for e in envs:
+        e.close()
+    pz_rates = rates[0]
+    pz_rate = float(statistics.median(pz_rates))
+    mpe2_rates = mpe2_rate = ratio = paired = None
+    if adversary is not None:
+        mpe2_rates = rates[1]
+        mpe2_rate = float(statistics.median(mpe2_rates))
+        ratio = pz_rate / mpe2_rate
+        paired = float(statistics.median(p / m for p, m in zip(pz_rates, mpe2_rates, strict=True)))
 
     batched = {
         str(b): _batched_rate(b, steps, repeats, np.random.default_rng(b)) for b in BATCH_SIZES
     }
 
-    mpe2_rate = None
-    adversary = _mpe2_module()
-    if adversary is not None:
-        # mpe2's continuous action spaces are Box(0, 1, (5,), float32)
-        mpe2_actions = rng.random((n_single, 2, 5), dtype=np.float32)
-        mpe2_rate = _parallel_env_rate(
-            lambda: adversary.parallel_env(N=1, continuous_actions=True, max_cycles=EPISODE_STEPS),
-            mpe2_actions,
-            repeats,
-        )
-
+    usable_cpus: int | None
     try:
         usable_cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -150,13 +178,17 @@ def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
         "pettingzoo_env": pz_rate,
         "batched": batched,
         "mpe2": mpe2_rate,
-        "ratio_vs_mpe2": pz_rate / mpe2_rate if mpe2_rate else None,
+        "ratio_vs_mpe2": ratio,
+        "ratio_vs_mpe2_paired": paired,
+        "pettingzoo_env_rates": pz_rates,
+        "mpe2_rates": mpe2_rates,
         "meta": {
             "unit": "env steps per second (median of repeats, resets included)",
             "repeats": repeats,
             "steps_per_repeat": steps,
             "episode_steps": EPISODE_STEPS,
             "batched_validate": False,
+            "mpe2_interleaved": True,
             "python": platform.python_version(),
             "numpy": np.__version__,
             "pettingzoo": _version("pettingzoo"),
@@ -187,8 +219,12 @@ def format_env_report(result: dict[str, Any]) -> str:
     ratio = result.get("ratio_vs_mpe2")
     if ratio is not None:
         lines.append(f"{'PettingZoo env / mpe2'.ljust(width)}  {ratio:>11.2f}x")
+    paired = result.get("ratio_vs_mpe2_paired")
+    if paired is not None:
+        lines.append(f"{'  median of per-pair ratios'.ljust(width)}  {paired:>11.2f}x")
     lines.append(
         f"python {meta.get('python', '?')}, numpy {meta.get('numpy', '?')}, "
-        f"{meta.get('cpu_count', '?')} CPUs; batched core stepped with validate=False"
+        f"{meta.get('cpu_count', '?')} CPUs; batched core stepped with validate=False; "
+        "PettingZoo env and mpe2 timed in alternating repeats"
     )
     return "\n".join(lines)

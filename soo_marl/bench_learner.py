@@ -1,5 +1,6 @@
 """Benchmark of one MADDPG update round, stacked over seeds vs a per-seed loop
-(``soo-marl bench learner``)."""
+(``soo-marl bench learner``), and the peak memory of a learner with a full replay buffer
+(``soo-marl bench memory``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import platform
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +16,10 @@ import torch
 
 from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
-from soo_marl.allocator import tune_allocator
+from soo_marl.allocator import peak_rss_mb, reset_peak_rss, tune_allocator
 from soo_marl.envs import core
 from soo_marl.provenance import cpu_model
+from soo_marl.rundir import CHECKPOINT, atomic_torch_save
 
 #: The learner's agents (red, blue): observation and action widths.
 OBS_DIMS = (core.OBS_DIM_RED, core.OBS_DIM_BLUE)
@@ -86,7 +89,7 @@ def bmm_peak(
     cfg: MADDPGConfig | None = None,
     repeats: int = 5,
     sync: Callable[[], None] = lambda: None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Float32 batched-product speed (GFLOP/s) at the learner's own shapes, for a stack of
     ``members``: ``peak`` is the fastest of the round's distinct product shapes (in
     practice the hidden-by-hidden forward product), ``round_products`` the speed of all
@@ -103,11 +106,11 @@ def bmm_peak(
         for s in shapes
     }
     out = {s: torch.empty(members, s[0], s[2], device=device) for s in shapes}
-    speed = {}
+    speed: dict[tuple[int, int, int], float] = {}
     for s in shapes:
         a, b = mats[s]
         reps = max(1, int(2e8 // (2 * members * s[0] * s[1] * s[2])))
-        t = _timed(lambda a=a, b=b, o=out[s]: torch.bmm(a, b, out=o), reps, repeats, sync)
+        t = _timed(functools.partial(torch.bmm, a, b, out=out[s]), reps, repeats, sync)
         speed[s] = 2 * members * s[0] * s[1] * s[2] / t / 1e9
 
     def all_products() -> None:
@@ -117,7 +120,7 @@ def bmm_peak(
 
     t_all = _timed(all_products, 5, repeats, sync)
     flops = sum(2 * members * r * k * c for _, r, k, c in prods)
-    best = max(speed, key=speed.get)
+    best = max(speed, key=speed.__getitem__)
     return {
         "peak": speed[best],
         "peak_shape": [members, *best],
@@ -155,27 +158,34 @@ def gemm_limit(threads: int, repeats: int = 3) -> dict[str, Any]:
             o = torch.empty(m, r, c)
             flop = 2 * m * r * k * c
             reps = max(1, int(3e9 // flop))
-            t = _timed(lambda a=a, b=b, o=o: torch.bmm(a, b, out=o), reps, repeats, lambda: None)
+            t = _timed(functools.partial(torch.bmm, a, b, out=o), reps, repeats, lambda: None)
             best = max(best, (flop / t / 1e9, f"{m}x({r}x{k} @ {k}x{c})"))
     finally:
         torch.set_num_threads(old)
     return {"gflops": best[0], "shape": best[1], "threads": threads}
 
 
-def _filled_buffer(seeds: int, device: torch.device) -> StackedReplayBuffer:
-    buf = StackedReplayBuffer(seeds, 20_000, 16, 4, 2, device)
+def filled_buffer(
+    seeds: int, device: torch.device, capacity: int = 20_000, chunk: int = 1_000
+) -> StackedReplayBuffer:
+    """A ``seeds``-seed replay buffer of the learner's widths filled to ``capacity``
+    transitions per seed with random rows (``chunk`` at a time, generator seed 0): what the
+    benchmarks sample from."""
+    obs, act, n = sum(OBS_DIMS), sum(ACT_DIMS), len(OBS_DIMS)
+    buf = StackedReplayBuffer(seeds, capacity, obs, act, n, device)
     g = torch.Generator().manual_seed(0)
-    for _ in range(20):
+    for start in range(0, capacity, chunk):
+        rows = min(chunk, capacity - start)
         buf.add(
-            torch.randn(seeds, 1000, 16, generator=g).to(device),
-            (torch.rand(seeds, 1000, 4, generator=g) * 2 - 1).to(device),
-            torch.randn(seeds, 1000, 2, generator=g).to(device),
-            torch.randn(seeds, 1000, 16, generator=g).to(device),
+            torch.randn(seeds, rows, obs, generator=g).to(device),
+            (torch.rand(seeds, rows, act, generator=g) * 2 - 1).to(device),
+            torch.randn(seeds, rows, n, generator=g).to(device),
+            torch.randn(seeds, rows, obs, generator=g).to(device),
         )
     return buf
 
 
-def _timed(fn: Callable[[], None], rounds: int, repeats: int, sync: Callable[[], None]) -> float:
+def _timed(fn: Callable[[], object], rounds: int, repeats: int, sync: Callable[[], None]) -> float:
     """Median seconds per call of ``fn`` over ``repeats`` timed blocks of ``rounds`` calls."""
     for _ in range(3):
         fn()
@@ -190,16 +200,18 @@ def _timed(fn: Callable[[], None], rounds: int, repeats: int, sync: Callable[[],
     return float(np.median(times))
 
 
-def round_fn(seeds: int, device: torch.device, kernels: str = "fast") -> Callable[[], None]:
+def round_fn(
+    seeds: int, device: torch.device, kernels: str = MADDPGConfig.kernels
+) -> Callable[[], object]:
     """One full update round (sampling included) of a fresh ``seeds``-seed learner."""
     cfg = MADDPGConfig(kernels=kernels)
     model = MADDPG(cfg, list(range(seeds)), OBS_DIMS, ACT_DIMS).to(device)
-    buf = _filled_buffer(seeds, device)
+    buf = filled_buffer(seeds, device)
     rngs = [np.random.default_rng(i) for i in range(seeds)]
     return lambda: model.update(buf.sample(rngs, cfg.batch_size, True))
 
 
-def gemm_share(fn: Callable[[], None], rounds: int = 10) -> dict[str, float]:
+def gemm_share(fn: Callable[[], object], rounds: int = 10) -> dict[str, float]:
     """Share of the rounds' CPU time spent in matrix products (torch profiler, self time of
     the product operators plus what they call, over the total self time)."""
     from torch.profiler import ProfilerActivity, profile
@@ -325,3 +337,70 @@ def format_learner_report(result: dict) -> str:
             f"  share of an 8-seed round in matrix products: {100 * result['profile']['gemm']:.0f}%"
         )
     return "\n".join(lines)
+
+
+def memory_harness(
+    out: str | Path,
+    seeds: int = 32,
+    capacity: int = MADDPGConfig.buffer_size,
+    rounds: int = 10,
+) -> dict[str, Any]:
+    """Peak resident memory of an S-seed learner with a full replay buffer
+    (docs/performance.md, "32 seeds"; ``soo-marl bench memory``).
+
+    Builds a ``seeds``-seed MADDPG learner (default config), fills its replay buffer to
+    ``capacity`` transitions per seed with random rows (:func:`filled_buffer`), runs
+    ``rounds`` update rounds and writes a checkpoint holding the networks and the buffer
+    to ``OUT/checkpoint.pt``. Returns ``peak_mb``: the process's peak resident memory
+    (VmHWM, MB) after each phase, ``"start"`` (when the harness began: the peak is reset
+    there where Linux allows, ``peak_reset``), ``"filled"``, ``"updates"`` and
+    ``"checkpoint"`` (None where /proc is not available); ``buffer_mb``, the buffer's own
+    size; ``seconds``, the harness's wall time; and the arguments. Run it in a fresh
+    process for a figure of the learner alone.
+    """
+    tune_allocator()
+    peak_reset = reset_peak_rss()
+    t0 = time.perf_counter()
+    peak: dict[str, float | None] = {"start": peak_rss_mb()}
+    cfg = MADDPGConfig()
+    model = MADDPG(cfg, list(range(seeds)), OBS_DIMS, ACT_DIMS)
+    buf = filled_buffer(seeds, torch.device("cpu"), capacity, chunk=10_000)
+    peak["filled"] = peak_rss_mb()
+    rngs = [np.random.default_rng(i) for i in range(seeds)]
+    for _ in range(rounds):
+        model.update(buf.sample(rngs, cfg.batch_size, True))
+    peak["updates"] = peak_rss_mb()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    path = Path(out) / CHECKPOINT
+    atomic_torch_save({"model": model.state_dict(), "buffer": buf.state_dict()}, path)
+    peak["checkpoint"] = peak_rss_mb()
+    row = StackedReplayBuffer.row_bytes(sum(OBS_DIMS), sum(ACT_DIMS), len(OBS_DIMS))
+    return {
+        "seeds": seeds,
+        "capacity": capacity,
+        "rounds": rounds,
+        "checkpoint": str(path),
+        "buffer_mb": seeds * capacity * row / 2**20,
+        "peak_mb": peak,
+        "peak_reset": peak_reset,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def format_memory_report(result: dict[str, Any]) -> str:
+    """The phases of :func:`memory_harness` and their peaks, one line each."""
+    s, cap = result["seeds"], result["capacity"]
+
+    def mb(value: float | None) -> str:
+        return "unknown" if value is None else f"{value:,.0f} MB"
+
+    peak = result["peak_mb"]
+    return "\n".join(
+        [
+            f"{s} seeds × {cap:,} transitions (buffer {result['buffer_mb']:,.0f} MB)",
+            f"start: peak {mb(peak['start'])}",
+            f"filled: peak {mb(peak['filled'])}",
+            f"{result['rounds']} update rounds: peak {mb(peak['updates'])}",
+            f"checkpoint: peak {mb(peak['checkpoint'])} ({result['seconds']:.0f} s)",
+        ]
+    )

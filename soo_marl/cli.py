@@ -11,8 +11,11 @@ import click
 
 from soo_marl import __version__, commands
 from soo_marl.agents.maddpg import KERNELS
-from soo_marl.commands import fail, interrupted
+from soo_marl.commands import default_of, fail, interrupted
+from soo_marl.config import RunConfig
 from soo_marl.reproduce import PRESETS
+from soo_marl.reproduce import reproduce as run_reproduce
+from soo_marl.sweep.run import EXECUTORS, run_study
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +45,7 @@ def main() -> None:
     default=Path("runs/reproduce"),
     show_default=True,
 )
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default=RunConfig.device, show_default=True)
 @click.option(
     "--kernels",
     type=click.Choice(list(KERNELS)),
@@ -59,7 +62,7 @@ def main() -> None:
 @click.option(
     "--max-parallel",
     type=click.IntRange(min=1),
-    default=2,
+    default=default_of(run_reproduce, "max_parallel"),
     show_default=True,
     help="independent stages (the two baselines, the two fine-tunings) run at the same "
     "time, one CPU thread each, as far as their estimated memory fits in --memory-gb (a "
@@ -79,7 +82,6 @@ def reproduce(
 ):
     """The whole pipeline: baselines, SOO and --no-soo fine-tuning, evaluation,
     classifier, figures and report.md. Finished stages are skipped when run again."""
-    from soo_marl.reproduce import reproduce as run_reproduce
     from soo_marl.sweep import StudyInterrupted
 
     try:
@@ -104,8 +106,8 @@ def reproduce(
 )
 @click.option(
     "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
+    type=click.Choice(list(EXECUTORS)),
+    default=default_of(run_study, "executor"),
     show_default=True,
     help="local: subprocesses on this machine; ray: one Ray task per stage",
 )
@@ -163,7 +165,7 @@ def sweep(
 ):
     """Run the stages of STUDY_FILE (train, finetune, evaluate, classify, plot, report) in
     dependency order; finished stages are skipped when run again (studies/README.md)."""
-    from soo_marl.sweep import StudyError, StudyInterrupted, load_study, run_study
+    from soo_marl.sweep import StudyError, StudyInterrupted, load_study
 
     try:
         study = load_study(study_file, _assignments(assignments), preset)
@@ -200,6 +202,8 @@ COMMANDS = (
     sweep,
     commands.report,
     commands.prune,
+    commands.stack_models,
+    commands.compare_runs,
     commands.bench,
     commands.classify,
     commands.plot,

@@ -15,6 +15,7 @@ names a boolean's on/off switches (default ``--name/--no-name``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,22 +24,29 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from soo_marl.agents.maddpg import KERNELS
-from soo_marl.config import DEFAULT_SEEDS, SECTIONS, TrainConfig, load_yaml
+from soo_marl.analysis.classify import classify as classify_fn
+from soo_marl.bench import bench_env
+from soo_marl.bench_learner import bench_learner, memory_harness
+from soo_marl.config import DEFAULT_SEEDS, SECTIONS, RunConfig, TrainConfig, load_yaml
 from soo_marl.envs.core import PAPER_SIGHT_RADIUS, EnvConfig
 from soo_marl.finetune import FinetuneConfig
-from soo_marl.rollout import DEFAULT_EVAL_SEEDS
+from soo_marl.rendering import render_run
+from soo_marl.rollout import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_SEEDS
 
 if TYPE_CHECKING:
     from soo_marl.train import TrainResult
 
-#: Episodes per evaluation seed of ``soo-marl evaluate`` (and of a study's evaluate stage
-#: that does not say).
-DEFAULT_EVAL_EPISODES = 500
 #: Fields of the training config with dedicated options (not generated).
 SPECIAL = {"baseline", "seeds", "max_cycles"}
 #: Exit status of a command that Ctrl-C (SIGINT) stopped before it finished: 128 + 2, as
 #: a shell reports a process that SIGINT ended, so ``train … && finetune …`` stops there.
 INTERRUPTED = 130
+
+
+def default_of(func: Callable, name: str) -> Any:
+    """The default of ``func``'s parameter ``name``: an option offering the same setting
+    refers to it, so the function's signature stays its one home."""
+    return inspect.signature(func).parameters[name].default
 
 
 def _show(default: Any) -> str:
@@ -143,6 +151,22 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
         raise ValueError(f"{option} takes integers, comma-separated: got {text!r}") from None
 
 
+def parse_seed_ranges(text: str, option: str) -> list[int]:
+    """Seeds from comma-separated numbers and ranges: ``"8-15"`` → 8, …, 15; ``"3,5"`` →
+    3, 5; ``"0-3,8"`` → 0, 1, 2, 3, 8 (in the order written); a clear error naming
+    ``option``."""
+    out: list[int] = []
+    try:
+        for part in str(text).replace(" ", "").split(","):
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise ValueError(f"{option} takes seeds and ranges such as 0-7,12: got {text!r}") from None
+    if not out:
+        raise ValueError(f"{option} names no seed: got {text!r}")
+    return out
+
+
 def parse_seeds(
     count: int | None, explicit: tuple[int, ...], first: int = 0
 ) -> tuple[int, ...] | None:
@@ -180,7 +204,12 @@ def allow_unfinished_option(func: Callable) -> Callable:
     default=None,
     help="without RUN_DIR: uniformly random actions (the default then)",
 )
-@click.option("--episodes", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--episodes",
+    type=click.IntRange(min=1),
+    default=default_of(render_run, "episodes"),
+    show_default=True,
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -205,7 +234,7 @@ def allow_unfinished_option(func: Callable) -> Callable:
 @click.option(
     "--first-episode",
     type=click.IntRange(min=0),
-    default=0,
+    default=default_of(render_run, "first_episode"),
     show_default=True,
     help="with RUN_DIR: start at this start state of the evaluation seed",
 )
@@ -402,7 +431,10 @@ def train(
     help="evaluation seeds (space- or comma-separated)",
 )
 @click.option(
-    "--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda"
+    "--device",
+    default=RunConfig.device,
+    show_default=True,
+    help="auto (CUDA when available), cpu, cuda",
 )
 @click.option(
     "--cross-with",
@@ -459,7 +491,7 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet, allow_unfini
     "<parent>_nosoo, <parent>_authors-soo, …)",
 )
 @click.option("--resume", is_flag=True, help="continue the fine-tuning in --run-dir exactly")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
+@click.option("--device", default=RunConfig.device, show_default=True, help="auto, cpu, cuda")
 @click.option(
     "--sight-radius",
     "env__sight_radius",
@@ -563,16 +595,21 @@ def prune(runs, force):
 
 @click.group()
 def bench() -> None:
-    """Speed benchmarks (print figures; --json for machine-readable output)."""
+    """Speed and memory benchmarks (print figures; --json for machine-readable output)."""
 
 
 @bench.command("env")
 @click.option("--json", "as_json", is_flag=True, help="print JSON only")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=default_of(bench_env, "repeats"),
+    show_default=True,
+)
 @click.option(
     "--steps",
     type=click.IntRange(min=50),
-    default=20000,
+    default=default_of(bench_env, "steps"),
     show_default=True,
     help="env steps per repeat and setting (at least one 50-step episode)",
 )
@@ -586,9 +623,19 @@ def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
 
 @bench.command("learner")
 @click.option("--json", "as_json", is_flag=True, help="print JSON only")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=default_of(bench_learner, "repeats"),
+    show_default=True,
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=default_of(bench_learner, "rounds"),
+    show_default=True,
+)
+@click.option("--device", default=default_of(bench_learner, "device"), show_default=True)
 @click.option(
     "--seeds",
     "seed_counts",
@@ -622,6 +669,93 @@ def bench_learner_cmd(
         reference=reference,
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_learner_report(result))
+
+
+@bench.command("memory")
+@click.option("--json", "as_json", is_flag=True, help="print JSON only")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=default_of(memory_harness, "seeds"),
+    show_default=True,
+    help="stacked seeds of the learner",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=1),
+    default=default_of(memory_harness, "capacity"),
+    show_default=True,
+    help="transitions per seed in the full replay buffer (default: the learner's buffer_size)",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=default_of(memory_harness, "rounds"),
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="folder for the checkpoint the harness writes",
+)
+def bench_memory_cmd(as_json: bool, seeds: int, capacity: int, rounds: int, out: Path) -> None:
+    """Peak resident memory of a --seeds learner with a full replay buffer: after filling
+    it, after --rounds update rounds, after writing the checkpoint."""
+    from soo_marl.bench_learner import format_memory_report
+
+    result = memory_harness(out, seeds=seeds, capacity=capacity, rounds=rounds)
+    click.echo(json.dumps(result, indent=2) if as_json else format_memory_report(result))
+
+
+@click.command("stack-models")
+@click.argument(
+    "runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--seeds",
+    "seed_text",
+    required=True,
+    help="the seeds to keep, in this order: numbers and ranges, e.g. 0-31 or 8-15,3",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def stack_models(runs: tuple[Path, ...], seed_text: str, out: Path) -> None:
+    """Join the final weights of RUNS (one config trained on different seeds) into one
+    weights-only run OUT holding --seeds; a seed held by several runs comes from the first
+    (docs/spec.md §2.7: seeds train independently of their stack)."""
+    from soo_marl.rundir import stack_models as stack
+
+    try:
+        seeds = parse_seed_ranges(seed_text, "--seeds")
+        path = stack(runs, seeds, out)
+    except ValueError as exc:
+        fail(exc)
+    click.echo(f"wrote {path}: seeds {seeds}")
+
+
+@click.command("compare-runs")
+@click.argument("a_out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("b_out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also write every comparison and the verdict to this JSON file",
+)
+def compare_runs(a_out: Path, b_out: Path, json_path: Path | None) -> None:
+    """Are two reproductions statistically the same? A_OUT and B_OUT are `soo-marl
+    reproduce --out` folders of the same preset and seeds (other code, kernels or CPU):
+    Welch 95% intervals of A − B per run and measure, Holm over all comparisons."""
+    from soo_marl.analysis.compare import compare_reproductions, format_reproduction_comparison
+
+    try:
+        result = compare_reproductions(a_out, b_out)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(exc)
+    click.echo(format_reproduction_comparison(result))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def _parse_episodes(values: tuple[str, ...]) -> list[int]:
@@ -669,7 +803,7 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
 @click.option(
     "--rows",
     type=click.Choice(["all", "pre-trap"]),
-    default="all",
+    default=default_of(classify_fn, "rows"),
     show_default=True,
     help="SOO values of every out-of-sight step, or of those before the trap only",
 )
@@ -706,6 +840,7 @@ def classify(
     )
     from soo_marl.analysis.classify import classify as run_classify
 
+    result: dict[str, Any] | list[dict[str, Any]]
     try:
         n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
         if all_variants:

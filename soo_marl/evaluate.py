@@ -22,11 +22,15 @@ from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 from soo_marl.probes import model_red_slot_norms, red_decodability_per_seed
-from soo_marl.rollout import DEFAULT_EVAL_SEEDS, SCRIPTED_BLUES, rollout, start_uniforms
+from soo_marl.rollout import (
+    DEFAULT_EVAL_EPISODES,
+    DEFAULT_EVAL_SEEDS,
+    SCRIPTED_BLUES,
+    rollout,
+    start_uniforms,
+)
 from soo_marl.rundir import LoadedModel, load_model
 
-#: Episodes per evaluation seed (so 8 × 500 = 4,000 per trained seed by default).
-DEFAULT_EPISODES = 500
 #: |pre-tanh| above which an actor output counts as saturated.
 SATURATION_THRESHOLD = 5.0
 #: An actor is "saturated" when more than this fraction of its outputs are.
@@ -169,10 +173,14 @@ def _summary(values: np.ndarray) -> dict[str, Any]:
     return metrics.summarize(np.asarray(values, dtype=float))
 
 
-def base_metrics(cfg: core.EnvConfig, traj: dict[str, np.ndarray], records: dict) -> dict:
+def base_metrics(
+    cfg: core.EnvConfig,
+    traj: dict[str, np.ndarray],
+    records: dict[str, metrics.DeceptiveRecords],
+) -> dict:
     """Per-seed arrays of the standard metrics of one trajectory set."""
     ret = metrics.mean_episode_return(traj["rewards"])
-    out = {
+    out: dict[str, float | np.ndarray] = {
         "trap_rate": metrics.trap_rate(traj["trapped"]),
         "red_goal_rate": metrics.goal_reach_rate(
             cfg, traj["red_pos"], traj["landmarks"], traj["goal_index"]
@@ -215,7 +223,7 @@ def behaviour_metrics(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> dict[
 
 def evaluate_runs(
     run_dirs: Sequence[str | Path],
-    episodes: int = DEFAULT_EPISODES,
+    episodes: int = DEFAULT_EVAL_EPISODES,
     eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
     device: str = "cpu",
     progress: bool = True,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from soo_marl import rundir, soo
-from soo_marl.config import TrainConfig, file_sha256
+from soo_marl.config import RunConfig, TrainConfig, file_sha256
 from soo_marl.objectives import (
     AnchorTerm,
     AuthorsSooStep,
@@ -317,7 +317,7 @@ def finetune_plan(
     parent: str | Path,
     ft: FinetuneConfig,
     overrides: dict[str, Any] | None = None,
-    device: str = "auto",
+    device: str = RunConfig.device,
     kernels: str | None = None,
     allow_unfinished: bool = False,
 ) -> Plan:
@@ -342,6 +342,8 @@ def finetune_plan(
     config.env = config.env.with_(baseline=ft.reward)
     if ft.soo_radius is None:
         ft = replace(ft, soo_radius=config.env.blue_sight)  # blue's sight radius
+    # __post_init__ fills soo_layers and soo_distance, soo_radius is set just above
+    assert ft.soo_radius is not None and ft.soo_layers is not None and ft.soo_distance is not None
     frozen = FrozenParent()
     gens = soo_generators(list(config.run.seeds))
     parts: list[Objective] = [frozen]
@@ -397,7 +399,7 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
-    device: str = "auto",
+    device: str = RunConfig.device,
     kernels: str | None = None,
     allow_unfinished: bool = False,
 ) -> TrainResult:

@@ -16,7 +16,7 @@ serves one episode set (N, T+1, 2) and a stack of seeds (S, N, T+1, 2). Distance
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -294,7 +294,7 @@ def trap_rate(trapped: np.ndarray) -> np.ndarray:
 
 def _visited(cfg: core.EnvConfig, pos: np.ndarray, landmark: np.ndarray) -> np.ndarray:
     """(..., N) bool: the agent is at ``landmark`` (..., N, 2) at some state t ≥ 1."""
-    return core.at_landmark(cfg, np.asarray(pos)[..., 1:, :], landmark[..., None, :]).any(-1)
+    return np.any(core.at_landmark(cfg, np.asarray(pos)[..., 1:, :], landmark[..., None, :]), -1)
 
 
 def goal_reach_rate(
@@ -349,8 +349,8 @@ def summarize(
     arr = arr.ravel()
     kept = arr[~np.isnan(arr)]
     n = int(kept.size)
-    values = [None if np.isnan(v) else float(v) for v in arr]
-    out: dict[str, Any] = {"n": n, "n_dropped": int(arr.size - n), "values": values}
+    per_seed = [None if np.isnan(v) else float(v) for v in arr]
+    out: dict[str, Any] = {"n": n, "n_dropped": int(arr.size - n), "values": per_seed}
     if n == 0:
         return {**out, "mean": np.nan, "sd": np.nan, "ci_low": np.nan, "ci_high": np.nan}
     mean = float(kept.mean())
@@ -421,6 +421,10 @@ def episode_soo_means(soo_value: np.ndarray) -> np.ndarray:
     return _nanmean(soo_value, axis=-1)
 
 
+@overload
+def mean_soo_value(soo_value: np.ndarray, keep_axis: None) -> float: ...
+@overload
+def mean_soo_value(soo_value: np.ndarray, keep_axis: int = 0) -> np.ndarray: ...
 def mean_soo_value(soo_value: np.ndarray, keep_axis: int | None = 0) -> float | np.ndarray:
     """Mean SOO value of a model (docs/spec.md §4.8) over all out-of-sight evaluation steps
     (not NaN); one per unit of ``keep_axis`` (default: the seed axis), or one number with

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
+from soo_marl.config import RunConfig
+
 #: File in a study's folder with the provenance recorded when its first stage ran.
 PROVENANCE = "provenance.json"
 
 
-def provenance(device: str = "auto") -> dict[str, str]:
+def provenance(device: str = RunConfig.device) -> dict[str, str]:
     """Package versions, machine and code revision, for reports."""
     import torch
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def render_random_episodes(
     out: str | Path,
     episodes: int = 2,
     seed: int = 0,
-    baseline: str = "deceptive",
+    baseline: str = core.EnvConfig.baseline,
     sight_radius: float = core.PAPER_SIGHT_RADIUS,
 ) -> Path:
     """Play ``episodes`` episodes with uniformly random actions and write them as one GIF.
@@ -65,19 +66,21 @@ def render_random_episodes(
     frames: list[np.ndarray] = []
     for ep in range(episodes):
         env.reset(seed=seed + ep)
+        assert env.state_ is not None  # reset() sets it
         caption = [
             f"random actions · {baseline} reward · sight radius {sight_radius:g}",
             f"episode {ep + 1} / {episodes} (reset seed {seed + ep})",
         ]
         positions = [env.state_.pos[0].copy()]
         while True:
-            trails = tuple(np.array(positions)[:, agent] for agent in (core.RED, core.BLUE))
+            path_so_far = np.array(positions)
+            trails = (path_so_far[:, core.RED], path_so_far[:, core.BLUE])
             frames.append(render_frame(env.cfg, env.state_, 0, caption=caption, trails=trails))
             if not env.agents:
                 break
             env.step({a: env.action_space(a).sample() for a in env.agents})
             positions.append(env.state_.pos[0].copy())
-    return write_gif(frames, path, fps=env.metadata["render_fps"])
+    return write_gif(frames, path, fps=cast(int, env.metadata["render_fps"]))
 
 
 @dataclass

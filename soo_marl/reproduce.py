@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from soo_marl.agents.maddpg import MADDPGConfig
+from soo_marl.config import RunConfig
 from soo_marl.provenance import PROVENANCE, provenance
 from soo_marl.sweep import Study, load_study, run_study
 
@@ -29,7 +30,7 @@ def preset_study(
     preset: str,
     seeds: int | None = None,
     sight_radius: float | None = None,
-    device: str = "auto",
+    device: str = RunConfig.device,
     kernels: str | None = None,
 ) -> Study:
     """A preset's study with its parameters overridden where given."""
@@ -67,7 +68,7 @@ def reproduce(
     preset: str = "quick",
     seeds: int | None = None,
     sight_radius: float | None = None,
-    device: str = "auto",
+    device: str = RunConfig.device,
     log: Callable[[str], None] = print,
     progress: bool = True,
     prune_buffers: bool = True,

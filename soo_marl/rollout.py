@@ -25,6 +25,9 @@ from soo_marl.envs.scripted import (  # noqa: F401
 #: Default evaluation seeds (the published code's): the one home of this default, read by
 #: `soo-marl evaluate`, rendering and the sweep's cost model.
 DEFAULT_EVAL_SEEDS = (155, 714, 1908, 1549, 1195, 1812, 542, 2844)
+#: Episodes per evaluation seed (so 8 × 500 = 4,000 per trained seed by default), for
+#: ``soo-marl evaluate`` and a study's evaluate stage that does not say.
+DEFAULT_EVAL_EPISODES = 500
 
 
 def start_uniforms(

@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -269,6 +269,61 @@ def prune_buffer(run_dir: str | Path, force: bool = False) -> int:
     return before - path.stat().st_size
 
 
+def _learning(raw: dict[str, Any]) -> dict[str, Any]:
+    """What a run learns, as the package reads its config today (fields added since it was
+    written take their defaults, so an older run and a newer one with the same settings
+    compare equal): env, maddpg and meta, without the run section."""
+    cfg = TrainConfig.from_dict({k: v for k, v in raw.items() if k != "meta"}).to_dict()
+    return {"env": cfg["env"], "maddpg": cfg["maddpg"], "meta": raw.get("meta", {})}
+
+
+def stack_models(runs: Sequence[str | Path], seeds: Sequence[int], out: str | Path) -> Path:
+    """Join the weights of runs trained with the same config on different seeds, keeping
+    ``seeds`` in the order given; returns the ``OUT/final_model.pt`` written (weights
+    only, beside its ``config.yaml``).
+
+    Seeds train independently of the seeds stacked beside them (docs/spec.md §2.7), so a
+    model file of seeds 0–11 and one of seeds 12–23 hold the same members as one 24-seed
+    run. A seed held by several runs is taken from the first run named. Runs must learn
+    the same thing (env, maddpg and meta as the package reads their configs today);
+    ``meta.joined_from`` records the runs when there are several.
+    """
+    if not runs:
+        raise RunDirError("stack_models needs at least one run")
+    if not seeds:
+        raise RunDirError("stack_models needs at least one seed")
+    parts = [load_checkpoint(find_run_file(r, (FINAL_MODEL,))) for r in runs]
+    first = parts[0]
+    learning = [_learning(json.loads(p["config"])) for p in parts]
+    if any(x != learning[0] for x in learning):
+        raise RunDirError("the runs differ in what they learn (env/maddpg/meta)")
+    members: dict[int, tuple[dict, int]] = {}
+    for p in parts:
+        for i, s in enumerate(p["seeds"]):
+            members.setdefault(int(s), (p, i))  # the first run that holds a seed gives it
+    missing = [s for s in seeds if s not in members]
+    if missing:
+        raise RunDirError(f"seeds {missing} are in none of the runs")
+    n_agents = len(first["agents"])
+    rows = {s: slice(n_agents * members[s][1], n_agents * (members[s][1] + 1)) for s in seeds}
+    model = {
+        key: torch.cat([members[s][0]["model"][key][rows[s]] for s in seeds])
+        for key in first["model"]
+    }
+    raw = json.loads(first["config"])
+    raw["run"]["seeds"] = [int(s) for s in seeds]
+    if len(runs) > 1:
+        raw.setdefault("meta", {})["joined_from"] = [str(r) for r in runs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / FINAL_MODEL
+    stacked = dict(first, model=model, seeds=[int(s) for s in seeds], config=json.dumps(raw))
+    atomic_torch_save(stacked, path)
+    meta = raw.pop("meta", {})
+    write_config(out, TrainConfig.from_dict(raw), meta)
+    return path
+
+
 def has_model(run_dir: str | Path) -> bool:
     """The run finished (its final model is written)."""
     return (Path(run_dir) / FINAL_MODEL).exists()
@@ -432,7 +487,7 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """Write compressed arrays (creating the folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # no key is allow_pickle
     return path
 
 
@@ -458,6 +513,14 @@ def write_metrics(run_dir: str | Path, result: dict[str, Any]) -> Path:
     return path
 
 
+@overload
+def read_trajectories(
+    run_dir: str | Path, keys: Sequence[str] | None = None, *, required: Literal[True]
+) -> dict[str, np.ndarray]: ...
+@overload
+def read_trajectories(
+    run_dir: str | Path, keys: Sequence[str] | None = None, required: bool = False
+) -> dict[str, np.ndarray] | None: ...
 def read_trajectories(
     run_dir: str | Path, keys: Sequence[str] | None = None, required: bool = False
 ) -> dict[str, np.ndarray] | None:

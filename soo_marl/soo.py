@@ -88,13 +88,13 @@ def _uniforms(shape: tuple[int, ...], generator: Generators, like: torch.Tensor)
     of generators, one per slice of the leading axis (so each seed of a stack has its own
     stream). A list of CPU generators draws on the CPU, so the draws do not depend on the
     device the networks run on."""
-    kw = {"dtype": like.dtype}
+    dtype = like.dtype
     if generator is None or isinstance(generator, torch.Generator):
         device = like.device if generator is None else generator.device
-        return torch.rand(shape, generator=generator, device=device, **kw).to(like.device)
+        return torch.rand(shape, generator=generator, device=device, dtype=dtype).to(like.device)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for a leading axis of {shape[0]}")
-    draws = [torch.rand(shape[1:], generator=g, device=g.device, **kw) for g in generator]
+    draws = [torch.rand(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generator]
     return torch.stack(draws).to(like.device)
 
 

@@ -126,6 +126,7 @@ def option_args(kind: str, options: Mapping[str, Any]) -> list[str]:
         if getattr(p, "is_flag", False) or p.type.name == "boolean":
             secondary = [o[2:] for o in getattr(p, "secondary_opts", [])]
             primary = p.opts[0][2:]
+            off: str | None
             if key in secondary:  # e.g. "fresh-buffer: true"
                 on, off = key, primary
             else:

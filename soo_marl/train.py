@@ -246,7 +246,10 @@ class SteadySpeed:
     to the last row, with the learner's efficiency against the machine's float32 limit."""
 
     def __init__(self, model: MADDPG) -> None:
-        self.model, self.start, self.end = model, None, None
+        self.model = model
+        # (perf_counter, model.update_rounds) at the steady state's first and last log rows
+        self.start: tuple[float, int] | None = None
+        self.end: tuple[float, int] | None = None
 
     def mark(self) -> None:
         """Called at each log row."""
@@ -426,7 +429,7 @@ def update_round(state: TrainState, plan: Plan, live: LiveStep, log: Logger) -> 
 
 def extra_actor_loss(
     parts: Sequence[Objective],
-) -> Callable[[MADDPG, Batch], torch.Tensor] | None:
+) -> Callable[[MADDPG, Batch], torch.Tensor | None] | None:
     """The sum of the parts' extra actor losses, as :meth:`MADDPG.update` takes it; None
     when no part has one (plain MADDPG)."""
     if not parts:

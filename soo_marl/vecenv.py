@@ -8,10 +8,14 @@ Both classes expose the same small interface the trainer uses: ``agents``, ``obs
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from soo_marl.envs import core
+
+if TYPE_CHECKING:
+    from pettingzoo import ParallelEnv
 
 
 class DeceptionVecEnv:
@@ -27,9 +31,15 @@ class DeceptionVecEnv:
         self.state: core.State | None = None
         self._reached = np.zeros((n_seeds * envs_per_seed, 2), dtype=bool)
 
+    def _current(self) -> core.State:
+        """The worlds' state; only after :meth:`reset`."""
+        if self.state is None:
+            raise RuntimeError("DeceptionVecEnv: call reset() first")
+        return self.state
+
     def _joint_obs(self, out: core.Outputs | None = None) -> np.ndarray:
         if out is None:
-            out = core.outputs(self.cfg, self.state)
+            out = core.outputs(self.cfg, self._current())
         joint = np.concatenate([out.obs_red, out.obs_blue], axis=1)
         return joint.reshape(self.n_seeds, self.envs_per_seed, -1)
 
@@ -44,17 +54,17 @@ class DeceptionVecEnv:
     def step(self, joint_action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """Step every world with actions (S, E, 4) = (red 2, blue 2), clipped to [-1, 1]."""
         a = np.clip(joint_action.reshape(-1, 2, core.ACTION_DIM), -1.0, 1.0)
-        self.state = core.step(self.cfg, self.state, a)
-        out = core.outputs(self.cfg, self.state)
+        self.state = state = core.step(self.cfg, self._current(), a)
+        out = core.outputs(self.cfg, state)
         self._reached |= out.at_goal
         r = out.rewards.reshape(self.n_seeds, self.envs_per_seed, 2)
-        return self._joint_obs(out), r, self.state.t >= self.episode_length
+        return self._joint_obs(out), r, state.t >= self.episode_length
 
     def episode_stats(self) -> dict[str, np.ndarray]:
         """Per seed and env, for the episode so far: trapped, red/blue reached the goal."""
         shape = (self.n_seeds, self.envs_per_seed)
         return {
-            "trap_rate": self.state.trapped.reshape(shape).astype(float),
+            "trap_rate": self._current().trapped.reshape(shape).astype(float),
             "red_goal_rate": self._reached[:, 0].reshape(shape).astype(float),
             "blue_goal_rate": self._reached[:, 1].reshape(shape).astype(float),
         }
@@ -67,7 +77,7 @@ class PettingZooVecEnv:
     Box. Episodes must have a fixed length (all copies end on the same step).
     """
 
-    def __init__(self, env_fn: Callable[[], object], n_seeds: int, envs_per_seed: int) -> None:
+    def __init__(self, env_fn: Callable[[], ParallelEnv], n_seeds: int, envs_per_seed: int) -> None:
         from gymnasium import spaces
 
         self.n_seeds, self.envs_per_seed = n_seeds, envs_per_seed
@@ -132,12 +142,15 @@ def mean_policy_return(
 
     ``policy`` maps joint observations (S, E, Σ obs) to joint actions in [-1, 1].
     """
-    total = None
+    total: np.ndarray | None = None
     for _ in range(rounds):
         obs = vec_env.reset(rngs)
-        ret, done = 0.0, False
+        ret: np.ndarray | float = 0.0
+        done = False
         while not done:
             obs, r, done = vec_env.step(policy(obs))
             ret = ret + r
-        total = ret if total is None else total + ret
+        total = np.asarray(ret) if total is None else total + ret
+    if total is None:
+        raise ValueError("mean_policy_return needs rounds >= 1")
     return total.mean(axis=1) / rounds

@@ -3,13 +3,9 @@ line is assembled from the same command objects, and defaults have one home each
 
 from pathlib import Path
 
-from soo_marl import commands, stage_kinds
+from soo_marl import stage_kinds
 from soo_marl.cli import main
-from soo_marl.envs import core
-from soo_marl.envs.physical_deception_v0 import AGENTS
-from soo_marl.rollout import DEFAULT_EVAL_SEEDS
-from soo_marl.sweep import costs, parse_study
-from soo_marl.vecenv import DeceptionVecEnv
+from soo_marl.sweep import parse_study
 
 
 def test_every_stage_kind_is_a_command_of_the_cli():
@@ -66,13 +62,3 @@ def test_stage_argv_of_each_kind():
         "report", "--deceptive", "/O/d", "--honest", "/O/h", "--soo", "/O/f", "--no-soo", "/O/f",
         "--classifier", clf, "--figures", "/O/p", "--out", "/O/r.md",
     ]  # fmt: skip
-
-
-def test_defaults_have_one_home():
-    assert core.AGENT_IDS == AGENTS == DeceptionVecEnv.agents == ("adversary_0", "agent_0")
-    assert core.EnvConfig().sight_radius == core.PAPER_SIGHT_RADIUS == 0.125
-    evaluate = stage_kinds.command_options("evaluate")
-    assert evaluate["eval-seeds"].default == " ".join(str(x) for x in DEFAULT_EVAL_SEEDS)
-    assert evaluate["episodes"].default == commands.DEFAULT_EVAL_EPISODES
-    assert costs.DEFAULT_EPISODES["evaluate"] == commands.DEFAULT_EVAL_EPISODES
-    assert costs.DEFAULT_EVAL_SEEDS == len(DEFAULT_EVAL_SEEDS)

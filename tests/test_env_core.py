@@ -477,3 +477,35 @@ def test_red_start_delay_holds_red_for_k_steps():
     free = ~state.trapped  # a red that started on the fake landmark is frozen anyway
     assert free.sum() > 150
     assert np.array_equal(moved_at[free], state.red_delay[free])  # first moves on step k
+
+
+@pytest.mark.parametrize("batch", [1, 64, 65])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        dict(sight_radius=0.5, trap_deadline=20, red_leash=5, guide_reward=1.0),
+        dict(blue_sight_radius=0.4, red_sight_radius=0.3, red_speed_min=0.5, red_delay_max=3),
+    ],
+)
+def test_step_outputs_is_step_then_outputs_bit_for_bit(batch, options):
+    """The one-pass step of up to FUSED_MAX_BATCH worlds (and the two-call path above it)
+    gives the state and outputs of core.step followed by core.outputs, to the last bit."""
+    cfg = core.EnvConfig(**options)
+    rng = np.random.default_rng(batch)
+    state = core.reset(cfg, np.random.default_rng(7), batch)
+    for _ in range(cfg.max_cycles):
+        actions = rng.uniform(-1.5, 1.5, (batch, 2, core.ACTION_DIM)).clip(-1, 1)
+        fused, out = core.step_outputs(cfg, state, actions)
+        state = core.step(cfg, state, actions)
+        ref = core.outputs(cfg, state)
+        for name in ("pos", "vel", "trapped", "trap_step", "unseen"):
+            a, b = getattr(fused, name), getattr(state, name)
+            assert (a is None and b is None) or a.tobytes() == b.tobytes(), name
+        assert fused.t == state.t
+        for name, a in out._asdict().items():
+            b = getattr(ref, name)
+            assert (a is None and b is None) or (
+                a.dtype == b.dtype and a.tobytes() == b.tobytes()
+            ), name
+    assert state.trapped.any() or batch == 1  # the trap path was exercised

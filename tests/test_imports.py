@@ -1,6 +1,7 @@
 """The package's import graph, read from the source with ``ast`` (module-level and
 function-level imports alike): it has no circle, and the command line is at the top —
-nothing imports ``soo_marl.cli``, and the study engine reaches no CLI module."""
+nothing imports ``soo_marl.cli``, and the study engine reaches no CLI module. No module
+(and no test) imports a private name of another module."""
 
 import ast
 from pathlib import Path
@@ -120,3 +121,52 @@ def test_the_learner_and_the_environment_stay_below_the_application():
         for m in (m for m in graph if m == layer or m.startswith(layer + ".")):
             outside = {d for d in graph[m] if not d.startswith(allowed)}
             assert outside == set(), f"{m} imports {sorted(outside)}"
+
+
+def private_imports(source: str, name: str, is_package: bool = False) -> list[str]:
+    """``module.name`` for every private name (one leading underscore) that ``source``
+    (the module ``name``) imports from a package module: ``from soo_marl.x import _y``,
+    or the same relative. Dunder names (``__version__``) are public."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = node.module or ""
+        if node.level:
+            here = name.split(".") if is_package else name.split(".")[:-1]
+            anchor = here[: len(here) - (node.level - 1)]
+            base = ".".join([*anchor, *([base] if base else [])])
+        if base.split(".")[0] != "soo_marl":
+            continue
+        for alias in node.names:
+            if alias.name.startswith("_") and not alias.name.startswith("__"):
+                found.append(f"{base}.{alias.name}")
+    return found
+
+
+def test_the_private_import_reader_on_examples():
+    src = (
+        "from soo_marl.analysis.soo_study import _d, fmt_signed\n"
+        "from soo_marl import __version__\n"
+        "from soo_marl.rollout import DEFAULT_EVAL_SEEDS as _SEEDS\n"
+        "from numpy import _pytesttester\n"
+        "def f():\n"
+        "    from ._helpers import x\n"
+        "    from .compare import _private\n"
+    )
+    assert private_imports(src, "soo_marl.analysis.tables") == [
+        "soo_marl.analysis.soo_study._d",
+        "soo_marl.analysis.compare._private",
+    ]
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A name with a leading underscore is its module's own: no package module and no test
+    imports one (a helper others need is made public, with a docstring)."""
+    offenders = []
+    sources = [(name, path) for name, path in _modules().items()]
+    sources += [(f"tests.{p.stem}", p) for p in sorted((ROOT / "tests").glob("*.py"))]
+    for name, path in sources:
+        for imported in private_imports(path.read_text(), name, path.name == "__init__.py"):
+            offenders.append(f"{path.relative_to(ROOT)} imports {imported}")
+    assert offenders == [], "\n".join(offenders)

@@ -14,8 +14,8 @@ from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
 from soo_marl.agents.networks import NarrowLinear, StackedBatchNorm
 from soo_marl.allocator import InsufficientMemory, check_memory, fmt_bytes, memory_available
 from soo_marl.bench_learner import (
-    _filled_buffer,
     bench_learner,
+    filled_buffer,
     flops_per_seed_update,
     round_products,
 )
@@ -157,7 +157,7 @@ def test_flop_count_matches_the_products_an_update_round_runs(kernels):
 
     cfg = MADDPGConfig(kernels=kernels)
     model = MADDPG(cfg, [0, 1, 2], [core.OBS_DIM_RED, core.OBS_DIM_BLUE], [2, 2])
-    buf = _filled_buffer(3, torch.device("cpu"))
+    buf = filled_buffer(3, torch.device("cpu"))
     batch = buf.sample([np.random.default_rng(i) for i in range(3)], cfg.batch_size, True)
     with FlopCounterMode(display=False) as counter:
         model.update(batch)

@@ -141,7 +141,7 @@ def test_claims_table_reads_each_claim():
 def test_remaining_time_estimate_scales_with_measured_stages():
     from soo_marl.reproduce import preset_study
     from soo_marl.sweep import costs
-    from soo_marl.sweep.run import _remaining
+    from soo_marl.sweep.run import remaining_seconds
 
     study = preset_study("quick")
     est = {s.name: costs.estimate_seconds(s, study) for s in study.stages}
@@ -149,9 +149,9 @@ def test_remaining_time_estimate_scales_with_measured_stages():
     assert est["deceptive"] == pytest.approx(6_000 * (costs.TRAIN_A_S + 24 * costs.TRAIN_B_S))
     pending = study.stages[1:]
     plain = sum(est[s.name] for s in pending)
-    assert _remaining(pending, est, {}) == pytest.approx(plain)  # nothing measured yet
+    assert remaining_seconds(pending, est, {}) == pytest.approx(plain)  # nothing measured yet
     # the first stage took twice its estimate: the rest is expected to take twice theirs
-    assert _remaining(pending, est, {"deceptive": 2.0}) == pytest.approx(2 * plain)
+    assert remaining_seconds(pending, est, {"deceptive": 2.0}) == pytest.approx(2 * plain)
     paper = preset_study("paper", seeds=4)
     assert paper.stage("deceptive").options["seeds"] == 4
 

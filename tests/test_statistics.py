@@ -251,3 +251,54 @@ def test_the_soo_study_declares_its_soo_family():
     families = soo_study.load_families(soo_study.STUDY_FILE)
     arms = {c.stage: c.arm for c in soo_study.COMPARISONS}
     assert sorted(arms[s] for s in families["soo"]) == ["2a", "2b", "2c", "2d", "4", "4"]
+
+
+# --------------------------------------------------------------------------- seed power
+
+
+def test_seed_power_of_a_planted_effect_matches_the_t_test_power():
+    """n seeds per group, a normal effect of δ = 1 SD: the share of simulated studies whose
+    Welch interval lies above 0 is the two-sample t-test's power, P(T(2n − 2, δ/√(2/n)) >
+    t_{0.975, 2n − 2}) (noncentral t), once Welch's df is close to 2n − 2 (8 seeds on)."""
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal(24)
+    b = (b - b.mean()) / b.std(ddof=1)  # observed mean 0, SD 1
+    a = b + 1.0
+    power = stats.seed_power(a, b, [4, 8, 16], draws=4000, seed=0)
+    assert list(power) == [4, 8, 16]
+    expected = {}
+    for n in power:
+        df = 2 * n - 2
+        expected[n] = sps.nct.sf(sps.t.ppf(0.975, df), df, 1.0 / math.sqrt(2 / n))
+    assert expected == pytest.approx({4: 0.222, 8: 0.461, 16: 0.781}, abs=0.001)
+    for n in (8, 16):
+        assert power[n]["normal"] == pytest.approx(expected[n], abs=0.025), n
+    # at 4 seeds Welch's df (often well below 6) costs power against the pooled t-test
+    assert 0.15 < power[4]["normal"] < expected[4]
+    # resampling the same 24 values (an exact shift) gives about the same power
+    for n in power:
+        assert power[n]["resampled"] == pytest.approx(power[n]["normal"], abs=0.03), n
+
+
+def test_seed_power_without_an_effect_is_the_false_positive_rate():
+    """Equal groups: a 95% two-sided interval lies above 0 in 2.5% of the studies."""
+    x = np.random.default_rng(2).standard_normal(24)
+    power = stats.seed_power(x, x, [8], draws=4000, seed=3)
+    assert power[8]["normal"] == pytest.approx(0.025, abs=0.01)
+    assert power[8]["resampled"] < 0.05
+
+
+def test_seed_power_is_all_or_nothing_far_from_zero_and_deterministic():
+    a = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
+    b = np.array([0.0, 0.1, -0.1, 0.05, -0.05])
+    assert stats.seed_power(a, b, [3, 8], draws=200) == {
+        3: {"normal": 1.0, "resampled": 1.0},
+        8: {"normal": 1.0, "resampled": 1.0},
+    }
+    assert stats.seed_power(b, a, [8], draws=200) == {8: {"normal": 0.0, "resampled": 0.0}}
+    close = a - 0.9
+    first = stats.seed_power(close, b, [6], draws=300, seed=5)
+    assert first == stats.seed_power(close, b, [6], draws=300, seed=5)
+    assert first != stats.seed_power(close, b, [6], draws=300, seed=6)
+    with pytest.raises(ValueError, match="at least two values"):
+        stats.seed_power([1.0], b, [8])

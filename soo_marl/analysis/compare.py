@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from soo_marl import metrics, stats
 from soo_marl.analysis.runs import summary
+from soo_marl.rundir import require_metrics
 
 #: Verdict words of the reports, each defined once (docs/spec.md §4.11).
 SHOWN = "**yes**"
@@ -29,6 +31,18 @@ RULES = ("v1", "v2")
 RULE = "v2"
 #: Family-wise error rate of the verdicts (two-sided intervals at 1 − ALPHA).
 ALPHA = 0.05
+#: The runs of a ``soo-marl reproduce --out`` folder (the training and fine-tuning stages
+#: of ``studies/reproduce.yaml``), and the measures :func:`compare_reproductions` compares
+#: in each (title → metrics.json key).
+REPRODUCTION_RUNS = ("deceptive", "honest", "soo", "nosoo")
+REPRODUCTION_MEASURES = {
+    "trap rate": "trap_rate",
+    "blue goal rate": "blue_goal_rate",
+    "blue at fake": "blue_at_fake",
+    "luring Δtrap": "luring_delta_trap",
+}
+#: The verdicts of :func:`compare_reproductions`.
+SAME, DIFFERENT = "statistically the same", "different"
 
 
 def rule_method(rule: str = RULE) -> str:
@@ -146,3 +160,83 @@ def verdict(diff: dict, expected_sign: int) -> str:
     if (expected_sign > 0 and hi < 0) or (expected_sign < 0 and lo > 0):
         return OPPOSITE
     return NOT_SHOWN
+
+
+def compare_reproductions(
+    a_out: str | Path,
+    b_out: str | Path,
+    runs: Sequence[str] = REPRODUCTION_RUNS,
+    measures: Mapping[str, str] = REPRODUCTION_MEASURES,
+    alpha: float = ALPHA,
+) -> dict[str, Any]:
+    """Are two reproductions (``soo-marl reproduce --out`` folders of the same preset and
+    seeds, made with other code, kernels or CPUs) statistically the same?
+
+    For each run and measure the per-seed values of A and B are compared as independent
+    groups: the Welch 95% interval of mean(A) − mean(B) (``ci95``) and its two-sided
+    p-value, with Holm's step-down correction over all comparisons
+    (:func:`soo_marl.stats.holm_levels`: ``holm_level``, ``rejected``). The runs share
+    seeds, but a last-bit difference grows into another trajectory within a training
+    (docs/spec.md §7.1), so the seeds are not paired. Verdict: :data:`SAME` when no
+    comparison is rejected at family-wise ``alpha``, else :data:`DIFFERENT`.
+    """
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        metrics_a = require_metrics(Path(a_out) / run)
+        metrics_b = require_metrics(Path(b_out) / run)
+        for name, key in measures.items():
+            a, b = values(metrics_a, key), values(metrics_b, key)
+            a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+            p = min(stats.welch_pvalue(a, b, side=1), stats.welch_pvalue(a, b, side=-1))
+            low, high = stats.welch_interval(a, b)
+            measured = min(a.size, b.size) > 1  # else p and the interval are NaN
+            mean_a = float(a.mean()) if measured else np.nan
+            mean_b = float(b.mean()) if measured else np.nan
+            sd = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)) if measured else np.nan
+            rows.append(
+                {
+                    "run": run,
+                    "measure": name,
+                    "n": [int(a.size), int(b.size)],
+                    "a": mean_a,
+                    "b": mean_b,
+                    "difference": mean_a - mean_b,
+                    "ci95": [low, high],
+                    "p": p,
+                    "sd_pooled": sd,
+                }
+            )
+    levels = stats.holm_levels([r["p"] for r in rows], alpha)
+    for r, level in zip(rows, levels, strict=True):
+        r["holm_level"] = level
+        r["rejected"] = bool(r["p"] < 1.0 - level)
+    rejected = sum(r["rejected"] for r in rows)
+    return {
+        "a": str(a_out),
+        "b": str(b_out),
+        "alpha": alpha,
+        "comparisons": rows,
+        "rejected": rejected,
+        "verdict": DIFFERENT if rejected else SAME,
+    }
+
+
+def format_reproduction_comparison(result: Mapping[str, Any]) -> str:
+    """The table and verdict of :func:`compare_reproductions`, as printed by
+    ``soo-marl compare-runs``."""
+    lines = [
+        f"A = {result['a']}, B = {result['b']}; Welch 95% intervals of A − B, Holm over all rows",
+        f"{'run':10} {'measure':15} {'A':>7} {'B':>7} {'A − B':>8} {'95% interval':>20} {'p':>6}",
+    ]
+    for r in result["comparisons"]:
+        low, high = r["ci95"]
+        flag = "  rejected (Holm)" if r["rejected"] else ""
+        lines.append(
+            f"{r['run']:10} {r['measure']:15} {r['a']:7.3f} {r['b']:7.3f} "
+            f"{r['difference']:+8.3f} [{low:+.3f}, {high:+.3f}] {r['p']:6.3f}{flag}"
+        )
+    lines.append(
+        f"verdict: {result['verdict']} ({result['rejected']} of {len(result['comparisons'])} "
+        f"rejected at family-wise {100 * result['alpha']:g}%)"
+    )
+    return "\n".join(lines)

@@ -103,7 +103,11 @@ def fig_trajectories(
     first = conditions[0][1]
     episodes = list(episodes) if episodes is not None else pick_episodes(first, 3, seed_index)
     _check_same_starts(conditions, episodes, seed_index)
-    n_per = int(first.get("episodes_per_eval_seed", first["landmarks"].shape[1]))
+    n_per = int(
+        first["episodes_per_eval_seed"]
+        if "episodes_per_eval_seed" in first
+        else first["landmarks"].shape[1]
+    )
     eval_seeds = first.get("eval_seeds")
     seed = int(first["seeds"][seed_index]) if "seeds" in first else seed_index
     rows, cols = len(episodes), len(conditions)
@@ -233,6 +237,7 @@ def fig_threshold_grids(
         ax.set_xlabel("projection threshold x")
         ax.set_ylabel("cosine threshold y")
     axes[0].legend(loc="lower right", fontsize=7, framealpha=0.7)
+    assert image is not None  # grids is not empty
     cbar = fig.colorbar(image, ax=list(axes), shrink=0.95)
     cbar.set_label(colorbar_label)
     fig.suptitle(title, fontsize=12)
@@ -357,9 +362,10 @@ PROBES = (
 
 
 def _path(m: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node: Any = m
     for key in path:
-        m = m.get(key) if isinstance(m, Mapping) else None
-    return m
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
 
 
 def fig_probes(
@@ -403,7 +409,7 @@ def fig_classifier(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> 
     (``n_episodes``, ``accuracy``, optionally ``units``, ``mean_soo``, ``variant``), or
     several variants side by side as one line each."""
     several = not isinstance(results, Mapping)
-    results = list(results) if several else [results]
+    results = [results] if isinstance(results, Mapping) else list(results)
     if not results:
         raise ValueError("fig_classifier needs at least one classifier result")
     fig = Figure(figsize=(6.4, 4.2) if several else (6.0, 4.0), layout="constrained")
@@ -416,8 +422,9 @@ def fig_classifier(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> 
         if several and result.get("mean_soo"):
             soo = result["mean_soo"]
             name += f" (mean SOO: hon {soo['honest']:.3g}, dec {soo['deceptive']:.3g})"
-        style = dict(marker="osD^"[i % 4], ls=("-", "--", "-.", ":")[i % 4])
-        ax.plot(n, acc, color=f"C{i}" if several else "tab:blue", ms=4, label=name, **style)
+        marker, ls = "osD^"[i % 4], ("-", "--", "-.", ":")[i % 4]
+        color = f"C{i}" if several else "tab:blue"
+        ax.plot(n, acc, color=color, ms=4, label=name, marker=marker, ls=ls)
     ax.axhline(0.5, color="0.5", ls="--", lw=1, label="chance")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("evaluation episodes N per unit")

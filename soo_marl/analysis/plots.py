@@ -66,53 +66,55 @@ def build_figures(
     several = len(evaluated) > 1
     for radius, group in groups.items():
         sfx, note = _suffix(radius, several), _radius_note(radius)
-        with_traj = [r for r in group if r.trajectories is not None]
+        with_traj = [(r.label, r.trajectories) for r in group if r.trajectories is not None]
         if with_traj:
             try:
-                fig = fig_trajectories([(r.label, r.trajectories) for r in with_traj], note=note)
+                fig = fig_trajectories(with_traj, note=note)
                 figs[f"fig2_trajectories{sfx}"] = fig
             except ValueError as exc:
                 log(f"skipped Figure 2{note}: {exc}")
         else:
             log(f"skipped Figure 2{note}: no eval/trajectories.npz")
-        with_grids = [r for r in group if r.grids is not None]
+        with_grids = [(r, r.grids) for r in group if r.grids is not None]
         if not with_grids:
             log(f"skipped Figures 3-4{note}: no eval/grids.npz")
             continue
         for kind, desc in GRID_KINDS.items():
-            have = [r for r in with_grids if kind in r.grids]
+            have = [(r, g) for r, g in with_grids if kind in g]
             if not have:
                 log(f"skipped Figure 3 ({kind}){note}: not in grids.npz")
                 continue
-            seeds = len(have[0].grids[kind])
+            seeds = len(have[0][1][kind])
             if kind.startswith("freq"):
                 cbar = "visible records per episode with pn > x, c < y"
             else:
                 trunc = {
-                    int(r.grids["truncation"][0 if kind == "trunc_guard" else 1])
-                    for r in have
-                    if "truncation" in r.grids
+                    int(g["truncation"][0 if kind == "trunc_guard" else 1])
+                    for _, g in have
+                    if "truncation" in g
                 }
                 n_rec = str(trunc.pop()) if len(trunc) == 1 else f"N (differs: {sorted(trunc)})"
                 desc = desc.format(n=n_rec)
                 cbar = "visible records with pn > x, c < y"
             title = f"Threshold grid{note}\n{desc}, mean over {seeds} seeds"
             figs[f"fig3_grid_{kind}{sfx}"] = fig_threshold_grids(
-                [(r.label, r.grids[kind]) for r in have], title=title, colorbar_label=cbar
+                [(r.label, g[kind]) for r, g in have], title=title, colorbar_label=cbar
             )
         sets = {}
         for kind, name in (("freq_guard", "guard 0.01"), ("freq_noguard", "no guard (paper)")):
-            have = [r for r in with_grids if kind in r.grids]
-            shapes = {r.grids[kind].shape for r in have}
-            seed_lists = {tuple(r.seeds or ()) for r in have}
+            have = [(r, g) for r, g in with_grids if kind in g]
+            shapes = {g[kind].shape for _, g in have}
+            seed_lists = {tuple(r.seeds or ()) for r, _ in have}
             if len(have) < 2:
                 continue
             if len(shapes) > 1 or len(seed_lists) > 1:
                 log(f"skipped Figure 4 ({kind}){note}: runs have different seeds")
                 continue
-            sets[name] = {r.label: r.grids[kind] for r in have}
+            sets[name] = {r.label: g[kind] for r, g in have}
         if sets:
-            pairs = default_pairs([r for r in with_grids if r.label in next(iter(sets.values()))])
+            pairs = default_pairs(
+                [r for r, _ in with_grids if r.label in next(iter(sets.values()))]
+            )
             figs[f"fig4_behavioural_difference{sfx}"] = fig_behavioural_difference(
                 sets, pairs, note=note
             )

@@ -109,14 +109,16 @@ COMPARISONS = (
 )
 
 
-def _values(summary: dict | None) -> np.ndarray:
+def summary_values(summary: dict | None) -> np.ndarray:
+    """The per-seed values of a summary in a metrics.json (empty for none; None as NaN)."""
     return np.asarray(summary["values"] if summary else [], dtype=float)
 
 
 def _at(m: dict, path: Sequence[str]) -> Any:
+    node: Any = m
     for key in path:
-        m = m.get(key) if isinstance(m, dict) else None
-    return m
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def parent_red(m: dict, parent_label: str) -> dict[str, dict]:
@@ -131,7 +133,7 @@ def paired(
 ) -> dict[str, Any]:
     """Mean and CI (``method``, at ``confidence``) of the per-seed differences a − b
     (seeds aligned)."""
-    va, vb = _values(a), _values(b)
+    va, vb = summary_values(a), summary_values(b)
     if va.shape != vb.shape or va.size == 0:
         return metrics.summarize([], method=method)
     return metrics.summarize(va - vb, ci=confidence, method=method)
@@ -164,7 +166,7 @@ def verdict(luring: dict, goal: dict, rule: str = "v2") -> str:
 def luring_pvalue(luring: dict) -> float:
     """p-value of the t-test that the paired luring difference lies below −BAND, doubled
     to match the two-sided t-interval (Holm's ranking in :func:`judge`)."""
-    d = _values(luring)
+    d = summary_values(luring)
     return t_pvalue(d[~np.isnan(d)], -BAND, -1)
 
 
@@ -188,7 +190,7 @@ def judge(results: Sequence[dict[str, Any]], families: dict[str, list[str]] | No
     levels = holm_levels(pvalues, families)
     family_of = {k: name for name, ks in (families or {}).items() for k in ks}
     for key, r in by_stage.items():
-        d = _values(r["luring"])
+        d = summary_values(r["luring"])
         r["p"], r["level"], r["family"] = pvalues[key], levels[key], family_of.get(key)
         r["luring"] = metrics.summarize(d, ci=levels[key], method=PRIMARY)
         r["verdict"] = verdict(r["luring"], r["goal"], "v2")
@@ -199,10 +201,11 @@ def judge(results: Sequence[dict[str, Any]], families: dict[str, list[str]] | No
 def compare(root: Path, c: Comparison) -> dict[str, Any] | None:
     """The comparison's summaries and verdict, or None if one of its runs is missing."""
     group = root / c.group
-    ms = {k: rundir.read_metrics(group / d) for k, d in (("t", c.treatment), ("c", c.control))}
+    t_m, c_m = rundir.read_metrics(group / c.treatment), rundir.read_metrics(group / c.control)
     parent = rundir.read_metrics(group / c.parent)
-    if any(m is None for m in ms.values()) or parent is None:
+    if t_m is None or c_m is None or parent is None:
         return None
+    ms = {"t": t_m, "c": c_m}
     t_red, c_red = parent_red(ms["t"], parent["label"]), parent_red(ms["c"], parent["label"])
     rows = {}
     for key, title in PARENT_RED:
@@ -223,7 +226,8 @@ def compare(root: Path, c: Comparison) -> dict[str, Any] | None:
     }
 
 
-def _d(s: dict) -> str:
+def fmt_signed(s: dict) -> str:
+    """ "+mean [+ci_low, +ci_high]" of a summary or difference with its sign, or "–"."""
     if not s or s.get("n", 0) == 0:
         return "–"
     return f"{s['mean']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]"
@@ -238,7 +242,7 @@ def arm_table(result: dict[str, Any]) -> str:
     ]
     for title, (a, b, d) in result["rows"].items():
         where = " (parent's red)" if title in dict(PARENT_RED).values() else ""
-        lines.append(f"| {title}{where} | {fmt(a)} | {fmt(b)} | {_d(d)} |")
+        lines.append(f"| {title}{where} | {fmt(a)} | {fmt(b)} | {fmt_signed(d)} |")
     return "\n".join(lines)
 
 
@@ -297,7 +301,9 @@ def gate(variant_dir: str | Path, method: str = PRIMARY) -> dict[str, Any]:
     h = rundir.require_metrics(Path(variant_dir) / "honest")
     sighted, blind = d["luring_delta_trap"]["mean"], d["blind"]["luring_delta_trap"]["mean"]
     gap = metrics.summarize_difference(
-        _values(d["luring_delta_trap"]), _values(h["luring_delta_trap"]), method=method
+        summary_values(d["luring_delta_trap"]),
+        summary_values(h["luring_delta_trap"]),
+        method=method,
     )
     open_loop_ok = sighted > 0 and blind <= 0.5 * sighted
     gap_ok = gap["ci_low"] > 0 or gap["ci_high"] < 0
@@ -405,8 +411,8 @@ def verdict_lines(results: Sequence[dict[str, Any]]) -> list[str]:
         c, v1 = r["comparison"], r.get("v1") or {}
         lines.append(
             f"| {c.arm} | {c.title} | {r.get('family') or '–'} | {100 * r['level']:.1f}% "
-            f"| {_d(r['luring'])} | {_d(r['goal'])} | **{r['verdict']}** "
-            f"| {_d(v1.get('luring', {}))} | {v1.get('verdict', '–')} |"
+            f"| {fmt_signed(r['luring'])} | {fmt_signed(r['goal'])} | **{r['verdict']}** "
+            f"| {fmt_signed(v1.get('luring', {}))} | {v1.get('verdict', '–')} |"
         )
     return lines
 
@@ -440,7 +446,7 @@ def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STU
             lines.append(
                 f"| {g['variant']} | {fmt(g['sighted_luring'])} | {fmt(g['blind_luring'])} | "
                 f"{fmt(g['closed_loop_share'])} | {fmt(g['honest_luring'])} | "
-                f"{_d(g['deceptive_minus_honest'])} | {'yes' if g['passes'] else 'no'} |"
+                f"{fmt_signed(g['deceptive_minus_honest'])} | {'yes' if g['passes'] else 'no'} |"
             )
     lines += weight_table(root)
     for radius in ("r0.5", "r0.125"):
@@ -483,7 +489,7 @@ def rejudge(arms_json: str | Path, out: str | Path, study: str | Path | None = S
             raise ValueError(
                 f"{arms_json}: arm {row['arm']} {row['title']!r} is not a known comparison"
             )
-        goal = metrics.summarize(_values(row["goal"]), method=PRIMARY)
+        goal = metrics.summarize(summary_values(row["goal"]), method=PRIMARY)
         results.append({"comparison": c, "luring": row["luring"], "goal": goal})
     judge(results, load_families(study))
     out = Path(out)
@@ -510,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         g = gate(args[1])
         print(
             f"{g['variant']}: sighted luring {g['sighted_luring']['mean']:.3f}, blind "
-            f"{g['blind_luring']['mean']:.3f}, deceptive − honest {_d(g['deceptive_minus_honest'])}"
+            f"{g['blind_luring']['mean']:.3f}, deceptive − honest "
+            f"{fmt_signed(g['deceptive_minus_honest'])}"
             f": {'passes' if g['passes'] else 'does not pass'}"
         )
         return 0 if g["passes"] else 1

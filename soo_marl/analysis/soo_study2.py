@@ -28,11 +28,11 @@ from soo_marl.analysis.soo_study import (
     BAND,
     GOAL_MARGIN,
     Comparison,
-    _d,
-    _values,
     arm_table,
     compare,
+    fmt_signed,
     load_families,
+    summary_values,
 )
 from soo_marl.stats import PRIMARY
 
@@ -108,10 +108,10 @@ def mechanism(results: Sequence[dict[str, Any]]) -> list[str]:
         if r is None:
             lines.append(f"{name}: not measured.")
             continue
-        d = metrics.summarize(_values(r["luring"]), method=PRIMARY)  # 95%, own judgement
+        d = metrics.summarize(summary_values(r["luring"]), method=PRIMARY)  # 95%, own judgement
         ok = d["ci_high"] < -BAND and d["mean"] <= REPRODUCES_FRACTION * two_a["luring"]["mean"]
         lines.append(
-            f"{name}: luring {_d(d)} against 2a's mean {two_a['luring']['mean']:+.3f}: "
+            f"{name}: luring {fmt_signed(d)} against 2a's mean {two_a['luring']['mean']:+.3f}: "
             + (f"reproduces 2a's drop: {meaning}." if ok else "does not reproduce 2a's drop.")
         )
     if not any("reproduces 2a" in line for line in lines):
@@ -165,8 +165,9 @@ def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STU
         if r is None:
             continue
         t, k = rundir.read_metrics(root / c.treatment), rundir.read_metrics(root / c.control)
+        assert t is not None and k is not None  # compare() has read both (group ".")
         sat_t, sat_c = _blue_saturation(t), _blue_saturation(k)
-        diff = metrics.summarize(_values(sat_t) - _values(sat_c), method=PRIMARY)
+        diff = metrics.summarize(summary_values(sat_t) - summary_values(sat_c), method=PRIMARY)
         r["rows"]["blue's saturated outputs (fraction)"] = (sat_t, sat_c, diff)
         results.append(r)
     judge(results, load_families(study))
@@ -180,7 +181,8 @@ def report(root: str | Path, out_dir: str | Path, study: str | Path | None = STU
         c = r["comparison"]
         lines.append(
             f"| {c.arm} | {c.title} | {r['family'] or '–'} | {100 * r['level']:.1f}% "
-            f"| {_d(r['luring'])} | {_d(r['goal'])} | {_d(r['decodability'])} "
+            f"| {fmt_signed(r['luring'])} | {fmt_signed(r['goal'])} "
+            f"| {fmt_signed(r['decodability'])} "
             f"| **{r['verdict']}** |"
         )
     lines += ["", "## Mechanism reading (fixed in the protocol)", ""]

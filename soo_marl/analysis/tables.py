@@ -61,8 +61,14 @@ def results_table(
 def per_seed_table(m: dict, keys: Sequence[str]) -> str:
     """Per-seed values of some metrics of one run."""
     rows = ["| seed | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    columns = []
+    for k in keys:
+        s = summary(m, k)
+        if s is None:
+            raise KeyError(f"run {m['label']!r} has no metric {k!r}")
+        columns.append(s["values"])
     for i, seed in enumerate(m["seeds"]):
-        vals = [summary(m, k)["values"][i] for k in keys]
+        vals = [c[i] for c in columns]
         rows.append(
             f"| {seed} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in vals) + " |"
         )
@@ -268,9 +274,9 @@ def _claim_inputs(
     if soo_hon and soo_dec:
         per_seed = np.asarray(soo_hon["values"], float) - np.asarray(soo_dec["values"], float)
         seeds = list(range(per_seed.size))
-        a = {"seeds": seeds, "metrics": {"bd": {"values": list(per_seed)}}}
-        b = {"seeds": seeds, "metrics": {"bd": {"values": [0.0] * per_seed.size}}}
-        out[BEHAVIOUR_CLAIM[0]] = (BEHAVIOUR_CLAIM[1], a, b, "bd", True, -1)
+        diff = {"seeds": seeds, "metrics": {"bd": {"values": list(per_seed)}}}
+        zero = {"seeds": seeds, "metrics": {"bd": {"values": [0.0] * per_seed.size}}}
+        out[BEHAVIOUR_CLAIM[0]] = (BEHAVIOUR_CLAIM[1], diff, zero, "bd", True, -1)
     return out
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from soo_marl import rundir
 from soo_marl.agents.maddpg import MADDPGConfig
-from soo_marl.commands import DEFAULT_EVAL_EPISODES
 from soo_marl.config import RunConfig
 from soo_marl.envs.core import EnvConfig
 from soo_marl.finetune import FinetuneConfig
+from soo_marl.rollout import DEFAULT_EVAL_EPISODES
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS as _EVAL_SEEDS
 from soo_marl.stage_kinds import KINDS
 from soo_marl.sweep.spec import Stage, Study

@@ -414,6 +414,7 @@ def _hold_back(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage, ne
 
 def _copy_stage(sched: _Schedule, s: Stage) -> None:
     """Finish a ``copy_from`` train stage by copying the trained run into its directory."""
+    assert s.copy_from is not None  # called for copy_from stages only
     copy_run(Path(s.copy_from), output(s, sched.out))
     sched.outcomes[s.name] = Outcome(s.name, s.kind, "done")
     sched.log(f"[{sched.index[s.name]}/{len(sched.order)}] train {s.name}: copied {s.copy_from}")
@@ -424,7 +425,7 @@ def _start_stage(
 ) -> None:
     """Log the start of ``s`` with its threads and the elapsed and estimated remaining
     time, and start it (``starting``: the ready stages that start with it, itself included)."""
-    remaining = _remaining(sched.pending, sched.estimates, sched.measured)
+    remaining = remaining_seconds(sched.pending, sched.estimates, sched.measured)
     left = f", about {fmt_duration(remaining)} left" if remaining else ""
     res = costs.resources(s, sched.study)
     threads = runner.threads_for(res["cpus"], starting)
@@ -534,7 +535,9 @@ def _prune_finished(study: Study, out: Path, outcomes: dict[str, Outcome], log: 
                 log(f"    pruned the replay buffer of {s.name}: {saved / 1e6:,.0f} MB freed")
 
 
-def _remaining(pending: list[Stage], estimates: dict[str, float], measured: dict) -> float:
+def remaining_seconds(pending: list[Stage], estimates: dict[str, float], measured: dict) -> float:
+    """Estimated seconds left for the ``pending`` stages: their estimates, scaled by the
+    mean ratio of measured to estimated time of the stages done so far (``measured``)."""
     scale = sum(measured.values()) / len(measured) if measured else 1.0
     return sum(estimates[s.name] for s in pending) * scale
 
@@ -681,7 +684,7 @@ class _RayRunner:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         self.remote = ray.remote(_ray_stage)
-        self.tasks: dict[Any, tuple[Stage, float]] = {}
+        self.tasks: dict[Any, Stage] = {}
         check_shared_storage(out, ray)
 
     #: Ray packs tasks by their declared resources, memory included.
@@ -735,7 +738,9 @@ class _RayRunner:
     def interrupt(self) -> list[tuple[Stage, bool, float, float | None]]:
         """Ctrl-C: the running tasks are left to Ray (they end with this driver, and a
         training resumes from its last periodic checkpoint); returns them as interrupted."""
-        ended = [(stage, False, 0.0, None) for stage in self.tasks.values()]
+        ended: list[tuple[Stage, bool, float, float | None]] = [
+            (stage, False, 0.0, None) for stage in self.tasks.values()
+        ]
         self.tasks.clear()
         return ended
 
