@@ -14,6 +14,7 @@ caption lines, the step counter and status, and the legend.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -103,39 +104,69 @@ def draw_frame(
     draw = ImageDraw.Draw(img)
     font = _font(_font_px(size))
     half = cfg.arena_half_width + cfg.wall_width
-    scale = size / (2 * half)
+    canvas = _Arena(draw, font, size, half, size / (2 * half))
     red, blue = np.asarray(red, dtype=float), np.asarray(blue, dtype=float)
     landmarks = np.asarray(landmarks, dtype=float)
+    _draw_arena(canvas, cfg, red, blue, landmarks, int(goal_index), trapped, trails)
+    _draw_panel(
+        draw, font, size, caption, f"t = {t} / {cfg.max_cycles}", visible, status, trapped, progress
+    )
+    return np.asarray(img)
 
-    def px(p: np.ndarray) -> tuple[float, float]:
-        return ((p[0] + half) * scale, (half - p[1]) * scale)
 
-    def circle(centre: np.ndarray, radius_px: float, **kw: Any) -> None:
-        x, y = px(centre)
-        draw.ellipse([x - radius_px, y - radius_px, x + radius_px, y + radius_px], **kw)
+@dataclass(frozen=True)
+class _Arena:
+    """The arena part of a frame: where to draw, the font, and world-to-pixel scaling."""
 
-    def label(centre: np.ndarray, gap_px: float, text: str, fill: tuple, below: bool) -> None:
+    draw: ImageDraw.ImageDraw
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+    size: int
+    half: float
+    scale: float
+
+    def px(self, p: np.ndarray) -> tuple[float, float]:
+        """Pixel (column, row) of world point ``p``."""
+        return ((p[0] + self.half) * self.scale, (self.half - p[1]) * self.scale)
+
+    def circle(self, centre: np.ndarray, radius_px: float, **kw: Any) -> None:
+        """A circle of ``radius_px`` pixels around world point ``centre``."""
+        x, y = self.px(centre)
+        self.draw.ellipse([x - radius_px, y - radius_px, x + radius_px, y + radius_px], **kw)
+
+    def label(self, centre: np.ndarray, gap_px: float, text: str, fill: tuple, below: bool) -> None:
         """``text`` centred above (or below) ``centre``, ``gap_px`` from it, kept inside."""
-        x, y = px(centre)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        size, font = self.size, self.font
+        x, y = self.px(centre)
+        left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)
         w, h = right - left, bottom - top
         ty = y + gap_px + 1 if below else y - gap_px - h - 1
         if ty < 0 or ty + h > size:  # no room on that side: the other one
             ty = y - gap_px - h - 1 if below else y + gap_px + 1
         tx = min(max(x - w / 2, 2), size - w - 2)
-        draw.text((tx - left, ty - top), text, fill=fill, font=font)
+        self.draw.text((tx - left, ty - top), text, fill=fill, font=font)
 
-    # arena: walls, trails, landmarks, agents, sight circles, labels, trap marker
+
+def _draw_arena(
+    canvas: _Arena,
+    cfg: EnvConfig,
+    red: np.ndarray,
+    blue: np.ndarray,
+    landmarks: np.ndarray,
+    goal: int,
+    trapped: bool,
+    trails: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
+    """The arena of :func:`draw_frame`: walls, trails, landmarks, agents, sight, trap marker."""
+    draw, size, scale, circle = canvas.draw, canvas.size, canvas.scale, canvas.circle
     w = cfg.wall_width * scale
     draw.rectangle([0, 0, size - 1, size - 1], outline=COLOURS["wall"], width=max(1, int(w)))
     line_w = max(1, size // 200)
     if trails is not None:
         for path, colour in zip(trails, ("trail_red", "trail_blue"), strict=True):
-            points = [px(p) for p in np.asarray(path, dtype=float)]
+            points = [canvas.px(p) for p in np.asarray(path, dtype=float)]
             if len(points) > 1:
                 draw.line(points, fill=COLOURS[colour], width=line_w, joint="curve")
     lm_r = cfg.landmark_radius * scale
-    goal = int(goal_index)
     for i in range(2):
         circle(landmarks[i], lm_r, fill=COLOURS["goal"] if i == goal else COLOURS["fake"])
     agent_r = cfg.agent_radius * scale
@@ -147,15 +178,10 @@ def draw_frame(
         circle(p, sight * scale, outline=COLOURS["sight"], width=line_w)
     for i in range(2):
         name = "goal" if i == goal else "fake"
-        label(landmarks[i], lm_r, name, COLOURS["text"], below=False)
+        canvas.label(landmarks[i], lm_r, name, COLOURS["text"], below=False)
     if trapped:
         circle(red, agent_r + 3 * line_w + 1, outline=COLOURS["trapped"], width=3 * line_w)
-        label(red, agent_r + 3 * line_w + 2, "TRAPPED", COLOURS["trapped"], below=True)
-
-    _draw_panel(
-        draw, font, size, caption, f"t = {t} / {cfg.max_cycles}", visible, status, trapped, progress
-    )
-    return np.asarray(img)
+        canvas.label(red, agent_r + 3 * line_w + 2, "TRAPPED", COLOURS["trapped"], below=True)
 
 
 def _draw_panel(

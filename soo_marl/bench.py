@@ -142,25 +142,10 @@ def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    rng = np.random.default_rng(0)
-    n_single = _episodes_for(steps) * EPISODE_STEPS
-
-    envs = [parallel_env(max_cycles=EPISODE_STEPS)]
-    actions: list[np.ndarray] = [rng.uniform(-1.0, 1.0, (n_single, 2, core.ACTION_DIM))]
-    adversary = _mpe2_module()
-    if adversary is not None:
-        envs.append(adversary.parallel_env(N=1, continuous_actions=True, max_cycles=EPISODE_STEPS))
-        # mpe2's continuous action spaces are Box(0, 1, (5,), float32)
-        actions.append(rng.random((n_single, 2, 5), dtype=np.float32))
-    runners = [_parallel_env_runner(e, a) for e, a in zip(envs, actions, strict=True)]
-    rates = _interleaved_rates(runners, repeats)
-    for e in envs:
-        e.close()
-    pz_rates = rates[0]
+    pz_rates, mpe2_rates = _pettingzoo_and_mpe2_rates(steps, repeats)
     pz_rate = float(statistics.median(pz_rates))
-    mpe2_rates = mpe2_rate = ratio = paired = None
-    if adversary is not None:
-        mpe2_rates = rates[1]
+    mpe2_rate = ratio = paired = None
+    if mpe2_rates is not None:
         mpe2_rate = float(statistics.median(mpe2_rates))
         ratio = pz_rate / mpe2_rate
         paired = float(statistics.median(p / m for p, m in zip(pz_rates, mpe2_rates, strict=True)))
@@ -169,11 +154,6 @@ def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
         str(b): _batched_rate(b, steps, repeats, np.random.default_rng(b)) for b in BATCH_SIZES
     }
 
-    usable_cpus: int | None
-    try:
-        usable_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable_cpus = os.cpu_count()
     return {
         "pettingzoo_env": pz_rate,
         "batched": batched,
@@ -182,21 +162,7 @@ def bench_env(repeats: int = 5, steps: int = 20000) -> dict[str, Any]:
         "ratio_vs_mpe2_paired": paired,
         "pettingzoo_env_rates": pz_rates,
         "mpe2_rates": mpe2_rates,
-        "meta": {
-            "unit": "env steps per second (median of repeats, resets included)",
-            "repeats": repeats,
-            "steps_per_repeat": steps,
-            "episode_steps": EPISODE_STEPS,
-            "batched_validate": False,
-            "mpe2_interleaved": True,
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "pettingzoo": _version("pettingzoo"),
-            "mpe2": _version("mpe2"),
-            "cpu_count": os.cpu_count(),
-            "usable_cpus": usable_cpus,
-            "machine": platform.machine(),
-        },
+        "meta": _env_meta(repeats, steps),
     }
 
 
@@ -228,3 +194,46 @@ def format_env_report(result: dict[str, Any]) -> str:
         "PettingZoo env and mpe2 timed in alternating repeats"
     )
     return "\n".join(lines)
+
+
+def _pettingzoo_and_mpe2_rates(steps: int, repeats: int) -> tuple[list[float], list[float] | None]:
+    """Steps/s of every repeat of the PettingZoo env and of mpe2 (None without it), timed
+    alternately in this process so the pairs at equal positions ran back to back."""
+    rng = np.random.default_rng(0)
+    n_single = _episodes_for(steps) * EPISODE_STEPS
+    envs = [parallel_env(max_cycles=EPISODE_STEPS)]
+    actions: list[np.ndarray] = [rng.uniform(-1.0, 1.0, (n_single, 2, core.ACTION_DIM))]
+    adversary = _mpe2_module()
+    if adversary is not None:
+        envs.append(adversary.parallel_env(N=1, continuous_actions=True, max_cycles=EPISODE_STEPS))
+        # mpe2's continuous action spaces are Box(0, 1, (5,), float32)
+        actions.append(rng.random((n_single, 2, 5), dtype=np.float32))
+    runners = [_parallel_env_runner(e, a) for e, a in zip(envs, actions, strict=True)]
+    rates = _interleaved_rates(runners, repeats)
+    for e in envs:
+        e.close()
+    return rates[0], (rates[1] if adversary is not None else None)
+
+
+def _env_meta(repeats: int, steps: int) -> dict[str, Any]:
+    """The ``meta`` entry of :func:`bench_env`: settings, versions and the machine."""
+    usable_cpus: int | None
+    try:
+        usable_cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable_cpus = os.cpu_count()
+    return {
+        "unit": "env steps per second (median of repeats, resets included)",
+        "repeats": repeats,
+        "steps_per_repeat": steps,
+        "episode_steps": EPISODE_STEPS,
+        "batched_validate": False,
+        "mpe2_interleaved": True,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pettingzoo": _version("pettingzoo"),
+        "mpe2": _version("mpe2"),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus,
+        "machine": platform.machine(),
+    }

@@ -258,6 +258,40 @@ def bench_learner(
         seed_counts = (1, 8, 64, 256) if dev.type == "cuda" else (1, 8, 32)
     flops = flops_per_seed_update()
     limit = gemm_limit(torch.get_num_threads(), repeats) if dev.type == "cpu" else None
+    per_count = _per_seed_count(seed_counts, dev, flops, limit, rounds, repeats, sync, reference)
+    stacked = per_count["stacked"]
+    loop_rate = _loop_rate(loop_seeds, dev, rounds, repeats, sync)
+    key = str(loop_seeds)
+    if key not in stacked:
+        stacked[key] = loop_seeds / _timed(round_fn(loop_seeds, dev), rounds, repeats, sync)
+    result = {
+        "stacked": stacked,
+        "reference": per_count["reference"],
+        "peak": per_count["peak"],
+        "efficiency": per_count["efficiency"],
+        "gemm_limit": limit,
+        "efficiency_vs_gemm_limit": per_count["efficiency_vs_gemm_limit"],
+        "flops_per_seed_update": flops,
+        f"loop_{loop_seeds}": loop_rate,
+        "ratio": stacked[key] / loop_rate,
+    }
+    if profile and dev.type == "cpu":
+        result["profile"] = gemm_share(round_fn(loop_seeds, dev))
+    result["meta"] = _learner_meta(dev, repeats, rounds)
+    return result
+
+
+def _per_seed_count(
+    seed_counts: Sequence[int],
+    dev: torch.device,
+    flops: int,
+    limit: dict[str, Any] | None,
+    rounds: int,
+    repeats: int,
+    sync: Callable[[], None],
+    reference: bool,
+) -> dict[str, dict[str, Any]]:
+    """The per-S entries of :func:`bench_learner` (rates, peaks, efficiencies), by str(S)."""
     stacked, ref, peak, efficiency, vs_limit = {}, {}, {}, {}, {}
     for s in seed_counts:
         key = str(s)
@@ -268,30 +302,31 @@ def bench_learner(
         efficiency[key] = stacked[key] * flops / 1e9 / peak[key]["peak"]
         if limit is not None:
             vs_limit[key] = stacked[key] * flops / 1e9 / limit["gflops"]
+    return {
+        "stacked": stacked,
+        "reference": ref,
+        "peak": peak,
+        "efficiency": efficiency,
+        "efficiency_vs_gemm_limit": vs_limit,
+    }
+
+
+def _loop_rate(
+    loop_seeds: int, dev: torch.device, rounds: int, repeats: int, sync: Callable[[], None]
+) -> float:
+    """Seed-updates/s of ``loop_seeds`` one-seed learners updated one after another."""
     singles = [round_fn(1, dev) for _ in range(loop_seeds)]
 
     def loop() -> None:
         for f in singles:
             f()
 
-    loop_rate = loop_seeds / _timed(loop, max(1, rounds // 2), repeats, sync)
-    key = str(loop_seeds)
-    if key not in stacked:
-        stacked[key] = loop_seeds / _timed(round_fn(loop_seeds, dev), rounds, repeats, sync)
-    result = {
-        "stacked": stacked,
-        "reference": ref,
-        "peak": peak,
-        "efficiency": efficiency,
-        "gemm_limit": limit,
-        "efficiency_vs_gemm_limit": vs_limit,
-        "flops_per_seed_update": flops,
-        f"loop_{loop_seeds}": loop_rate,
-        "ratio": stacked[key] / loop_rate,
-    }
-    if profile and dev.type == "cpu":
-        result["profile"] = gemm_share(round_fn(loop_seeds, dev))
-    result["meta"] = {
+    return loop_seeds / _timed(loop, max(1, rounds // 2), repeats, sync)
+
+
+def _learner_meta(dev: torch.device, repeats: int, rounds: int) -> dict[str, Any]:
+    """The ``meta`` entry of :func:`bench_learner`: settings, versions and machine."""
+    return {
         "device": str(dev),
         "batch_size": MADDPGConfig().batch_size,
         "repeats": repeats,
@@ -302,7 +337,6 @@ def bench_learner(
         "cpu": cpu_model(),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
     }
-    return result
 
 
 def format_learner_report(result: dict) -> str:

@@ -131,12 +131,7 @@ def replay_saturation(model: MADDPG, run_dir: Path, batch: int = 1024) -> dict |
     rng = np.random.default_rng(0)
     idx = torch.from_numpy(rng.integers(0, obs.shape[1], (obs.shape[0], batch)))
     sample = obs[torch.arange(obs.shape[0])[:, None], idx].to(model.device)
-    sat = saturation(model, sample)
-    return {
-        "fraction_of_outputs": sat["fraction"].tolist(),
-        "saturated_actors": int(sat["saturated"].sum()),
-        "actors": int(sat["saturated"].size),
-    }
+    return _saturation_entry(saturation(model, sample))
 
 
 def play(
@@ -255,28 +250,11 @@ def evaluate_runs(
     for d, stopped in zip(
         tqdm(run_dirs, desc="evaluate", disable=not progress), unfinished, strict=True
     ):
-        lm = load_model(d, device)
-        if stopped is not None:
-            lm.meta.update(unfinished=True, episodes_planned=stopped.episodes_planned)
-        uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(lm.config.env))
-        traj = play(lm, uniforms)
-        obs_blue = traj.pop("obs_blue")
-        radius = lm.config.env.blue_sight  # SOO's fictitious red: in blue's sight
-        traj["soo_value"] = blue_soo_values(lm.model, obs_blue, radius)
-        traj["soo_value_flag_kept"] = blue_soo_values(lm.model, obs_blue, radius, True)
-        e = Evaluated(lm.label, lm, traj, _records(traj), uniforms)
-        cfg = lm.config.env
-        e.probes = {p: behaviour_metrics(cfg, play(lm, uniforms, p)) for p in SCRIPTED_BLUES}
-        evaluated.append(e)
+        evaluated.append(_load_and_play(d, stopped, device, eval_seeds, episodes))
     labels = rundir.unique_labels([e.label for e in evaluated], run_dirs)
     for e, label in zip(evaluated, labels, strict=True):
         e.label = label
-    partners = evaluated
-    if cross_with is not None:
-        wanted = {Path(p).resolve() for p in cross_with}
-        partners = [e for e in evaluated if e.loaded.run_dir.resolve() in wanted]
-        if len(partners) != len(wanted):
-            raise ValueError("--cross-with names a run that is not among the evaluated runs")
+    partners = _cross_partners(evaluated, cross_with)
     # the paper-style truncation: every condition cut to the same number of visible records
     trunc_n = {
         g: metrics.common_truncation(*(e.records[g] for e in evaluated), keep_axis=0)
@@ -286,6 +264,42 @@ def evaluate_runs(
     for e in tqdm(evaluated, desc="probes", disable=not progress):
         results[e.label] = _evaluate_one(e, partners, trunc_n, eval_seeds, episodes)
     return results
+
+
+def _load_and_play(
+    run_dir: str | Path,
+    stopped: rundir.Unfinished | None,
+    device: str,
+    eval_seeds: Sequence[int],
+    episodes: int,
+) -> Evaluated:
+    """Load one run and play its own rollout (with SOO values) and its scripted-blue probes."""
+    lm = load_model(run_dir, device)
+    if stopped is not None:
+        lm.meta.update(unfinished=True, episodes_planned=stopped.episodes_planned)
+    uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(lm.config.env))
+    traj = play(lm, uniforms)
+    obs_blue = traj.pop("obs_blue")
+    radius = lm.config.env.blue_sight  # SOO's fictitious red: in blue's sight
+    traj["soo_value"] = blue_soo_values(lm.model, obs_blue, radius)
+    traj["soo_value_flag_kept"] = blue_soo_values(lm.model, obs_blue, radius, True)
+    e = Evaluated(lm.label, lm, traj, _records(traj), uniforms)
+    cfg = lm.config.env
+    e.probes = {p: behaviour_metrics(cfg, play(lm, uniforms, p)) for p in SCRIPTED_BLUES}
+    return e
+
+
+def _cross_partners(
+    evaluated: list[Evaluated], cross_with: Sequence[str | Path] | None
+) -> list[Evaluated]:
+    """The runs whose reds each evaluated blue plays with: all, or those of ``cross_with``."""
+    if cross_with is None:
+        return evaluated
+    wanted = {Path(p).resolve() for p in cross_with}
+    partners = [e for e in evaluated if e.loaded.run_dir.resolve() in wanted]
+    if len(partners) != len(wanted):
+        raise ValueError("--cross-with names a run that is not among the evaluated runs")
+    return partners
 
 
 def _summaries(values: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -299,6 +313,7 @@ def _evaluate_one(
     eval_seeds: Sequence[int],
     episodes: int,
 ) -> dict:
+    """One run's metrics.json (measures, probes, cross-play), written with its eval/ arrays."""
     cfg = e.loaded.config.env
     model = e.loaded.model
     per_seed = base_metrics(cfg, e.traj, e.records)
@@ -310,53 +325,16 @@ def _evaluate_one(
         for p, m in e.probes.items()
     }
     luring = per_seed["trap_rate"] - to_goal
-    blind = behaviour_metrics(cfg, play(e.loaded, e.uniforms, blind_blue=True))
-    blind["luring_delta_trap"] = blind["trap_rate"] - to_goal
-    played = play(e.loaded, e.uniforms, shuffle_red=True)
-    shuffled = behaviour_metrics(cfg, played)
-    shuffled["luring_delta_trap"] = shuffled["trap_rate"] - to_goal
-    shuffled["trapped_steps"] = metrics.trapped_steps(played["trapped"])
+    blind, shuffled = _blind_and_shuffled(e, to_goal)
     decodability = red_decodability_per_seed(model, cfg, e.traj)
     red_norm, other_norm = model_red_slot_norms(model)
-    cross = {}
-    for other in partners:
-        if other is e or other.loaded.model.n_seeds != model.n_seeds:
-            continue
-        if other.loaded.config.env != cfg.with_(baseline=other.loaded.config.env.baseline):
-            continue  # different physics (e.g. sight radius): not comparable
-        # this blue with the other run's red
-        played = behaviour_metrics(cfg, play(other.loaded, e.uniforms, blue=model))
-        played["luring_delta_trap"] = played["trap_rate"] - other.probes["to_goal"]["trap_rate"]
-        cross[other.label] = _summaries(played)
-    grids = {}
-    for g, rec in e.records.items():
-        grids[f"freq_{g}"] = metrics.threshold_frequency(*rec, keep_axis=0)
-        grids[f"trunc_{g}"] = metrics.truncated_grid(*rec, trunc_n[g], keep_axis=0)
+    cross = _cross_play(e, partners)
+    grids = _write_eval_arrays(e, trunc_n, eval_seeds, episodes)
     run_dir = e.loaded.run_dir
-    save_trajectories(run_dir, e.traj, model.seeds, eval_seeds, episodes)
-    rundir.write_npz(
-        rundir.eval_dir(run_dir) / rundir.GRIDS,
-        **grids,
-        truncation=np.array(list(trunc_n.values())),
-    )
     result = {
-        "run": str(run_dir),
-        "label": e.label,
-        "meta": {
-            **e.loaded.meta,
-            "sight_radius": cfg.sight_radius,
-            "episodes_trained": e.loaded.meta.get("episode"),
-        },
-        "seeds": model.seeds,
-        "eval_seeds": list(map(int, eval_seeds)),
-        "episodes_per_eval_seed": episodes,
-        "soo_radius": cfg.blue_sight,
+        **_run_header(e, eval_seeds, episodes),
         "metrics": _summaries(per_seed),
-        "saturation": {
-            "fraction_of_outputs": sat["fraction"].tolist(),
-            "saturated_actors": int(sat["saturated"].sum()),
-            "actors": int(sat["saturated"].size),
-        },
+        "saturation": _saturation_entry(sat),
         "saturation_replay": replay_saturation(model, run_dir),
         "probes": probes,
         "luring_delta_trap": _summary(luring),
@@ -375,6 +353,82 @@ def _evaluate_one(
     }
     rundir.write_metrics(run_dir, result)
     return result
+
+
+def _blind_and_shuffled(
+    e: Evaluated, to_goal: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-seed behaviour of the run with its blue blinded and shown a shuffled red."""
+    cfg = e.loaded.config.env
+    blind = behaviour_metrics(cfg, play(e.loaded, e.uniforms, blind_blue=True))
+    blind["luring_delta_trap"] = blind["trap_rate"] - to_goal
+    played = play(e.loaded, e.uniforms, shuffle_red=True)
+    shuffled = behaviour_metrics(cfg, played)
+    shuffled["luring_delta_trap"] = shuffled["trap_rate"] - to_goal
+    shuffled["trapped_steps"] = metrics.trapped_steps(played["trapped"])
+    return blind, shuffled
+
+
+def _cross_play(e: Evaluated, partners: list[Evaluated]) -> dict[str, dict[str, dict]]:
+    """Summaries of this run's blue with each comparable partner's red, by partner label."""
+    cfg = e.loaded.config.env
+    model = e.loaded.model
+    cross = {}
+    for other in partners:
+        if other is e or other.loaded.model.n_seeds != model.n_seeds:
+            continue
+        if other.loaded.config.env != cfg.with_(baseline=other.loaded.config.env.baseline):
+            continue  # different physics (e.g. sight radius): not comparable
+        # this blue with the other run's red
+        played = behaviour_metrics(cfg, play(other.loaded, e.uniforms, blue=model))
+        played["luring_delta_trap"] = played["trap_rate"] - other.probes["to_goal"]["trap_rate"]
+        cross[other.label] = _summaries(played)
+    return cross
+
+
+def _write_eval_arrays(
+    e: Evaluated, trunc_n: dict[str, int], eval_seeds: Sequence[int], episodes: int
+) -> dict[str, np.ndarray]:
+    """Write the run's trajectories.npz and grids.npz; return its per-seed grids."""
+    grids = {}
+    for g, rec in e.records.items():
+        grids[f"freq_{g}"] = metrics.threshold_frequency(*rec, keep_axis=0)
+        grids[f"trunc_{g}"] = metrics.truncated_grid(*rec, trunc_n[g], keep_axis=0)
+    run_dir = e.loaded.run_dir
+    save_trajectories(run_dir, e.traj, e.loaded.model.seeds, eval_seeds, episodes)
+    rundir.write_npz(
+        rundir.eval_dir(run_dir) / rundir.GRIDS,
+        **grids,
+        truncation=np.array(list(trunc_n.values())),
+    )
+    return grids
+
+
+def _run_header(e: Evaluated, eval_seeds: Sequence[int], episodes: int) -> dict[str, Any]:
+    """The first entries of metrics.json: which run, its meta, seeds and evaluation size."""
+    cfg = e.loaded.config.env
+    return {
+        "run": str(e.loaded.run_dir),
+        "label": e.label,
+        "meta": {
+            **e.loaded.meta,
+            "sight_radius": cfg.sight_radius,
+            "episodes_trained": e.loaded.meta.get("episode"),
+        },
+        "seeds": e.loaded.model.seeds,
+        "eval_seeds": list(map(int, eval_seeds)),
+        "episodes_per_eval_seed": episodes,
+        "soo_radius": cfg.blue_sight,
+    }
+
+
+def _saturation_entry(sat: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A :func:`saturation` result as metrics.json records it."""
+    return {
+        "fraction_of_outputs": sat["fraction"].tolist(),
+        "saturated_actors": int(sat["saturated"].sum()),
+        "actors": int(sat["saturated"].size),
+    }
 
 
 def _joint_obs_sample(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> np.ndarray:

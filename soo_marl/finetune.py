@@ -334,7 +334,34 @@ def finetune_plan(
             f"--from {par.run_dir}: its replay buffer was pruned (soo-marl prune); fine-tune "
             "with --fresh-buffer"
         )
-    config = copy.deepcopy(par.config)
+    config, ft = _finetune_config(par.config, ft, device, kernels)
+    frozen = FrozenParent()
+    parts = _objectives(ft, frozen, soo_generators(list(config.run.seeds)))
+    blind = BlindRed() if ft.blind_red else None
+    if blind is not None:
+        parts.append(blind)
+
+    def start(state: TrainState) -> None:
+        load_parent_state(par, state, bool(ft.reuse_buffer))
+        frozen.capture(state.model)
+        if blind is not None:
+            blind.apply(state.model)
+
+    return Plan(
+        config,
+        finetune_meta(par, ft),
+        objectives=parts,
+        noise_offset=par.episode if ft.noise == "continue" else 0,
+        start=start,
+        buffer_rows=_reused_rows(par, bool(ft.reuse_buffer)),
+    )
+
+
+def _finetune_config(
+    parent: TrainConfig, ft: FinetuneConfig, device: str, kernels: str | None
+) -> tuple[TrainConfig, FinetuneConfig]:
+    """The fine-tuning's training config (from the parent's) and ``ft`` with its radius set."""
+    config = copy.deepcopy(parent)
     config.run.episodes = ft.episodes
     config.run.device = device
     if kernels is not None:
@@ -342,10 +369,15 @@ def finetune_plan(
     config.env = config.env.with_(baseline=ft.reward)
     if ft.soo_radius is None:
         ft = replace(ft, soo_radius=config.env.blue_sight)  # blue's sight radius
-    # __post_init__ fills soo_layers and soo_distance, soo_radius is set just above
+    return config, ft
+
+
+def _objectives(
+    ft: FinetuneConfig, frozen: FrozenParent, gens: list[torch.Generator]
+) -> list[Objective]:
+    """The frozen parent, the SOO variant's terms of ``ft`` and, if asked, a frozen red."""
+    # __post_init__ fills soo_layers and soo_distance, _finetune_config sets soo_radius
     assert ft.soo_radius is not None and ft.soo_layers is not None and ft.soo_distance is not None
-    frozen = FrozenParent()
-    gens = soo_generators(list(config.run.seeds))
     parts: list[Objective] = [frozen]
     if ft.style == "authors":
         parts.append(AuthorsSooStep(ft.soo_weight, ft.anchor_weight, ft.soo_radius, frozen, gens))
@@ -365,24 +397,7 @@ def finetune_plan(
         parts.append(AnchorTerm(ft.anchor_weight, frozen))
     if ft.freeze_red:
         parts.append(FreezeRed(frozen))
-    blind = BlindRed() if ft.blind_red else None
-    if blind is not None:
-        parts.append(blind)
-
-    def start(state: TrainState) -> None:
-        load_parent_state(par, state, bool(ft.reuse_buffer))
-        frozen.capture(state.model)
-        if blind is not None:
-            blind.apply(state.model)
-
-    return Plan(
-        config,
-        finetune_meta(par, ft),
-        objectives=parts,
-        noise_offset=par.episode if ft.noise == "continue" else 0,
-        start=start,
-        buffer_rows=_reused_rows(par, bool(ft.reuse_buffer)),
-    )
+    return parts
 
 
 def _reused_rows(parent: Parent, reuse_buffer: bool) -> int:

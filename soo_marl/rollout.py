@@ -84,26 +84,14 @@ def rollout(
     and ``obs_blue`` (S, N, T+1, 10).
     """
     s_count, n = red.n_seeds, uniforms.shape[0]
-    if isinstance(blue, MADDPG) and blue.n_seeds != s_count:
-        raise ValueError(f"blue has {blue.n_seeds} seeds, red {s_count}")
-    if isinstance(blue, str) and blue not in SCRIPTED_BLUES:
-        raise ValueError(f"unknown scripted blue {blue!r}; allowed: {SCRIPTED_BLUES}")
-    if blind_blue and isinstance(blue, str):
-        raise ValueError("a scripted blue does not look at red: blind_blue needs a policy")
-    if shuffle_red and isinstance(blue, str):
-        raise ValueError("a scripted blue does not look at red: shuffle_red needs a policy")
-    if shuffle_red and blind_blue:
-        raise ValueError("blind_blue and shuffle_red are two different probes: pick one")
+    _check_players(blue, s_count, blind_blue, shuffle_red)
     donors = shuffle_derangement(n) if shuffle_red else None
+    probing = blind_blue or shuffle_red
     t_len = env_cfg.max_cycles
     state = core.reset_from_uniforms(env_cfg, np.tile(uniforms, (s_count, 1)))
     b = state.batch_size
-    pos = np.empty((t_len + 1, b, 2, 2))
-    trapped = np.empty((t_len + 1, b), dtype=bool)
-    visible = np.empty((t_len + 1, b), dtype=bool)
-    obs_blue_all = np.empty((t_len + 1, b, core.OBS_DIM_BLUE), dtype=np.float32)
-    actions = np.empty((t_len, b, 2, 2))
-    rewards = np.empty((t_len, b, 2))
+    records = _step_records(t_len, b)
+    pos, trapped, visible, obs_blue_all, actions, rewards = records
     for t in range(t_len + 1):
         out = core.outputs(env_cfg, state)  # observations, sight and rewards in one pass
         pos[t], trapped[t] = state.pos, state.trapped
@@ -116,40 +104,103 @@ def rollout(
         joint = joint.view(s_count, n, -1)
         a_red = red.act(joint)[..., : core.ACTION_DIM].reshape(b, 2).cpu().numpy()
         obs_blue = out.obs_blue
-        if blind_blue:
-            obs_blue = obs_blue.copy()
-            obs_blue[:, core.BLUE_RED_SLOTS] = 0.0
-            joint = joint.clone()
-            joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = 0.0
-        elif donors is not None:
-            shown = obs_blue.reshape(s_count, n, -1)[:, donors, core.BLUE_RED_SLOTS]
-            obs_blue = obs_blue.copy()
-            obs_blue[:, core.BLUE_RED_SLOTS] = shown.reshape(b, -1)
-            joint = joint.clone()
-            shown_t = torch.from_numpy(shown).to(joint.device)
-            joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = shown_t
-        if isinstance(blue, str):
-            a_blue = scripted_blue_action(env_cfg, state, blue)
-        elif isinstance(blue, MADDPG):
-            a_blue = blue.act(joint)[..., core.ACTION_DIM :].reshape(b, 2).cpu().numpy()
-        else:
-            a_blue = np.asarray(blue(obs_blue), dtype=np.float64).reshape(b, 2)
+        if probing:
+            obs_blue, joint = _probe_view(obs_blue, joint, s_count, n, donors)
+        a_blue = _blue_action(env_cfg, state, blue, joint, obs_blue, b)
         actions[t] = np.stack([a_red, a_blue], axis=1)
         state = core.step(env_cfg, state, np.clip(actions[t], -1.0, 1.0))
+    return _trajectories(state, records, s_count, n)
 
-    def shaped(x: np.ndarray) -> np.ndarray:  # (T, B, ...) → (S, N, T, ...)
-        x = np.moveaxis(x, 0, 1)
-        return x.reshape(s_count, n, *x.shape[1:])
 
+def _check_players(
+    blue: MADDPG | str | BluePolicy, s_count: int, blind_blue: bool, shuffle_red: bool
+) -> None:
+    """Refuse a blue, or a probe of blue, that :func:`rollout` cannot play."""
+    if isinstance(blue, MADDPG) and blue.n_seeds != s_count:
+        raise ValueError(f"blue has {blue.n_seeds} seeds, red {s_count}")
+    if isinstance(blue, str) and blue not in SCRIPTED_BLUES:
+        raise ValueError(f"unknown scripted blue {blue!r}; allowed: {SCRIPTED_BLUES}")
+    if blind_blue and isinstance(blue, str):
+        raise ValueError("a scripted blue does not look at red: blind_blue needs a policy")
+    if shuffle_red and isinstance(blue, str):
+        raise ValueError("a scripted blue does not look at red: shuffle_red needs a policy")
+    if shuffle_red and blind_blue:
+        raise ValueError("blind_blue and shuffle_red are two different probes: pick one")
+
+
+def _step_records(
+    t_len: int, b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Empty per-step records of positions, trap, sight, blue's view, actions, rewards."""
+    return (
+        np.empty((t_len + 1, b, 2, 2)),
+        np.empty((t_len + 1, b), dtype=bool),
+        np.empty((t_len + 1, b), dtype=bool),
+        np.empty((t_len + 1, b, core.OBS_DIM_BLUE), dtype=np.float32),
+        np.empty((t_len, b, 2, 2)),
+        np.empty((t_len, b, 2)),
+    )
+
+
+def _probe_view(
+    obs_blue: np.ndarray,
+    joint: torch.Tensor,
+    s_count: int,
+    n: int,
+    donors: np.ndarray | None,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Red's slots as a probe shows blue: zeroed (``donors`` None) or the donors' reds."""
+    if donors is None:
+        obs_blue = obs_blue.copy()
+        obs_blue[:, core.BLUE_RED_SLOTS] = 0.0
+        joint = joint.clone()
+        joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = 0.0
+    else:
+        shown = obs_blue.reshape(s_count, n, -1)[:, donors, core.BLUE_RED_SLOTS]
+        obs_blue = obs_blue.copy()
+        obs_blue[:, core.BLUE_RED_SLOTS] = shown.reshape(obs_blue.shape[0], -1)
+        joint = joint.clone()
+        shown_t = torch.from_numpy(shown).to(joint.device)
+        joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = shown_t
+    return obs_blue, joint
+
+
+def _blue_action(
+    env_cfg: core.EnvConfig,
+    state: core.State,
+    blue: MADDPG | str | BluePolicy,
+    joint: torch.Tensor,
+    obs_blue: np.ndarray,
+    b: int,
+) -> np.ndarray:
+    """Blue's actions (B, 2) at one step: scripted, a model's blue actor or a policy."""
+    if isinstance(blue, str):
+        return scripted_blue_action(env_cfg, state, blue)
+    if isinstance(blue, MADDPG):
+        return blue.act(joint)[..., core.ACTION_DIM :].reshape(b, 2).cpu().numpy()
+    return np.asarray(blue(obs_blue), dtype=np.float64).reshape(b, 2)
+
+
+def _trajectories(
+    state: core.State, records: tuple[np.ndarray, ...], s_count: int, n: int
+) -> dict[str, np.ndarray]:
+    """The export arrays (S, N, ...) of :func:`rollout`'s step records and final state."""
+    pos, trapped, visible, obs_blue_all, actions, rewards = records
     return {
-        "red_pos": shaped(pos[:, :, core.RED]),
-        "blue_pos": shaped(pos[:, :, core.BLUE]),
+        "red_pos": _by_episode(pos[:, :, core.RED], s_count, n),
+        "blue_pos": _by_episode(pos[:, :, core.BLUE], s_count, n),
         "landmarks": state.landmarks.reshape(s_count, n, 2, 2),
         "goal_index": state.goal_index.reshape(s_count, n),
-        "trapped": shaped(trapped),
-        "red_visible": shaped(visible),
-        "actions_red": shaped(actions[:, :, core.RED]),
-        "actions_blue": shaped(actions[:, :, core.BLUE]),
-        "rewards": shaped(rewards),
-        "obs_blue": shaped(obs_blue_all),
+        "trapped": _by_episode(trapped, s_count, n),
+        "red_visible": _by_episode(visible, s_count, n),
+        "actions_red": _by_episode(actions[:, :, core.RED], s_count, n),
+        "actions_blue": _by_episode(actions[:, :, core.BLUE], s_count, n),
+        "rewards": _by_episode(rewards, s_count, n),
+        "obs_blue": _by_episode(obs_blue_all, s_count, n),
     }
+
+
+def _by_episode(x: np.ndarray, s_count: int, n: int) -> np.ndarray:
+    """A per-step record (T, B, ...) as the export's (S, N, T, ...)."""
+    x = np.moveaxis(x, 0, 1)
+    return x.reshape(s_count, n, *x.shape[1:])

@@ -177,38 +177,12 @@ def run_training(
         torch.set_num_threads(rc.torch_threads)
     device = resolve_device(rc.device)
     n_seeds, e = len(rc.seeds), rc.envs_per_seed
-    if env_factory is None:  # checked before S·E worlds and S seeds' networks are built
-        vec = DeceptionVecEnv
-        check_run(plan, vec.obs_dims, vec.act_dims, cfg.env.max_cycles, device)
-        env = DeceptionVecEnv(cfg.env, n_seeds, e)
-    else:
-        env = env_factory(n_seeds, e)
-        length = getattr(env, "episode_length", None)
-        check_run(plan, env.obs_dims, env.act_dims, length, device)
+    env = _checked_env(plan, device, env_factory)
     state = new_state(cfg, env, device)
     rundir.prepare(run_dir, cfg, plan.meta, resume)
     head = rundir.header(state.model, env.agents, cfg, plan.meta)
-    checkpoint = run_dir / rundir.CHECKPOINT
-    if resume and checkpoint.exists():
-        saved = rundir.load_checkpoint(checkpoint)
-        if saved.get("buffer_pruned"):
-            raise rundir.RunDirError(
-                f"{run_dir}: its replay buffer was pruned (soo-marl prune), so it cannot be "
-                "resumed exactly; train a new run instead"
-            )
-        state.load_state_dict(saved)
-        for part in plan.objectives:
-            part.load_state_dict(saved, state.model)
-    elif plan.start is not None:
-        plan.start(state)
-    if resume:  # drop history rows logged after the checkpoint
-        rundir.write_history(run_dir, state.history)
+    _resume_or_start(plan, state, run_dir, resume)
     rundir.record_provenance(run_dir, str(device), state.episode)
-
-    def save_checkpoint() -> None:
-        parts = {k: v for p in plan.objectives for k, v in p.state_dict().items()}
-        rundir.save_checkpoint(run_dir, head, {**state.state_dict(), **parts})
-
     log = Logger(run_dir, rc.seeds, env.agents, state)
     t0, steps0 = time.perf_counter(), state.env_steps
     speed = SteadySpeed(state.model)
@@ -224,15 +198,56 @@ def run_training(
                 bar.set_postfix(**progress_values(last))
                 speed.mark()
             if state.episode % rc.checkpoint_every == 0 or state.episode >= rc.episodes:
-                save_checkpoint()
+                _save_checkpoint(run_dir, head, state, plan)
         if stop.requested:
-            save_checkpoint()
+            _save_checkpoint(run_dir, head, state, plan)
         if state.episode >= rc.episodes:
             rundir.export_model(run_dir, state.model, head, plan.meta["kind"], state.episode)
     wall = time.perf_counter() - t0
     if device.type == "cpu":
         rundir.write_summary(run_dir, speed.summary(cfg, env, state.episode, wall))
     return TrainResult(run_dir, state.episode, stop.requested, last, wall)
+
+
+def _checked_env(
+    plan: Plan, device: torch.device, env_factory: Callable[[int, int], Any] | None
+) -> Any:
+    """The run's vectorised environment, built once :func:`check_run` has passed the run."""
+    cfg, rc = plan.config, plan.config.run
+    n_seeds, e = len(rc.seeds), rc.envs_per_seed
+    if env_factory is None:  # checked before S·E worlds and S seeds' networks are built
+        vec = DeceptionVecEnv
+        check_run(plan, vec.obs_dims, vec.act_dims, cfg.env.max_cycles, device)
+        return DeceptionVecEnv(cfg.env, n_seeds, e)
+    env = env_factory(n_seeds, e)
+    length = getattr(env, "episode_length", None)
+    check_run(plan, env.obs_dims, env.act_dims, length, device)
+    return env
+
+
+def _resume_or_start(plan: Plan, state: TrainState, run_dir: Path, resume: bool) -> None:
+    """Load the run's checkpoint on ``resume`` (if any), else start the plan's new run."""
+    checkpoint = run_dir / rundir.CHECKPOINT
+    if resume and checkpoint.exists():
+        saved = rundir.load_checkpoint(checkpoint)
+        if saved.get("buffer_pruned"):
+            raise rundir.RunDirError(
+                f"{run_dir}: its replay buffer was pruned (soo-marl prune), so it cannot be "
+                "resumed exactly; train a new run instead"
+            )
+        state.load_state_dict(saved)
+        for part in plan.objectives:
+            part.load_state_dict(saved, state.model)
+    elif plan.start is not None:
+        plan.start(state)
+    if resume:  # drop history rows logged after the checkpoint
+        rundir.write_history(run_dir, state.history)
+
+
+def _save_checkpoint(run_dir: Path, head: dict[str, Any], state: TrainState, plan: Plan) -> None:
+    """Write the run's checkpoint: the training state and that of the plan's objectives."""
+    parts = {k: v for p in plan.objectives for k, v in p.state_dict().items()}
+    rundir.save_checkpoint(run_dir, head, {**state.state_dict(), **parts})
 
 
 #: A run's summary gives its steady speed only over at least this many seconds of it

@@ -133,18 +133,8 @@ def classify(
     ``allow_unfinished``.
     """
     dec_dirs, hon_dirs = _dirs(deceptive_dir), _dirs(honest_dir)
-    if len(dec_dirs) != len(hon_dirs) or not dec_dirs:
-        raise ValueError("give as many deceptive runs as honest runs (at least one)")
-    for d in (*dec_dirs, *hon_dirs):
-        rundir.require_finished(d, allow_unfinished)
-    pairs = [_pair(d, h, rows, keep_trap_flag) for d, h in zip(dec_dirs, hon_dirs, strict=True)]
-    eval_seeds = [int(x) for x in pairs[0][0]["eval_seeds"]]
-    per_seed = int(pairs[0][0]["episodes_per_eval_seed"])
-    for dec, _ in pairs[1:]:
-        if [int(x) for x in dec["eval_seeds"]] != eval_seeds or int(
-            dec["episodes_per_eval_seed"]
-        ) != per_seed:
-            raise ValueError("every pair must be evaluated on the same evaluation seeds")
+    pairs = _load_pairs(dec_dirs, hon_dirs, rows, keep_trap_flag, allow_unfinished)
+    eval_seeds, per_seed = _shared_eval_seeds(pairs)
     k = len(eval_seeds)
     u_dec = np.concatenate([units(d["soo_value"], k, per_seed, pool_eval_seeds) for d, _ in pairs])
     u_hon = np.concatenate([units(h["soo_value"], k, per_seed, pool_eval_seeds) for _, h in pairs])
@@ -152,41 +142,71 @@ def classify(
     ns = clip_episodes(n_episodes, per_unit)
     res = metrics.classifier_accuracy(u_hon, u_dec, ns)
     seeds = [int(x) for d, _ in pairs for x in d["seeds"]]
-    undecided = [
-        float(np.mean(np.isnan(u_hon[:, :x]).all(axis=1) | np.isnan(u_dec[:, :x]).all(axis=1)))
-        for x in ns
-    ]
-
-    def pooled_mean(side: int) -> float:
-        values = np.concatenate([p[side]["soo_value"].ravel() for p in pairs])
-        return metrics.mean_soo_value(values, keep_axis=None)
-
-    def who(dirs: list[Path]) -> dict[str, Any]:
-        out: dict[str, Any] = {"run": str(dirs[0]), "label": _label(dirs[0])}
-        if len(dirs) > 1:
-            out["runs"] = [str(d) for d in dirs]
-        return out
-
     return {
         "variant": variant_name(rows, keep_trap_flag),
         "rows": rows,
         "keep_trap_flag": keep_trap_flag,
         "n_episodes": ns,
         "accuracy": [res.accuracy[x] for x in ns],
-        "undecided": undecided,
+        "undecided": _undecided(u_hon, u_dec, ns),
         "units": int(u_dec.shape[0]),
         "episodes_per_unit": per_unit,
         "pooled_eval_seeds": pool_eval_seeds,
-        "mean_soo": {"deceptive": pooled_mean(0), "honest": pooled_mean(1)},
+        "mean_soo": {"deceptive": _pooled_mean(pairs, 0), "honest": _pooled_mean(pairs, 1)},
         "correct": {str(x): res.correct[x].astype(int).tolist() for x in ns},
         "unit_seeds": (
             [[s] for s in seeds] if pool_eval_seeds else [[s, e] for s in seeds for e in eval_seeds]
         ),
         "seeds": seeds,
         "eval_seeds": eval_seeds,
-        "deceptive": who(dec_dirs),
-        "honest": who(hon_dirs),
+        "deceptive": _who(dec_dirs),
+        "honest": _who(hon_dirs),
     }
+
+
+def _load_pairs(
+    dec_dirs: list[Path], hon_dirs: list[Path], rows: str, keep: bool, allow_unfinished: bool
+) -> list[tuple[dict, dict]]:
+    """The (deceptive, honest) SOO arrays of each pair of finished runs, checked to match."""
+    if len(dec_dirs) != len(hon_dirs) or not dec_dirs:
+        raise ValueError("give as many deceptive runs as honest runs (at least one)")
+    for d in (*dec_dirs, *hon_dirs):
+        rundir.require_finished(d, allow_unfinished)
+    return [_pair(d, h, rows, keep) for d, h in zip(dec_dirs, hon_dirs, strict=True)]
+
+
+def _shared_eval_seeds(pairs: Sequence[tuple[dict, dict]]) -> tuple[list[int], int]:
+    """The evaluation seeds and episodes per evaluation seed, which every pair must share."""
+    eval_seeds = [int(x) for x in pairs[0][0]["eval_seeds"]]
+    per_seed = int(pairs[0][0]["episodes_per_eval_seed"])
+    for dec, _ in pairs[1:]:
+        if [int(x) for x in dec["eval_seeds"]] != eval_seeds or int(
+            dec["episodes_per_eval_seed"]
+        ) != per_seed:
+            raise ValueError("every pair must be evaluated on the same evaluation seeds")
+    return eval_seeds, per_seed
+
+
+def _undecided(u_hon: np.ndarray, u_dec: np.ndarray, ns: Sequence[int]) -> list[float]:
+    """Per N, the share of units without an out-of-sight step on a side in N episodes."""
+    return [
+        float(np.mean(np.isnan(u_hon[:, :x]).all(axis=1) | np.isnan(u_dec[:, :x]).all(axis=1)))
+        for x in ns
+    ]
+
+
+def _pooled_mean(pairs: Sequence[tuple[dict, dict]], side: int) -> float:
+    """Mean SOO value of one side (0 deceptive, 1 honest) over all steps of all pairs."""
+    values = np.concatenate([p[side]["soo_value"].ravel() for p in pairs])
+    return metrics.mean_soo_value(values, keep_axis=None)
+
+
+def _who(dirs: list[Path]) -> dict[str, Any]:
+    """The run (first of ``dirs``), its label, and every run when there are several."""
+    out: dict[str, Any] = {"run": str(dirs[0]), "label": _label(dirs[0])}
+    if len(dirs) > 1:
+        out["runs"] = [str(d) for d in dirs]
+    return out
 
 
 def classify_variants(

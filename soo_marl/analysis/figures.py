@@ -12,6 +12,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Rectangle
@@ -116,38 +117,7 @@ def fig_trajectories(
     for c, (label, tr) in enumerate(conditions):
         for r, j in enumerate(episodes):
             ax = axes[r, c]
-            goal, fake = metrics.goal_and_fake(
-                tr["landmarks"][seed_index, j], tr["goal_index"][seed_index, j]
-            )
-            ax.add_patch(
-                Rectangle((-arena, -arena), 2 * arena, 2 * arena, fill=False, lw=1.0, ec="0.4")
-            )
-            ax.add_patch(Circle(tuple(goal), landmark_radius, color="tab:green", zorder=2))
-            ax.add_patch(Circle(tuple(fake), landmark_radius, color="black", zorder=2))
-            for key, color in (("red_pos", "tab:red"), ("blue_pos", "tab:blue")):  # blue on top
-                p = tr[key][seed_index, j]
-                ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.6, zorder=3)
-                ax.plot(p[:, 0], p[:, 1], ".", color=color, ms=2.5, zorder=3)
-                ax.plot(*p[0], "o", mfc="white", mec=color, mew=1.6, ms=7, zorder=4)
-                ax.plot(*p[-1], "o", color=color, ms=5, zorder=4)
-            trapped = np.flatnonzero(tr["trapped"][seed_index, j])
-            if trapped.size:
-                t = int(trapped[0])
-                ax.plot(
-                    *tr["red_pos"][seed_index, j, t],
-                    "X",
-                    color="gold",
-                    mec="black",
-                    ms=11,
-                    zorder=5,
-                )
-            ax.set_xlim(-arena, arena)
-            ax.set_ylim(-arena, arena)
-            ax.set_aspect("equal")
-            ticks = [-arena, -arena / 2, 0.0, arena / 2, arena]
-            ax.set_xticks(ticks)
-            ax.set_yticks(ticks)
-            ax.tick_params(labelsize=8)
+            _draw_episode(ax, tr, seed_index, j, landmark_radius, arena)
             if r == 0:
                 ax.set_title(label, fontsize=11)
             if c == 0:
@@ -155,7 +125,53 @@ def fig_trajectories(
                 ax.set_ylabel(f"episode {j}{k}\ny", fontsize=9)
             if r == rows - 1:
                 ax.set_xlabel("x", fontsize=9)
-    handles = [
+    fig.legend(
+        handles=_trajectory_legend(), loc="outside lower center", ncol=4, fontsize=9, frameon=False
+    )
+    fig.suptitle(
+        f"Trajectories on the same start states (trained seed {seed}; dots every step){note}",
+        fontsize=12,
+    )
+    return fig
+
+
+def _draw_episode(
+    ax: Axes,
+    tr: Mapping[str, np.ndarray],
+    seed_index: int,
+    j: int,
+    landmark_radius: float,
+    arena: float,
+) -> None:
+    """One panel of Figure 2: the arena, both landmarks, both paths and where red got trapped."""
+    goal, fake = metrics.goal_and_fake(
+        tr["landmarks"][seed_index, j], tr["goal_index"][seed_index, j]
+    )
+    ax.add_patch(Rectangle((-arena, -arena), 2 * arena, 2 * arena, fill=False, lw=1.0, ec="0.4"))
+    ax.add_patch(Circle(tuple(goal), landmark_radius, color="tab:green", zorder=2))
+    ax.add_patch(Circle(tuple(fake), landmark_radius, color="black", zorder=2))
+    for key, color in (("red_pos", "tab:red"), ("blue_pos", "tab:blue")):  # blue on top
+        p = tr[key][seed_index, j]
+        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.6, zorder=3)
+        ax.plot(p[:, 0], p[:, 1], ".", color=color, ms=2.5, zorder=3)
+        ax.plot(*p[0], "o", mfc="white", mec=color, mew=1.6, ms=7, zorder=4)
+        ax.plot(*p[-1], "o", color=color, ms=5, zorder=4)
+    trapped = np.flatnonzero(tr["trapped"][seed_index, j])
+    if trapped.size:
+        t = int(trapped[0])
+        ax.plot(*tr["red_pos"][seed_index, j, t], "X", color="gold", mec="black", ms=11, zorder=5)
+    ax.set_xlim(-arena, arena)
+    ax.set_ylim(-arena, arena)
+    ax.set_aspect("equal")
+    ticks = [-arena, -arena / 2, 0.0, arena / 2, arena]
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.tick_params(labelsize=8)
+
+
+def _trajectory_legend() -> list[Line2D]:
+    """The legend entries of Figure 2: landmarks, paths, start, end and the trap marker."""
+    return [
         Line2D([], [], marker="o", ls="", color="tab:green", ms=9, label="goal landmark"),
         Line2D([], [], marker="o", ls="", color="black", ms=9, label="fake landmark"),
         Line2D([], [], color="tab:blue", lw=1.6, label="blue path"),
@@ -164,12 +180,6 @@ def fig_trajectories(
         Line2D([], [], marker="o", ls="", color="0.2", ms=5, label="end"),
         Line2D([], [], marker="X", ls="", color="gold", mec="black", ms=10, label="red trapped"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
-    fig.suptitle(
-        f"Trajectories on the same start states (trained seed {seed}; dots every step){note}",
-        fontsize=12,
-    )
-    return fig
 
 
 # --------------------------------------------------------------------------- Figure 3

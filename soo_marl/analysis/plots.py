@@ -36,6 +36,8 @@ FORMATS = ("png", "pdf")
 DPI = 150
 
 Log = Callable[[str], None]
+#: Runs of one sight radius that have threshold grids, each with its ``eval/grids.npz``.
+GridRuns = Sequence[tuple[RunData, Mapping[str, Any]]]
 
 
 def _suffix(radius: float | None, several: bool) -> str:
@@ -66,60 +68,13 @@ def build_figures(
     several = len(evaluated) > 1
     for radius, group in groups.items():
         sfx, note = _suffix(radius, several), _radius_note(radius)
-        with_traj = [(r.label, r.trajectories) for r in group if r.trajectories is not None]
-        if with_traj:
-            try:
-                fig = fig_trajectories(with_traj, note=note)
-                figs[f"fig2_trajectories{sfx}"] = fig
-            except ValueError as exc:
-                log(f"skipped Figure 2{note}: {exc}")
-        else:
-            log(f"skipped Figure 2{note}: no eval/trajectories.npz")
+        figs.update(_trajectory_figure(group, sfx, note, log))
         with_grids = [(r, r.grids) for r in group if r.grids is not None]
         if not with_grids:
             log(f"skipped Figures 3-4{note}: no eval/grids.npz")
             continue
-        for kind, desc in GRID_KINDS.items():
-            have = [(r, g) for r, g in with_grids if kind in g]
-            if not have:
-                log(f"skipped Figure 3 ({kind}){note}: not in grids.npz")
-                continue
-            seeds = len(have[0][1][kind])
-            if kind.startswith("freq"):
-                cbar = "visible records per episode with pn > x, c < y"
-            else:
-                trunc = {
-                    int(g["truncation"][0 if kind == "trunc_guard" else 1])
-                    for _, g in have
-                    if "truncation" in g
-                }
-                n_rec = str(trunc.pop()) if len(trunc) == 1 else f"N (differs: {sorted(trunc)})"
-                desc = desc.format(n=n_rec)
-                cbar = "visible records with pn > x, c < y"
-            title = f"Threshold grid{note}\n{desc}, mean over {seeds} seeds"
-            figs[f"fig3_grid_{kind}{sfx}"] = fig_threshold_grids(
-                [(r.label, g[kind]) for r, g in have], title=title, colorbar_label=cbar
-            )
-        sets = {}
-        for kind, name in (("freq_guard", "guard 0.01"), ("freq_noguard", "no guard (paper)")):
-            have = [(r, g) for r, g in with_grids if kind in g]
-            shapes = {g[kind].shape for _, g in have}
-            seed_lists = {tuple(r.seeds or ()) for r, _ in have}
-            if len(have) < 2:
-                continue
-            if len(shapes) > 1 or len(seed_lists) > 1:
-                log(f"skipped Figure 4 ({kind}){note}: runs have different seeds")
-                continue
-            sets[name] = {r.label: g[kind] for r, g in have}
-        if sets:
-            pairs = default_pairs(
-                [r for r, _ in with_grids if r.label in next(iter(sets.values()))]
-            )
-            figs[f"fig4_behavioural_difference{sfx}"] = fig_behavioural_difference(
-                sets, pairs, note=note
-            )
-        else:
-            log(f"skipped Figure 4{note}: needs two conditions with matching seeds")
+        figs.update(_grid_figures(with_grids, sfx, note, log))
+        figs.update(_difference_figure(with_grids, sfx, note, log))
     with_metrics = {r.label: r.metrics for r in runs if r.metrics is not None}
     if with_metrics:
         figs["probes"] = fig_probes(with_metrics, colors)
@@ -128,18 +83,91 @@ def build_figures(
     if classifier is not None:
         figs["classifier"] = fig_classifier(classifier)
     for radius, group in groups.items():  # one learning-curve figure per sight radius
-        sfx = _suffix(radius, len(groups) > 1)
-        histories = {r.label: r.history for r in group if r.history}
-        if histories:
-            offsets = {
-                r.label: int(r.meta.get("parent_episode") or 0)
-                for r in group
-                if r.meta.get("kind") == "finetune"
-            }
-            figs[f"learning_curves{sfx}"] = fig_learning_curves(histories, colors, offsets)
-        else:
-            log(f"skipped learning curves{_radius_note(radius)}: no history.jsonl")
+        figs.update(_learning_curves(radius, group, len(groups) > 1, colors, log))
     return figs
+
+
+def _trajectory_figure(
+    group: Sequence[RunData], sfx: str, note: str, log: Log
+) -> dict[str, Figure]:
+    """Figure 2 of one sight-radius group (none when no run has trajectories)."""
+    with_traj = [(r.label, r.trajectories) for r in group if r.trajectories is not None]
+    if not with_traj:
+        log(f"skipped Figure 2{note}: no eval/trajectories.npz")
+        return {}
+    try:
+        return {f"fig2_trajectories{sfx}": fig_trajectories(with_traj, note=note)}
+    except ValueError as exc:
+        log(f"skipped Figure 2{note}: {exc}")
+        return {}
+
+
+def _grid_figures(with_grids: GridRuns, sfx: str, note: str, log: Log) -> dict[str, Figure]:
+    """Figure 3 of one sight-radius group: one threshold-grid figure per grid kind."""
+    figs: dict[str, Figure] = {}
+    for kind, desc in GRID_KINDS.items():
+        have = [(r, g) for r, g in with_grids if kind in g]
+        if not have:
+            log(f"skipped Figure 3 ({kind}){note}: not in grids.npz")
+            continue
+        seeds = len(have[0][1][kind])
+        if kind.startswith("freq"):
+            cbar = "visible records per episode with pn > x, c < y"
+        else:
+            trunc = {
+                int(g["truncation"][0 if kind == "trunc_guard" else 1])
+                for _, g in have
+                if "truncation" in g
+            }
+            n_rec = str(trunc.pop()) if len(trunc) == 1 else f"N (differs: {sorted(trunc)})"
+            desc = desc.format(n=n_rec)
+            cbar = "visible records with pn > x, c < y"
+        title = f"Threshold grid{note}\n{desc}, mean over {seeds} seeds"
+        figs[f"fig3_grid_{kind}{sfx}"] = fig_threshold_grids(
+            [(r.label, g[kind]) for r, g in have], title=title, colorbar_label=cbar
+        )
+    return figs
+
+
+def _difference_figure(with_grids: GridRuns, sfx: str, note: str, log: Log) -> dict[str, Figure]:
+    """Figure 4 of one sight-radius group (none without two conditions of matching seeds)."""
+    sets = {}
+    for kind, name in (("freq_guard", "guard 0.01"), ("freq_noguard", "no guard (paper)")):
+        have = [(r, g) for r, g in with_grids if kind in g]
+        shapes = {g[kind].shape for _, g in have}
+        seed_lists = {tuple(r.seeds or ()) for r, _ in have}
+        if len(have) < 2:
+            continue
+        if len(shapes) > 1 or len(seed_lists) > 1:
+            log(f"skipped Figure 4 ({kind}){note}: runs have different seeds")
+            continue
+        sets[name] = {r.label: g[kind] for r, g in have}
+    if not sets:
+        log(f"skipped Figure 4{note}: needs two conditions with matching seeds")
+        return {}
+    pairs = default_pairs([r for r, _ in with_grids if r.label in next(iter(sets.values()))])
+    return {f"fig4_behavioural_difference{sfx}": fig_behavioural_difference(sets, pairs, note=note)}
+
+
+def _learning_curves(
+    radius: float | None,
+    group: Sequence[RunData],
+    several: bool,
+    colors: Mapping[str, str],
+    log: Log,
+) -> dict[str, Figure]:
+    """The learning-curve figure of one sight-radius group (none without histories)."""
+    sfx = _suffix(radius, several)
+    histories = {r.label: r.history for r in group if r.history}
+    if not histories:
+        log(f"skipped learning curves{_radius_note(radius)}: no history.jsonl")
+        return {}
+    offsets = {
+        r.label: int(r.meta.get("parent_episode") or 0)
+        for r in group
+        if r.meta.get("kind") == "finetune"
+    }
+    return {f"learning_curves{sfx}": fig_learning_curves(histories, colors, offsets)}
 
 
 def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:

@@ -79,6 +79,22 @@ def write_report(
         "",
         scale,
         "",
+        *_claims_sections(ms, beh, classifier),
+        *_probe_sections(list(ms.values())),
+        *_representation_sections(list(ms.values())),
+        *_closing_sections(classifier, figs, rel, command, provenance, revision, timings),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _claims_sections(
+    ms: Mapping[str, dict],
+    beh: Mapping[str, Mapping[tuple[str, str], dict]],
+    classifier: Mapping[str, Any],
+) -> list[str]:
+    """Report lines: the paper's claims, the results table and the behavioural differences."""
+    return [
         "## The paper's claims, as measured here",
         "",
         f"Differences with a 95% {interval_name(RULE)} over trained seeds (verdict rule "
@@ -97,9 +113,15 @@ def write_report(
         "",
         tables.behaviour_table(beh),
         "",
+    ]
+
+
+def _probe_sections(ms: list[dict]) -> list[str]:
+    """Report lines: the probes and cross-play table, and the blind-blue probe table."""
+    return [
         "## Probes and cross-play (trap rate of each red with …)",
         "",
-        tables.probe_table(list(ms.values())),
+        tables.probe_table(ms),
         "",
         "## Does blue's luring need to see red? (blind-blue probe, docs/spec.md §4.4)",
         "",
@@ -109,23 +131,43 @@ def write_report(
         "is not the real one); closed-loop share = luring Δtrap − blind (or shuffled-red) "
         "luring Δtrap.",
         "",
-        tables.blind_table(list(ms.values())),
+        tables.blind_table(ms),
         "",
+    ]
+
+
+def _representation_sections(ms: list[dict]) -> list[str]:
+    """Report lines: what blue knows about red, and the SOO value by trap state."""
+    return [
         "## What blue knows about red (docs/spec.md §4.3, §4.10, §4.15, §4.16)",
         "",
         "Trapped steps per episode; held-out R² of a ridge probe of red's true offset from "
         "blue's hidden activations on in-sight states (with and without red's slots); the "
         "norm of blue's first-layer weights on red's slots; actor saturation.",
         "",
-        tables.representation_table(list(ms.values())),
+        tables.representation_table(ms),
         "",
         "## SOO value by trap state (docs/spec.md §4.8)",
         "",
         "Mean over trained seeds of each seed's mean SOO value over the given out-of-sight "
         'steps; "flag kept": the other observation keeps the trap flag.',
         "",
-        tables.soo_state_table(list(ms.values())),
+        tables.soo_state_table(ms),
         "",
+    ]
+
+
+def _closing_sections(
+    classifier: Mapping[str, Any],
+    figs: list[Path],
+    rel: str,
+    command: str,
+    provenance: Mapping[str, str],
+    revision: str,
+    timings: Mapping[str, float],
+) -> list[str]:
+    """Report lines: the classifier table, the figure links, provenance and the glossary."""
+    return [
         "## SOO classifier (trained seeds, evaluation seeds pooled)",
         "",
         tables.classifier_table(classifier),
@@ -144,8 +186,6 @@ def write_report(
         "",
         tables.glossary(),
     ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def write_report_files(
