@@ -277,7 +277,7 @@ def render(
 
     Each frame shows the arena, the goal and the fake landmark, both agents with their
     sight circles, the trap, the step, the episode and a legend."""
-    from soo_marl.rendering import render_random_episodes, render_run
+    from soo_marl.rendering import render_random_episodes
 
     try:
         if run_dir is None:
@@ -615,7 +615,7 @@ def bench() -> None:
 )
 def bench_env_cmd(as_json: bool, repeats: int, steps: int) -> None:
     """Env-steps/s of the PettingZoo env, the batched core and mpe2."""
-    from soo_marl.bench import bench_env, format_env_report
+    from soo_marl.bench import format_env_report
 
     result = bench_env(repeats=repeats, steps=steps)
     click.echo(json.dumps(result, indent=2) if as_json else format_env_report(result))
@@ -659,7 +659,7 @@ def bench_learner_cmd(
 ) -> None:
     """Seed-updates/s of stacked MADDPG, its share of the matrix-product peak at its own
     shapes and of the machine's float32 limit, vs a per-seed loop of 8."""
-    from soo_marl.bench_learner import bench_learner, format_learner_report
+    from soo_marl.bench_learner import format_learner_report
 
     result = bench_learner(
         seed_counts=seed_counts or None,
@@ -838,7 +838,6 @@ def classify(
         format_table,
         write_result,
     )
-    from soo_marl.analysis.classify import classify as run_classify
 
     result: dict[str, Any] | list[dict[str, Any]]
     try:
@@ -848,7 +847,7 @@ def classify(
                 deceptive, honest, n_episodes, pool_eval_seeds, allow_unfinished
             )
         else:
-            result = run_classify(
+            result = classify_fn(
                 deceptive, honest, n_episodes, pool_eval_seeds, rows, keep_trap_flag,
                 allow_unfinished,
             )  # fmt: skip

@@ -27,7 +27,7 @@ def provenance(device: str = RunConfig.device) -> dict[str, str]:
             info[pkg] = "not installed"
     info["git revision"] = revision()
     info["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
-    info["processor"] = cpu_model() or platform.processor() or "unknown"
+    info["processor"] = processor()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     info["device"] = f"{device} (CUDA GPU: {gpu})"
     return info
@@ -49,7 +49,7 @@ def run_provenance(device: str, episode: int) -> dict:
         "episode": int(episode),
         "git revision": revision(),
         "python": platform.python_version(),
-        "processor": cpu_model() or platform.processor() or "unknown",
+        "processor": processor(),
         "cpu capability": torch.backends.cpu.get_cpu_capability(),
         "device": device,
         "torch threads": torch.get_num_threads(),
@@ -69,6 +69,11 @@ def revision() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def processor() -> str:
+    """The CPU's name for a provenance record: its model name, else what Python reports."""
+    return cpu_model() or platform.processor() or "unknown"
 
 
 def cpu_model() -> str | None:
