@@ -57,7 +57,7 @@ __all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "load_study", "parse_stu
 GENERAL_KEYS = {"name", "kind", "options", "after", "resources", "matrix", "copy_from"}
 STAGE_KEYS = GENERAL_KEYS | {k for kind in KINDS.values() for k in kind.references}
 #: Top-level keys of a study file.
-TOP_KEYS = {"name", "description", "parameters", "presets", "stages", "families"}
+TOP_KEYS = {"name", "description", "parameters", "presets", "stages", "families", "analysis"}
 _PLACEHOLDER = re.compile(r"\$\{(\w+)(?::([^}]*))?\}")
 
 
@@ -104,6 +104,9 @@ class Study:
     stages: list[Stage]
     #: Families of comparisons for Holm's adjustment: name → treatment stage names.
     families: dict[str, list[str]] = field(default_factory=dict)
+    #: The study's ``analysis:`` block (placeholders substituted), read by
+    #: :mod:`soo_marl.analysis.study`; empty without one.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``."""
@@ -253,6 +256,7 @@ def parse_study(
     _resolve_patterns(study, source)
     validate(study, source)
     study.families = _families(raw.get("families"), params, study, source)
+    study.analysis = dict(substitute(raw.get("analysis") or {}, params, f"{source}: analysis"))
     return study
 
 
