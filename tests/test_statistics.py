@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from soo_marl import metrics, stats
-from soo_marl.analysis import compare, coverage, soo_study
+from soo_marl.analysis import compare, coverage, study
 from soo_marl.analysis.tables import claims_table
 from soo_marl.sweep.spec import StudyError, parse_study
 
@@ -122,69 +122,82 @@ def ci(lo: float, hi: float, mean: float | None = None) -> dict:
 
 
 REDUCING = ci(-0.10, -0.04)
+MARGINS = {"band": 0.03, "goal_margin": 0.05, "goal_tolerance": 0.05}
 
 
 @pytest.mark.parametrize(
     ("goal", "v2", "v1"),
     [
         # an improvement in goal reach never fails the clause (v1's two-sided one did)
-        (ci(0.05, 0.25), soo_study.REDUCES, soo_study.INCONCLUSIVE),
+        (ci(0.05, 0.25), study.REDUCES, study.INCONCLUSIVE),
         # a decrease whose lower bound stays within the margin passes
-        (ci(-0.04, 0.02), soo_study.REDUCES, soo_study.REDUCES),
+        (ci(-0.04, 0.02), study.REDUCES, study.REDUCES),
         # a mean decrease within 0.05 but a lower bound beyond -0.05 fails (v1 passed it)
-        (ci(-0.08, 0.0), soo_study.INCONCLUSIVE, soo_study.REDUCES),
-        (ci(-0.30, -0.10), soo_study.INCONCLUSIVE, soo_study.INCONCLUSIVE),
-        (ci(-0.05, 0.05), soo_study.INCONCLUSIVE, soo_study.REDUCES),  # bound must be above
-        (ci(math.nan, math.nan, 0.0), soo_study.INCONCLUSIVE, soo_study.REDUCES),
+        (ci(-0.08, 0.0), study.INCONCLUSIVE, study.REDUCES),
+        (ci(-0.30, -0.10), study.INCONCLUSIVE, study.INCONCLUSIVE),
+        (ci(-0.05, 0.05), study.INCONCLUSIVE, study.REDUCES),  # bound must be above
+        (ci(math.nan, math.nan, 0.0), study.INCONCLUSIVE, study.REDUCES),
     ],
 )
 def test_goal_reach_non_inferiority(goal, v2, v1):
-    assert soo_study.verdict(REDUCING, goal) == v2
-    assert soo_study.verdict(REDUCING, goal, rule="v1") == v1
+    assert study.rule_v2({"luring": REDUCING, "goal": goal}, MARGINS) == v2
+    assert study.rule_v1({"luring": REDUCING, "goal": goal}, MARGINS) == v1
 
 
 def test_luring_words_are_those_of_v1():
     goal = ci(-0.01, 0.01)
-    assert soo_study.verdict(ci(-0.02, 0.03), ci(-0.3, 0.3)) == soo_study.NEGATIVE
-    assert soo_study.verdict(ci(-0.10, -0.029), goal) == soo_study.INCONCLUSIVE
-    assert soo_study.verdict(ci(0.04, 0.10), goal) == soo_study.INCONCLUSIVE
-    assert soo_study.verdict(ci(math.nan, math.nan), goal) == "not measured"
-    with pytest.raises(ValueError, match="unknown verdict rule"):
-        soo_study.verdict(REDUCING, goal, rule="v3")
+    v2 = lambda luring, goal: study.rule_v2({"luring": luring, "goal": goal}, MARGINS)  # noqa: E731
+    assert v2(ci(-0.02, 0.03), ci(-0.3, 0.3)) == study.NEGATIVE
+    assert v2(ci(-0.10, -0.029), goal) == study.INCONCLUSIVE
+    assert v2(ci(0.04, 0.10), goal) == study.INCONCLUSIVE
+    assert v2(ci(math.nan, math.nan), goal) == "not measured"
+    with pytest.raises(ValueError, match="unknown verdict rule 'v3'"):
+        study.parse_analysis(_analysis("v3"), ["dec", "control", "soo_a", "soo_b"], {}, "s")
 
 
 #: Paired luring differences with mean -0.075 and SE 0.0173: the 95% t-interval lies
 #: below -0.03, the 97.5% one does not (p of "below -0.03" about 0.036).
 MODERATE = [-0.145, -0.105, -0.025, -0.065, -0.125, -0.005, -0.085, -0.045]
 NOTHING = [0.01, -0.01, 0.02, -0.02, 0.0, 0.01, -0.01, 0.0]
+GOAL = [0.01, -0.01, 0.0, 0.02, -0.02, 0.0, 0.01, -0.01]
+
+
+def _analysis(rule: str = "v2") -> dict:
+    arm = lambda x: {"arm": x, "title": f"arm {x}", "treatment": f"soo_{x}", "control": "control"}  # noqa: E731
+    return {"rule": rule, "record_rules": ["v1"], "parent": "dec",
+            "margins": {"band": 0.03, "goal_margin": 0.05, "goal_tolerance": 0.05},
+            "comparisons": [arm("a"), arm("b")]}  # fmt: skip
 
 
 def _arm(name: str, luring: list[float]) -> dict:
-    c = soo_study.Comparison(name, f"arm {name}", "r0.5", f"soo_{name}", "control")
-    goal = metrics.summarize([0.01, -0.01, 0.0, 0.02, -0.02, 0.0, 0.01, -0.01], method="t")
-    return {"comparison": c, "luring": metrics.summarize(luring, method="t"), "goal": goal}
+    goal = metrics.summarize(GOAL, method="t")
+    return {"arm": name, "title": f"arm {name}", "stage": f"soo_{name}",
+            "luring": metrics.summarize(luring, method="t"), "goal": goal}  # fmt: skip
 
 
 def test_holm_inside_a_declared_family_changes_a_verdict():
-    p = sps.ttest_1samp(MODERATE, -soo_study.BAND, alternative="less").pvalue * 2
+    p = sps.ttest_1samp(MODERATE, -0.03, alternative="less").pvalue * 2
     assert 0.025 < p < 0.05
-    alone = [_arm("a", MODERATE), _arm("b", NOTHING)]
-    soo_study.judge(alone)  # no family: each at 95%
-    assert alone[0]["verdict"] == soo_study.REDUCES
+    stages = ["dec", "control", "soo_a", "soo_b"]
+    alone = study.judge(
+        [_arm("a", MODERATE), _arm("b", NOTHING)],
+        study.parse_analysis(_analysis(), stages, {}, "s"),  # no family: each at 95%
+    )
+    assert alone[0]["verdict"] == study.REDUCES
     assert alone[0]["level"] == pytest.approx(0.95)
     assert alone[0]["p"] == pytest.approx(p)
-    family = [_arm("a", MODERATE), _arm("b", NOTHING)]
-    soo_study.judge(family, {"soo": ["r0.5/soo_a", "r0.5/soo_b"]})
+    spec = study.parse_analysis(_analysis(), stages, {"soo": ["soo_a", "soo_b"]}, "s")
+    family = study.judge([_arm("a", MODERATE), _arm("b", NOTHING)], spec)
     # m = 2: the smaller p (a's) is tested at 0.025 and not rejected, so Holm stops and
     # both intervals are reported at 97.5%; a's no longer lies below -0.03
     a = family[0]
     assert a["level"] == pytest.approx(0.975) and family[1]["level"] == pytest.approx(0.975)
-    assert a["family"] == "soo" and a["verdict"] == soo_study.INCONCLUSIVE
+    assert a["family"] == "soo" and a["verdict"] == study.INCONCLUSIVE
     se = np.std(MODERATE, ddof=1) / math.sqrt(8)
     assert a["luring"]["ci_high"] == pytest.approx(np.mean(MODERATE) + sps.t.ppf(0.9875, 7) * se)
-    assert a["luring"]["ci_high"] > -soo_study.BAND
-    assert a["v1"]["verdict"] == soo_study.REDUCES  # the committed rule, for the record
-    table = "\n".join(soo_study.verdict_lines(family))
+    assert a["luring"]["ci_high"] > -0.03
+    assert a["v1"]["verdict"] == study.REDUCES  # the committed rule, for the record
+    table = "\n".join(study.verdict_lines(family, spec))
     assert "| soo | 97.5% |" in table and "| reduces deception |" in table
 
 
@@ -245,12 +258,6 @@ def test_study_files_declare_families():
         parse_study(_study({"x": "a"}))
     # families change no result: the study's digest is the same with or without them
     assert parse_study(_study({"soo": ["a"]})).digest() == parse_study(_study(None)).digest()
-
-
-def test_the_soo_study_declares_its_soo_family():
-    families = soo_study.load_families(soo_study.STUDY_FILE)
-    arms = {c.stage: c.arm for c in soo_study.COMPARISONS}
-    assert sorted(arms[s] for s in families["soo"]) == ["2a", "2b", "2c", "2d", "4", "4"]
 
 
 # --------------------------------------------------------------------------- seed power
