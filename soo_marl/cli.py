@@ -27,15 +27,10 @@ def main() -> None:
 
 @click.command()
 @click.option("--preset", type=click.Choice(PRESETS), default=PRESETS[0], show_default=True)
-@click.option(
-    "--seeds",
-    type=click.IntRange(min=1),
-    default=None,
-    help="number of seeds (default: the preset's)",
-)
+@click.option("--seeds", type=int, default=None, help="number of seeds (default: the preset's)")
 @click.option(
     "--sight-radius",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     default=None,
     help="red's sight radius (default: the preset's; quick 0.5, paper 0.125)",
 )
@@ -48,10 +43,9 @@ def main() -> None:
 @click.option("--device", default=RunConfig.device, show_default=True)
 @click.option(
     "--kernels",
-    type=click.Choice(list(KERNELS)),
     default=None,
-    help="the learner's numerics in the trainings and fine-tunings (train --kernels; "
-    "default: fast)",
+    help=f"the learner's numerics in the trainings and fine-tunings ({' or '.join(KERNELS)}; "
+    "train --kernels; default: the learner's)",
 )
 @click.option(
     "--keep-buffers",

@@ -1,15 +1,12 @@
 """The soo-marl commands below the command line: their click definitions, and the click
-options generated from the config dataclasses.
+options generated from the config dataclasses. Each command that does a stage's work
+(train, finetune, evaluate, classify, plot, report) builds the typed task of
+:mod:`soo_marl.tasks` from its options and runs it; the command line
+(:mod:`soo_marl.cli`) only assembles these commands into the ``soo-marl`` group.
 
-This module is the registry that both the command line (:mod:`soo_marl.cli`, which only
-assembles these commands into the ``soo-marl`` group) and the study engine
-(:mod:`soo_marl.sweep`, which validates a stage's options against its command and runs
-the command in a Ray worker) read; it imports neither of them. What a command means as a
-stage of a study is in :mod:`soo_marl.stage_kinds`.
-
-Each generated option's help is the field's own ``metadata["help"]``;
-``metadata["choices"]`` restricts a string field to some values, and ``metadata["flag"]``
-names a boolean's on/off switches (default ``--name/--no-name``).
+Each generated option's help is the field's own ``metadata["help"]`` (with its allowed
+values, ``metadata["choices"]``, which the dataclass checks); ``metadata["flag"]`` names a
+boolean's on/off switches (default ``--name/--no-name``).
 """
 
 from __future__ import annotations
@@ -19,28 +16,34 @@ import inspect
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from soo_marl.agents.maddpg import KERNELS
-from soo_marl.analysis.classify import classify as classify_fn
 from soo_marl.bench import bench_env
 from soo_marl.bench_learner import bench_learner, memory_harness
-from soo_marl.config import DEFAULT_SEEDS, SECTIONS, RunConfig, TrainConfig, load_yaml
+from soo_marl.config import DEFAULT_SEEDS, SECTIONS, RunConfig
 from soo_marl.envs.core import PAPER_SIGHT_RADIUS, EnvConfig
 from soo_marl.finetune import FinetuneConfig
 from soo_marl.rendering import render_run
-from soo_marl.rollout import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_SEEDS
-
-if TYPE_CHECKING:
-    from soo_marl.train import TrainResult
+from soo_marl.rollout import DEFAULT_EVAL_SEEDS
+from soo_marl.tasks import (
+    INTERRUPTED,
+    ClassifyTask,
+    EvaluateTask,
+    FinetuneTask,
+    PlotTask,
+    ReportTask,
+    StackTask,
+    Task,
+    TrainTask,
+    interruption,
+    parse_seed_ranges,
+)
 
 #: Fields of the training config with dedicated options (not generated).
 SPECIAL = {"baseline", "seeds", "max_cycles"}
-#: Exit status of a command that Ctrl-C (SIGINT) stopped before it finished: 128 + 2, as
-#: a shell reports a process that SIGINT ended, so ``train … && finetune …`` stops there.
-INTERRUPTED = 130
 
 
 def default_of(func: Callable, name: str) -> Any:
@@ -56,11 +59,11 @@ def _show(default: Any) -> str:
 
 
 def dataclass_options(
-    cls: type, dest_prefix: str, skip: Iterable[str] = (), tag: str = ""
+    cls: type, skip: Iterable[str] = (), tag: str = ""
 ) -> Callable[[Callable], Callable]:
     """A decorator adding one ``--field-name`` option per field of ``cls``, passed to the
-    command as ``<dest_prefix>__<field>`` (None when not given, so defaults and config
-    files stay in charge)."""
+    command under the field's name (None when not given, so defaults and config files stay
+    in charge); the dataclass checks the values."""
     skip = set(skip)
 
     def decorate(func: Callable) -> Callable:
@@ -70,8 +73,10 @@ def dataclass_options(
                 continue
             default = getattr(defaults, f.name)
             name = f.name.replace("_", "-")
-            dest = f"{dest_prefix}__{f.name}"
+            dest = f.name
             text = f.metadata.get("help", "")
+            if "choices" in f.metadata:
+                text += f" ({' or '.join(f.metadata['choices'])})"
             explained = default is None or "default:" in text
             help_ = f"{tag}{text}" + ("" if explained else f" (default: {_show(default)})")
             kind = f.metadata.get("type") or type(default)
@@ -82,9 +87,6 @@ def dataclass_options(
                 opt = click.option(
                     f"--{name}", dest, type=str, default=None, help=help_ + "; comma-separated"
                 )
-            elif "choices" in f.metadata:
-                kind = click.Choice(list(f.metadata["choices"]))
-                opt = click.option(f"--{name}", dest, type=kind, default=None, help=help_)
             else:
                 opt = click.option(f"--{name}", dest, type=kind, default=None, help=help_)
             func = opt(func)
@@ -96,90 +98,8 @@ def dataclass_options(
 def config_options(func: Callable) -> Callable:
     """Decorate a command with one ``--field-name`` option per training-config field."""
     for section, cls in reversed(list(SECTIONS.items())):
-        func = dataclass_options(cls, section, SPECIAL, tag=f"[{section}] ")(func)
+        func = dataclass_options(cls, SPECIAL, tag=f"[{section}] ")(func)
     return func
-
-
-def given(options: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The options of one prefix that were given on the command line, by field name."""
-    out = {}
-    for key, value in options.items():
-        if value is not None and key.startswith(prefix + "__"):
-            out[key.split("__", 1)[1]] = value
-    return out
-
-
-def build_config(
-    options: dict[str, Any],
-    config_file: Path | None = None,
-    baseline: str | None = None,
-    seeds: tuple[int, ...] | None = None,
-) -> TrainConfig:
-    """Defaults ← config file ← command-line options (later wins)."""
-    data: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    if config_file is not None:
-        loaded = load_yaml(config_file)
-        unknown = set(loaded) - set(SECTIONS) - {"meta"}
-        if unknown:
-            raise ValueError(
-                f"{config_file}: unknown section(s) {sorted(unknown)}; "
-                f"allowed: {', '.join(SECTIONS)}"
-            )
-        for section in data:
-            part = loaded.get(section) or {}
-            if not isinstance(part, dict):
-                raise ValueError(f"{config_file}: section {section!r} must be a mapping")
-            data[section].update(part)
-    for section, cls in SECTIONS.items():
-        defaults = cls()
-        for name, value in given(options, section).items():
-            if isinstance(getattr(defaults, name), tuple):
-                value = parse_int_list(value, f"--{name.replace('_', '-')}")
-            data[section][name] = value
-    if baseline is not None:
-        data["env"]["baseline"] = baseline
-    if seeds:
-        data["run"]["seeds"] = tuple(seeds)
-    return TrainConfig.from_dict(data)
-
-
-def parse_int_list(text: str, option: str) -> tuple[int, ...]:
-    """Integers from a comma- or space-separated list; a clear error naming ``option``."""
-    try:
-        return tuple(int(v) for v in str(text).replace(",", " ").split())
-    except ValueError:
-        raise ValueError(f"{option} takes integers, comma-separated: got {text!r}") from None
-
-
-def parse_seed_ranges(text: str, option: str) -> list[int]:
-    """Seeds from comma-separated numbers and ranges: ``"8-15"`` → 8, …, 15; ``"3,5"`` →
-    3, 5; ``"0-3,8"`` → 0, 1, 2, 3, 8 (in the order written); a clear error naming
-    ``option``."""
-    out: list[int] = []
-    try:
-        for part in str(text).replace(" ", "").split(","):
-            lo, _, hi = part.partition("-")
-            out += range(int(lo), int(hi or lo) + 1)
-    except ValueError:
-        raise ValueError(f"{option} takes seeds and ranges such as 0-7,12: got {text!r}") from None
-    if not out:
-        raise ValueError(f"{option} names no seed: got {text!r}")
-    return out
-
-
-def parse_seeds(
-    count: int | None, explicit: tuple[int, ...], first: int = 0
-) -> tuple[int, ...] | None:
-    """``--seeds N`` means seeds first..first+N-1; ``--seed`` may be repeated; not both."""
-    if count is not None and explicit:
-        raise click.UsageError("give either --seeds N or --seed S (repeatable), not both")
-    if first and count is None:
-        raise click.UsageError("--first-seed goes with --seeds N")
-    if count is not None:
-        if count <= 0:
-            raise click.BadParameter("--seeds must be positive")
-        return tuple(range(first, first + count))
-    return tuple(explicit) or None
 
 
 def allow_unfinished_option(func: Callable) -> Callable:
@@ -322,21 +242,24 @@ def fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
-def report_run(result: TrainResult, total: int, resume: bool, finished: str) -> None:
+def run_task(task: Task) -> Any:
+    """Run a command's task (its notes on stderr); a ValueError or OSError is one clear
+    line and a non-zero exit."""
+    try:
+        return task.run(log=lambda line: click.echo(line, err=True))
+    except (ValueError, OSError) as exc:
+        fail(exc)
+
+
+def report_run(result: Any, total: int, resume: bool, finished: str) -> None:
     """Echo ``finished``, or after a Ctrl-C that stopped the run early, where it stopped,
     where its checkpoint is and how to continue it, and exit with status
     :data:`INTERRUPTED` (the run is unfinished: no final model)."""
-    from soo_marl import rundir
-
     if not result.interrupted or result.episodes_done >= total:  # Ctrl-C in the last batch
         click.echo(finished)
         return
     again = "the same command" + ("" if resume else " plus --resume")
-    click.echo(
-        f"interrupted at {result.episodes_done} episodes of {total} per seed in "
-        f"{result.wall_time_s:.0f} s; checkpoint saved in {result.run_dir / rundir.CHECKPOINT}; "
-        f"continue with {again}"
-    )
+    click.echo(interruption(result, total, f"continue with {again}"))
     raise click.exceptions.Exit(INTERRUPTED)
 
 
@@ -380,7 +303,7 @@ def interrupted(exc: BaseException) -> None:
 )
 @click.option(
     "--max-cycles",
-    "env__max_cycles",
+    "max_cycles",
     type=int,
     default=None,
     help=f"[env] episode length in steps (default: {EnvConfig().max_cycles})",
@@ -391,42 +314,34 @@ def train(
     baseline, seed_count, seed_list, first_seed, run_dir, resume, config_file, quiet, **options
 ):
     """Train S seeds of MADDPG (deceptive or honest baseline) in one process."""
-    from soo_marl.train import train as run_training
-
+    given = {"baseline": baseline, "seeds": seed_count, "seed": seed_list}
+    given |= {"first_seed": first_seed, "config": config_file}
     try:
-        seeds = parse_seeds(seed_count, seed_list, first_seed)
-        config = build_config(options, config_file, baseline=baseline, seeds=seeds)
-        run_dir = run_dir or Path("runs") / baseline
-        mc = config.maddpg
-        if config.run.episodes < mc.noise_decay_episodes and not quiet:
-            end = float(mc.noise_scale(config.run.episodes))
-            click.echo(
-                f"note: exploration noise falls from {mc.noise_scale_start:g} over "
-                f"{mc.noise_decay_episodes:,} episodes, so this {config.run.episodes:,}-episode "
-                f"run ends at scale {end:.3g} (--noise-decay-episodes sets the decay)",
-                err=True,
-            )
-        result = run_training(config, run_dir, resume=resume, progress=not quiet)
+        task = TrainTask.from_options(
+            {**options, **given}, run_dir or Path("runs") / baseline, resume=resume,
+            progress=not quiet,
+        )  # fmt: skip
     except ValueError as exc:
         fail(exc)
+    result = run_task(task)
     took = f"{result.wall_time_s:.0f} s"
     finished = f"finished {result.episodes_done} episodes per seed in {took}: {result.run_dir}"
-    report_run(result, config.run.episodes, resume, finished)
+    report_run(result, task.config.run.episodes, resume, finished)
 
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--episodes",
-    type=click.IntRange(min=1),
-    default=DEFAULT_EVAL_EPISODES,
+    type=int,
+    default=default_of(EvaluateTask, "episodes"),
     show_default=True,
     help="episodes per evaluation seed",
 )
 @click.option(
     "--eval-seeds",
     type=str,
-    default=" ".join(str(s) for s in DEFAULT_EVAL_SEEDS),
+    default=" ".join(str(s) for s in default_of(EvaluateTask, "eval_seeds")),
     show_default=True,
     help="evaluation seeds (space- or comma-separated)",
 )
@@ -451,18 +366,15 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet, allow_unfini
 
     Writes eval/metrics.json, eval/trajectories.npz and eval/grids.npz into each run."""
     from soo_marl import rundir
-    from soo_marl.config import resolve_device
-    from soo_marl.evaluate import evaluate_runs, format_summary
+    from soo_marl.evaluate import format_summary
 
+    options = {"episodes": episodes, "eval_seeds": eval_seeds, "device": device}
+    options |= {"cross_with": cross_with, "allow_unfinished": allow_unfinished}
     try:
-        seeds = list(parse_int_list(eval_seeds, "--eval-seeds"))
-        dev = str(resolve_device(device))
-        results = evaluate_runs(
-            runs, episodes, seeds, device=dev, progress=not quiet, cross_with=cross_with or None,
-            allow_unfinished=allow_unfinished,
-        )  # fmt: skip
+        task = EvaluateTask.from_options(options, runs, progress=not quiet)
     except ValueError as exc:
         fail(exc)
+    results = run_task(task)
     if not quiet:
         click.echo(format_summary(results))
     for r in results.values():
@@ -492,42 +404,31 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet, allow_unfini
 )
 @click.option("--resume", is_flag=True, help="continue the fine-tuning in --run-dir exactly")
 @click.option("--device", default=RunConfig.device, show_default=True, help="auto, cpu, cuda")
-@click.option(
-    "--sight-radius",
-    "env__sight_radius",
-    type=float,
-    default=None,
-    help="must match the parent's (checked)",
-)
+@click.option("--sight-radius", type=float, default=None, help="must match the parent's (checked)")
 @click.option(
     "--kernels",
-    type=click.Choice(list(KERNELS)),
     default=None,
-    help="the learner's numerics (see train --kernels); default: the parent's",
+    help=f"the learner's numerics ({' or '.join(KERNELS)}; see train --kernels); default: "
+    "the parent's",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @allow_unfinished_option
-@dataclass_options(FinetuneConfig, "ft")
-def finetune(parent, soo, run_dir, resume, device, kernels, quiet, allow_unfinished, **options):
+@dataclass_options(FinetuneConfig)
+def finetune(
+    parent, soo, run_dir, resume, device, sight_radius, kernels, quiet, allow_unfinished, **options
+):
     """SOO fine-tuning of every seed of a deceptive baseline (or its --no-soo control)."""
-    from soo_marl import rundir
-    from soo_marl.finetune import finetune as run_finetune
-
+    given = {"soo": soo, "device": device, "kernels": kernels}
+    given |= {"sight_radius": sight_radius, "allow_unfinished": allow_unfinished}
     try:
-        settings = given(options, "ft")
-        if not soo:
-            settings["soo_weight"] = 0.0
-        ft = FinetuneConfig(**settings)
-        run_dir = run_dir or rundir.finetune_dir(parent, ft.condition)
-        overrides = {k: v for k, v in options.items() if v is not None and k.startswith("env__")}
-        result = run_finetune(
-            parent, ft, run_dir, resume=resume, progress=not quiet, overrides=overrides,
-            device=device, kernels=kernels, allow_unfinished=allow_unfinished,
-        )  # fmt: skip
+        task = FinetuneTask.from_options(
+            {**options, **given}, parent, run_dir, resume=resume, progress=not quiet
+        )
     except ValueError as exc:
         fail(exc)
+    result = run_task(task)
     finished = f"fine-tuned {result.episodes_done} episodes per seed: {result.run_dir}"
-    report_run(result, ft.episodes, resume, finished)
+    report_run(result, task.ft.episodes, resume, finished)
 
 
 @click.command()
@@ -550,26 +451,18 @@ def finetune(parent, soo, run_dir, resume, device, kernels, quiet, allow_unfinis
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="report file"
 )
-@click.option("--title", default="soo-marl reproduction", show_default=True)
+@click.option("--title", default=default_of(ReportTask, "title"), show_default=True)
 @click.option("--scale", default="", help="a sentence on the scale of the runs")
 @click.option("--command", "command_line", default="", help="the command that made the runs")
 def report(deceptive, honest, soo, no_soo, classifier, figures, out, title, scale, command_line):
     """report.md of four evaluated conditions: the paper's claims as measured, tables,
     figures, and how the numbers were made (versions, machine, wall times)."""
-    from soo_marl.analysis.report import write_report_files
-
+    runs = {"deceptive": deceptive, "honest": honest, "soo": soo, "no-soo": no_soo}
     try:
-        path = write_report_files(
-            out,
-            {"deceptive": deceptive, "honest": honest, "soo": soo, "no-soo": no_soo},
-            classifier,
-            figures,
-            title=title,
-            scale=scale,
-            command=command_line,
-        )
-    except (ValueError, OSError) as exc:
+        task = ReportTask(runs, classifier, figures, out, title, scale, command_line)
+    except ValueError as exc:
         fail(exc)
+    path = run_task(task)
     click.echo(f"wrote {path}")
 
 
@@ -723,14 +616,12 @@ def stack_models(runs: tuple[Path, ...], seed_text: str, out: Path) -> None:
     """Join the final weights of RUNS (one config trained on different seeds) into one
     weights-only run OUT holding --seeds; a seed held by several runs comes from the first
     (docs/spec.md §2.7: seeds train independently of their stack)."""
-    from soo_marl.rundir import stack_models as stack
-
     try:
-        seeds = parse_seed_ranges(seed_text, "--seeds")
-        path = stack(runs, seeds, out)
+        task = StackTask(runs, tuple(parse_seed_ranges(seed_text, "--seeds")), out)
     except ValueError as exc:
         fail(exc)
-    click.echo(f"wrote {path}: seeds {seeds}")
+    path = run_task(task)
+    click.echo(f"wrote {path}: seeds {list(task.seeds)}")
 
 
 @click.command("compare-runs")
@@ -802,8 +693,7 @@ def _parse_episodes(values: tuple[str, ...]) -> list[int]:
 )
 @click.option(
     "--rows",
-    type=click.Choice(["all", "pre-trap"]),
-    default=default_of(classify_fn, "rows"),
+    default=default_of(ClassifyTask, "rows"),
     show_default=True,
     help="SOO values of every out-of-sight step, or of those before the trap only",
 )
@@ -832,28 +722,17 @@ def classify(
     allow_unfinished: bool,
 ) -> None:
     """SOO classifier accuracy vs number of evaluation episodes (honest vs deceptive)."""
-    from soo_marl.analysis.classify import (
-        DEFAULT_N_EPISODES,
-        classify_variants,
-        format_table,
-        write_result,
-    )
+    from soo_marl.analysis.classify import format_table
 
-    result: dict[str, Any] | list[dict[str, Any]]
     try:
-        n_episodes = _parse_episodes(episodes) if episodes else list(DEFAULT_N_EPISODES)
-        if all_variants:
-            result = classify_variants(
-                deceptive, honest, n_episodes, pool_eval_seeds, allow_unfinished
-            )
-        else:
-            result = classify_fn(
-                deceptive, honest, n_episodes, pool_eval_seeds, rows, keep_trap_flag,
-                allow_unfinished,
-            )  # fmt: skip
-        paths = write_result(result, out or deceptive[0] / "eval")
-    except (ValueError, OSError) as exc:
+        n_episodes = tuple(_parse_episodes(episodes))
+        task = ClassifyTask(
+            deceptive, honest, out, n_episodes, pool_eval_seeds, rows, keep_trap_flag,
+            all_variants, allow_unfinished,
+        )  # fmt: skip
+    except ValueError as exc:
         fail(exc)
+    result, paths = run_task(task)
     for r in result if isinstance(result, list) else [result]:
         click.echo(format_table(r) + "\n")
     click.echo("wrote " + ", ".join(str(p) for p in paths))
@@ -886,10 +765,5 @@ def plot(
     runs: tuple[Path, ...], out: Path, classifier_json: Path | None, formats: tuple[str, ...]
 ) -> None:
     """Figures 2-4, probes, classifier curve and learning curves of evaluated RUNS."""
-    from soo_marl.analysis.plots import FORMATS, make_all
-
-    try:
-        paths = make_all(runs, out, classifier_json, log=click.echo, formats=formats or FORMATS)
-    except (ValueError, OSError) as exc:
-        fail(exc)
+    paths = run_task(PlotTask(runs, out, classifier_json, formats))
     click.echo(f"wrote {len(paths)} files to {out}")

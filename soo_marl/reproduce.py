@@ -12,7 +12,6 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.config import RunConfig
 from soo_marl.provenance import PROVENANCE, provenance
 from soo_marl.sweep import Study, load_study, run_study
@@ -33,21 +32,13 @@ def preset_study(
     device: str = RunConfig.device,
     kernels: str | None = None,
 ) -> Study:
-    """A preset's study with its parameters overridden where given."""
+    """A preset's study with its parameters overridden where given (each value is checked
+    where it is defined, when the study's tasks are built: ``RunConfig``, ``EnvConfig``,
+    ``MADDPGConfig``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    overrides: dict = {"device": device}
-    if seeds is not None:
-        if seeds <= 0:
-            raise ValueError("--seeds must be positive")
-        overrides["seeds"] = int(seeds)
-    if sight_radius is not None:
-        if not sight_radius > 0:
-            raise ValueError("--sight-radius must be positive")
-        overrides["sight_radius"] = float(sight_radius)
-    if kernels is not None:
-        overrides["kernels"] = MADDPGConfig(kernels=kernels).kernels  # validated there
-    return load_study(study_file(), overrides, preset)
+    given = {"device": device, "seeds": seeds, "sight_radius": sight_radius, "kernels": kernels}
+    return load_study(study_file(), {k: v for k, v in given.items() if v is not None}, preset)
 
 
 def record_start(command: str, device: str) -> Callable[[Study, Path], None]:

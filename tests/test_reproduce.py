@@ -1,6 +1,7 @@
 """`soo-marl reproduce --preset test` runs end to end and skips finished stages."""
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -139,14 +140,17 @@ def test_claims_table_reads_each_claim():
 
 
 def test_remaining_time_estimate_scales_with_measured_stages():
+    from soo_marl import tasks
     from soo_marl.reproduce import preset_study
-    from soo_marl.sweep import costs
+    from soo_marl.sweep.costs import stage_costs
     from soo_marl.sweep.run import remaining_seconds
+    from soo_marl.sweep.spec import build_tasks
 
     study = preset_study("quick")
-    est = {s.name: costs.estimate_seconds(s, study) for s in study.stages}
+    costs = stage_costs(study, build_tasks(study, Path("/O")))
+    est = {name: c["seconds"] for name, c in costs.items()}
     assert est["deceptive"] == est["honest"] > est["soo"] == est["nosoo"] > est["evaluate"] > 0
-    assert est["deceptive"] == pytest.approx(6_000 * (costs.TRAIN_A_S + 24 * costs.TRAIN_B_S))
+    assert est["deceptive"] == pytest.approx(6_000 * (tasks.TRAIN_A_S + 24 * tasks.TRAIN_B_S))
     pending = study.stages[1:]
     plain = sum(est[s.name] for s in pending)
     assert remaining_seconds(pending, est, {}) == pytest.approx(plain)  # nothing measured yet

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.cli import main
-from soo_marl.commands import parse_seed_ranges
 from soo_marl.config import RunConfig, TrainConfig
 from soo_marl.envs.core import EnvConfig
 from soo_marl.rundir import RunDirError, load_model, read_config, stack_models
+from soo_marl.tasks import parse_seed_ranges
 from soo_marl.train import train
 
 

@@ -17,9 +17,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from soo_marl import rundir
+from soo_marl import rundir, tasks
 from soo_marl.cli import main
 from soo_marl.sweep import StudyError, load_study, parse_study, run_study
+from soo_marl.sweep.spec import build_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "studies"
@@ -39,8 +40,8 @@ def train(name: str = "dec", **options) -> dict:
     "raw, message",
     [
         (study({"name": "x", "kind": "bake"}), "unknown stage kind 'bake'"),
-        (study(train(epsiodes=3)), "unknown option 'epsiodes' for train"),
-        (study(train(**{"run-dir": "x"})), "'run-dir' is set by the sweep"),
+        (study(train(epsiodes=3)), "unknown train option epsiodes"),
+        (study(train(**{"run-dir": "x"})), "unknown train option run_dir"),
         (study(train(), {"name": "ft", "kind": "finetune", "parent": "nope"}),
          "parent names a missing stage 'nope'"),
         (study(train(), {"name": "ft", "kind": "finetune"}), "a finetune stage needs parent"),
@@ -52,11 +53,11 @@ def train(name: str = "dec", **options) -> dict:
          "never evaluated"),
         (study(train(), {"name": "ft", "kind": "finetune", "parent": "ev"},
                {"name": "ev", "kind": "evaluate", "runs": ["dec"]}),
-         "must name a train stage"),
+         "must name a train or stack stage"),
         (study(train(seeds="${n}")), "unknown parameter ${n}"),
         (study(train(), train("hon"), {"name": "ev", "kind": "evaluate", "runs": ["dec"],
                                        "cross_with": ["hon"]}),
-         "cross_with names stages that are not among its runs: hon"),
+         "cross_with names runs that are not evaluated"),
         (study(train(), {"name": "ev", "kind": "evaluate", "runs": {"d": "dec"}}),
          "runs is a stage name or a list of names"),
     ],
@@ -265,10 +266,11 @@ def test_stages_wait_for_memory_held_by_running_stages(tmp_path, monkeypatch):
 
 
 def test_memory_estimates_of_constructed_stages():
-    """``costs.memory_gb``: 1 GB besides the replay buffers, each buffer min(capacity,
-    episodes × 50) transitions of 152 bytes per seed, counted twice for a training (a copy
-    while the checkpoint is written) and three times for a fine-tuning (the parent's
-    checkpoint too); evaluation 2 GB; every other stage and a copied run 1 GB."""
+    """``Task.estimate`` (via ``costs.stage_costs``): 1 GB besides the replay buffers, each
+    buffer min(capacity, episodes × 50) transitions of 152 bytes per seed, counted twice
+    for a training (a copy while the checkpoint is written) and three times for a
+    fine-tuning (the parent's checkpoint too); evaluation 2 GB; every other stage and a
+    copied run 1 GB."""
     from soo_marl.sweep import costs
 
     s = parse_study(
@@ -300,12 +302,25 @@ def test_memory_estimates_of_constructed_stages():
         "ev": 2.0,
         "c": 1.0,
     }
-    got = {st.name: costs.memory_gb(st, s) for st in s.stages}
+    tasks = build_tasks(s, Path("/O"))
+    got = {st.name: tasks[st.name].estimate(_known(tasks)).memory_gb for st in s.stages}
     assert got == pytest.approx(expected)
     assert got["paper"] == pytest.approx(3.432)  # spec's example: an 8-seed baseline
-    res = costs.resources(s.stage("paper"), s)
-    assert res == {"cpus": 2, "gpus": 0.0, "memory_gb": 3.43}
-    assert costs.resources(s.stage("c"), s)["cpus"] == 1
+    res = costs.stage_costs(s, tasks)
+    assert {k: v for k, v in res["paper"].items() if k != "seconds"} == {
+        "cpus": 2, "gpus": 0.0, "memory_gb": 3.43
+    }  # fmt: skip
+    assert res["c"]["cpus"] == 1
+
+
+def _known(tasks: dict) -> dict:
+    """Run directory → config of the runs the tasks make (what ``stage_costs`` passes)."""
+    known: dict = {}
+    for t in tasks.values():
+        config = t.run_config(known)
+        if config is not None:
+            known[t.output] = config
+    return known
 
 
 def test_a_copied_run_is_costed_with_its_own_seeds(tmp_path):
@@ -325,12 +340,12 @@ def test_a_copied_run_is_costed_with_its_own_seeds(tmp_path):
              "options": {"episodes": 1000, "fresh-buffer": True}},
         )
     )  # fmt: skip
-    ft = s.stage("ft")
-    assert costs.estimate_seconds(ft, s) == pytest.approx(
-        1000 * (costs.TRAIN_A_S + 32 * costs.TRAIN_B_S) * costs.FINETUNE_FACTOR
+    got = costs.stage_costs(s, build_tasks(s, tmp_path / "out"))
+    assert got["ft"]["seconds"] == pytest.approx(
+        1000 * (tasks.TRAIN_A_S + 32 * tasks.TRAIN_B_S) * tasks.FINETUNE_FACTOR
     )
-    assert costs.memory_gb(ft, s) == pytest.approx(1 + 2 * 32 * 1000 * 50 * 152 / 1e9)
-    assert costs.estimate_seconds(s.stage("p"), s) == 0.0
+    assert got["ft"]["memory_gb"] == pytest.approx(1 + 2 * 32 * 1000 * 50 * 152 / 1e9, abs=0.01)
+    assert got["p"]["seconds"] == 0.0
 
 
 try:
@@ -456,10 +471,11 @@ def test_a_run_stage_that_ends_without_its_final_model_is_never_fed_on(tmp_path,
 
     spawn = sweep_run._subprocess
 
-    def train_stops_early(argv, threads, log_path):
+    def train_stops_early(task, name, threads, out):
         """A training stage's process that exits 0 without its final model."""
-        if argv[0] != "train":
-            return spawn(argv, threads, log_path)
+        if task.kind != "train":
+            return spawn(task, name, threads, out)
+        log_path = out / ".sweep" / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as log:
             return subprocess.Popen([sys.executable, "-c", "print('stopped early')"],
@@ -476,7 +492,7 @@ def test_a_run_stage_that_ends_without_its_final_model_is_never_fed_on(tmp_path,
     assert any(line.split()[:3] == ["ft", "finetune", "not"] for line in table)  # not run
     assert not (tmp_path / "ft").exists()
     bad = study(train(), {**FT, "options": {**FT["options"], "allow-unfinished": True}})
-    with pytest.raises(StudyError, match="'allow-unfinished' is refused: a study never uses"):
+    with pytest.raises(StudyError, match="allow_unfinished is refused: a study never uses"):
         parse_study(bad)
 
 
@@ -539,3 +555,38 @@ def test_ctrl_c_stops_a_sweep_with_status_130_and_it_resumes(tmp_path):
     outcomes = run_study(parse_study(raw), out, log=lambda m: None)
     assert [o.status for o in outcomes] == ["done", "done"]
     assert rundir.has_model(out / "dec") and rundir.has_model(out / "ft")
+
+
+def test_a_closed_gate_keeps_the_stages_after_it_from_running(tmp_path):
+    """A gate stage's verdict (``gate.json``) decides whether the stages ``after`` it run:
+    closed, they and the stages after them are "gated" and nothing is written for them;
+    open, they run."""
+    src = ROOT / "docs" / "results" / "models" / "quick8_r0.5"
+    raw = study(
+        {"name": "d", "kind": "train", "copy_from": str(src / "deceptive")},
+        {"name": "h", "kind": "train", "copy_from": str(src / "honest")},
+        {"name": "ev", "kind": "evaluate", "runs": ["d", "h"], "options": {"episodes": 1}},
+        {"name": "gate", "kind": "gate", "runs": {"deceptive": "d", "honest": "h"},
+         "options": {"rule": "variant"}},
+        {**train("follow", episodes=10, seeds=1), "after": ["gate"]},
+        {"name": "ev2", "kind": "evaluate", "runs": ["follow"], "options": {"episodes": 1}},
+    )  # fmt: skip
+    for passes, expected in ((False, "gated"), (True, "done")):
+        out = tmp_path / str(passes)
+        for name in ("ev", "gate"):  # finished earlier: the gate's verdict is on disk
+            (out / ".sweep" / "done").mkdir(parents=True, exist_ok=True)
+            (out / ".sweep" / "done" / name).write_text("{}")
+        (out / "gate").mkdir(parents=True)
+        (out / "gate" / "gate.json").write_text(json.dumps({"passes": passes}))
+        logs: list[str] = []
+        outcomes = {o.name: o.status for o in run_study(parse_study(raw), out, log=logs.append)}
+        assert outcomes["follow"] == outcomes["ev2"] == expected, logs
+        assert (out / "follow" / "final_model.pt").exists() == passes
+        assert any("ev2: not run, gate gate closed" in line for line in logs) != passes
+    with pytest.raises(StudyError, match="unknown gate rule 'nope'"):
+        parse_study(
+            {
+                **raw,
+                "stages": [*raw["stages"][:3], {**raw["stages"][3], "options": {"rule": "nope"}}],
+            }
+        )

@@ -200,12 +200,16 @@ def test_a_directory_without_a_run_is_not_called_unfinished(tmp_path):
 
 
 def test_a_stage_run_in_process_fails_when_its_training_is_stopped(tmp_path):
-    """How a Ray task runs a stage (``stage_kinds.run_command``, click without standalone
-    mode): the 130 of a training stopped by Ctrl-C is a failure, not a finished stage."""
-    from soo_marl.stage_kinds import run_command
+    """How a Ray task runs a stage (``sweep.run.execute_in_process`` of its typed task): a
+    training stopped by Ctrl-C is a failure, not a finished stage."""
+    from soo_marl.sweep.run import execute_in_process
+    from soo_marl.tasks import TrainTask
 
+    options = {"baseline": "deceptive", "seed": [3], "episodes": EPISODES, "batch_size": 64,
+               "buffer_size": 5000, "checkpoint_every": 40, "log_every": 20}  # fmt: skip
+    task = TrainTask.from_options(options, tmp_path / "dec", progress=False)
     with pytest.MonkeyPatch.context() as mp:
         ctrl_c_at(mp, 3)
-        with pytest.raises(RuntimeError, match="soo-marl train exited with status 130"):
-            run_command(train_args(tmp_path / "dec"))
+        with pytest.raises(RuntimeError, match="was interrupted before it finished"):
+            execute_in_process(task, threads=1)
     assert rundir.unfinished(tmp_path / "dec").episodes_done == 30

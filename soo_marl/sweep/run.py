@@ -1,8 +1,8 @@
 """Run a study: its stages in dependency order, locally or as Ray tasks, resumably.
 
-Every stage is the soo-marl command of its kind with the study's options and the paths
-the sweep chooses (``OUT/<stage name>``; what each kind passes:
-:mod:`soo_marl.stage_kinds`). Finished stages are skipped; an interrupted
+Every stage is a typed task (:mod:`soo_marl.tasks`) built from the study's options and
+the paths the sweep chooses (``OUT/<stage name>``), run from its JSON in a process of its
+own (``python -m soo_marl.tasks``) or in a Ray worker. Finished stages are skipped; an interrupted
 training or fine-tuning stage resumes from its checkpoint (exactly); a failed Ray task is
 retried. ``OUT/study.yaml`` records the study; running a different one into the same
 ``OUT`` is refused. Per stage, ``OUT/timings.json`` and ``OUT/memory.json`` record the
@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ import yaml
 
 from soo_marl import rundir
 from soo_marl.progress import fmt_duration
-from soo_marl.stage_kinds import KINDS, RUN_KINDS, output, run_command, stage_argv
-from soo_marl.sweep import costs
-from soo_marl.sweep.spec import Stage, Study, StudyError
+from soo_marl.sweep.costs import stage_costs
+from soo_marl.sweep.spec import KINDS, Stage, Study, StudyError, build_tasks, stage_output
+from soo_marl.tasks import GateTask, Task, task_from_json
 
 Log = Callable[[str], None]
 EXECUTORS = ("local", "ray")
@@ -49,7 +49,8 @@ class Outcome:
 
     name: str
     kind: str
-    #: "done", "skipped" (finished earlier), "failed" or "interrupted" (by Ctrl-C)
+    #: "done", "skipped" (finished earlier), "failed", "interrupted" (by Ctrl-C) or
+    #: "gated" (not run: a gate it comes after did not pass)
     status: str
     seconds: float = 0.0
     peak_rss_mb: float | None = None
@@ -58,29 +59,19 @@ class Outcome:
 # --------------------------------------------------------------------------- paths and args
 
 
-def stage_args(stage: Stage, study: Study, out: Path) -> list[str]:
-    """The full command line (after ``soo-marl``) that runs ``stage``: a run stage whose
-    directory an earlier attempt started gets ``--resume``."""
-    resume = KINDS[stage.kind].makes_run and _started(output(stage, out))
-    return stage_argv(stage, out, study.stage, resume=resume)
-
-
-def copy_run(src: Path, dst: Path) -> None:
-    """Copy a trained run's weights and config (not its checkpoint or evaluation)."""
-    import shutil
-
-    if not (src / rundir.FINAL_MODEL).exists():
-        raise StudyError(f"copy_from {src}: no trained run there ({rundir.FINAL_MODEL})")
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (rundir.CONFIG, rundir.FINAL_MODEL):
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
+def stage_task(tasks: dict[str, Task], stage: Stage) -> Task:
+    """The task that runs ``stage``: a run stage whose directory an earlier attempt
+    started is resumed."""
+    task = tasks[stage.name]
+    if task.makes_run and _started(task.output):
+        task = replace(task, resume=True)  # type: ignore[type-var]
+    return task
 
 
 def done_marker(stage: Stage, out: Path) -> Path:
     """The file that says a stage finished (run stages: their final model)."""
     if KINDS[stage.kind].makes_run:
-        return output(stage, out) / rundir.FINAL_MODEL
+        return stage_output(stage, out) / rundir.FINAL_MODEL
     return out / ".sweep" / "done" / stage.name
 
 
@@ -92,17 +83,18 @@ def is_done(stage: Stage, out: Path) -> bool:
 # --------------------------------------------------------------------------- executing one stage
 
 
-def execute_in_process(argv: list[str], threads: int) -> None:
-    """Run one stage's command in this process with ``threads`` torch threads (how a Ray
-    task runs it); raises on failure."""
+def execute_in_process(task: Task, threads: int) -> None:
+    """Run one stage's task in this process with ``threads`` torch threads (how a Ray
+    task runs it); raises on failure, also when Ctrl-C stopped it before the end."""
     import torch
 
     torch.set_num_threads(threads)
-    run_command(argv)
+    if not task.finished(task.run()):
+        raise RuntimeError(f"{task.kind} {task.output} was interrupted before it finished")
 
 
 def _ray_stage(
-    argv: list[str], threads: int, pid_file: str, log_file: str
+    task_json: str, threads: int, pid_file: str, log_file: str
 ) -> tuple[float, float | None]:
     """Body of the Ray task of one stage, its output appended to ``log_file``; returns its
     wall time once running (not the time it waited for resources) and its peak resident
@@ -113,12 +105,12 @@ def _ray_stage(
     Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
     Path(pid_file).write_text(str(os.getpid()))
     reset_peak_rss()
-    if "--resume" not in argv and argv[0] in RUN_KINDS:
-        if _started(Path(argv[argv.index("--run-dir") + 1])):  # a retry after a killed worker
-            argv = [*argv, "--resume"]
+    task = task_from_json(task_json)
+    if task.makes_run and _started(task.output):  # a retry after a killed worker
+        task = replace(task, resume=True)  # type: ignore[type-var]
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as log, redirect_stdout(log), redirect_stderr(log):
-        execute_in_process(argv, threads)
+        execute_in_process(task, threads)
     return time.perf_counter() - t0, peak_rss_mb()
 
 
@@ -144,12 +136,18 @@ def share_threads(cpus: int, free: int, starting: int) -> int:
     return max(1, min(cpus, free // max(starting, 1)))
 
 
-def _subprocess(argv: list[str], threads: int, log_path: Path) -> subprocess.Popen:
+def _subprocess(task: Task, name: str, threads: int, out: Path) -> subprocess.Popen:
+    """Start ``task`` in a process of its own from its JSON (``OUT/.sweep/tasks``), its
+    output appended to the stage's log."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    task_file = out / ".sweep" / "tasks" / f"{name}.json"
+    log_path = out / ".sweep" / "logs" / f"{name}.log"
+    for path in (task_file, log_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    task_file.write_text(task.to_json())
     with open(log_path, "a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "soo_marl.cli", *argv],
+            [sys.executable, "-m", "soo_marl.tasks", str(task_file)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -194,9 +192,10 @@ def plan_text(study: Study, out: Path) -> str:
     """The stage graph, what is done, and the estimated time and CPU-hours."""
     lines = [f"study {study.name!r}: {len(study.stages)} stages -> {out}"]
     total_wall = total_cpu = 0.0
+    costs = stage_costs(study, build_tasks(study, out))
     for i, s in enumerate(study.order(), 1):
-        res = costs.resources(s, study)
-        est = costs.estimate_seconds(s, study)
+        res = costs[s.name]
+        est = res["seconds"]
         total_wall += est
         total_cpu += est * res["cpus"]
         names = s.deps()
@@ -246,7 +245,7 @@ def run_study(
     from its checkpoint as soon as the run and every fine-tuning that starts from it are
     done (``soo-marl prune``), which frees hundreds of MB per run.
 
-    The local executor also keeps the declared memory (``costs.resources``) of the stages
+    The local executor also keeps the declared memory (``costs.stage_costs``) of the stages
     running at once within ``memory_gb`` (default: the memory available when the call
     starts, ``allocator.memory_available``; no limit where that is unknown): a ready stage
     that would exceed it waits until running stages finish, and starts anyway when nothing
@@ -286,6 +285,9 @@ class _Schedule:
     outcomes: dict[str, Outcome]
     pending: list[Stage]
     index: dict[str, int]
+    #: Each stage's task and its costs (``stage_costs``).
+    tasks: dict[str, Task] = field(default_factory=dict)
+    costs: dict[str, dict[str, Any]] = field(default_factory=dict)
     estimates: dict[str, float] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
     t_start: float = 0.0
@@ -313,7 +315,9 @@ def _new_schedule(study: Study, out: Path, log: Log) -> _Schedule:
     outcomes = {s.name: Outcome(s.name, s.kind, "skipped") for s in order if is_done(s, out)}
     pending = [s for s in order if s.name not in outcomes]
     index = {s.name: i for i, s in enumerate(order, 1)}
-    return _Schedule(study, out, log, order, outcomes, pending, index)
+    tasks = build_tasks(study, out)
+    costs = stage_costs(study, tasks)
+    return _Schedule(study, out, log, order, outcomes, pending, index, tasks, costs)
 
 
 def _make_runner(
@@ -338,7 +342,7 @@ def _make_runner(
 
 def _start_clock(sched: _Schedule) -> None:
     """Estimate every stage, start the elapsed-time clock and log the skipped stages."""
-    sched.estimates = {s.name: costs.estimate_seconds(s, sched.study) for s in sched.order}
+    sched.estimates = {name: c["seconds"] for name, c in sched.costs.items()}
     sched.t_start = time.perf_counter()
     for s in sched.order:
         if s.name in sched.outcomes:
@@ -366,6 +370,12 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
             break
         if not _deps_ok(sched, s):
             continue
+        closed = _closed_gate(sched, s)
+        if closed:
+            sched.outcomes[s.name] = Outcome(s.name, s.kind, "gated")
+            sched.log(f"{sched.tag(s)}: not run, gate {closed} closed")
+            sched.pending.remove(s)
+            continue
         unfinished = _unfinished_inputs(sched, s)
         if unfinished:
             sched.failed = s.name
@@ -379,7 +389,7 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
         if s.copy_from is not None:
             _copy_stage(sched, s)
         else:
-            need = costs.resources(s, sched.study)["memory_gb"]
+            need = sched.costs[s.name]["memory_gb"]
             if not runner.fits(need):
                 _hold_back(sched, runner, s, need)
                 break
@@ -392,6 +402,18 @@ def _start_ready(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
 def _deps_ok(sched: _Schedule, s: Stage) -> bool:
     """Every stage ``s`` depends on has finished without failing."""
     return all(d in sched.outcomes and sched.outcomes[d].status != "failed" for d in s.deps())
+
+
+def _closed_gate(sched: _Schedule, s: Stage) -> str | None:
+    """The gate stage that keeps ``s`` from running: a gate ``s`` depends on that did not
+    pass, or the gate that kept one of its dependencies from running; None if none."""
+    for d in s.deps():
+        task = sched.tasks[d]
+        if isinstance(task, GateTask) and not task.passed():
+            return d
+        if sched.outcomes[d].status == "gated":
+            return _closed_gate(sched, sched.study.stage(d)) or d
+    return None
 
 
 def _unfinished_inputs(sched: _Schedule, s: Stage) -> list[str]:
@@ -415,7 +437,10 @@ def _hold_back(sched: _Schedule, runner: _LocalRunner | _RayRunner, s: Stage, ne
 def _copy_stage(sched: _Schedule, s: Stage) -> None:
     """Finish a ``copy_from`` train stage by copying the trained run into its directory."""
     assert s.copy_from is not None  # called for copy_from stages only
-    copy_run(Path(s.copy_from), output(s, sched.out))
+    try:
+        sched.tasks[s.name].run()
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
     sched.outcomes[s.name] = Outcome(s.name, s.kind, "done")
     sched.log(f"[{sched.index[s.name]}/{len(sched.order)}] train {s.name}: copied {s.copy_from}")
 
@@ -427,14 +452,14 @@ def _start_stage(
     time, and start it (``starting``: the ready stages that start with it, itself included)."""
     remaining = remaining_seconds(sched.pending, sched.estimates, sched.measured)
     left = f", about {fmt_duration(remaining)} left" if remaining else ""
-    res = costs.resources(s, sched.study)
+    res = {k: v for k, v in sched.costs[s.name].items() if k != "seconds"}
     threads = runner.threads_for(res["cpus"], starting)
     sched.log(
         f"{sched.tag(s)}: {runner.verb} "
         f"(elapsed {fmt_duration(time.perf_counter() - sched.t_start)}{left}; "
         f"{threads} thread{'s' if threads > 1 else ''})"
     )
-    runner.start(s, stage_args(s, sched.study, sched.out), {**res, "cpus": threads}, sched.out)
+    runner.start(s, stage_task(sched.tasks, s), {**res, "cpus": threads}, sched.out)
 
 
 def _record_outcome(
@@ -530,7 +555,7 @@ def _prune_finished(study: Study, out: Path, outcomes: dict[str, Outcome], log: 
             continue
         readers = [c for c in study.stages if KINDS[c.kind].reads_buffer and s.name in c.deps()]
         if all(c.name in finished for c in readers):
-            saved = rundir.prune_buffer(output(s, out))
+            saved = rundir.prune_buffer(stage_output(s, out))
             if saved:
                 log(f"    pruned the replay buffer of {s.name}: {saved / 1e6:,.0f} MB freed")
 
@@ -604,9 +629,9 @@ class _LocalRunner:
     def running(self) -> bool:
         return bool(self.procs)
 
-    def start(self, stage: Stage, argv: list[str], res: dict, out: Path) -> None:
+    def start(self, stage: Stage, task: Task, res: dict, out: Path) -> None:
         log_path = out / ".sweep" / "logs" / f"{stage.name}.log"
-        proc = _subprocess(argv, res["cpus"], log_path)
+        proc = _subprocess(task, stage.name, res["cpus"], out)
         self.procs[proc.pid] = (stage, proc, time.perf_counter(), log_path)
         self.memory[proc.pid] = float(res["memory_gb"])
         self.threads[proc.pid] = int(res["cpus"])
@@ -706,8 +731,8 @@ class _RayRunner:
     def running(self) -> bool:
         return bool(self.tasks)
 
-    def start(self, stage: Stage, argv: list[str], res: dict, out: Path) -> None:
-        task = self.remote.options(
+    def start(self, stage: Stage, task: Task, res: dict, out: Path) -> None:
+        ref = self.remote.options(
             num_cpus=res["cpus"],
             num_gpus=res["gpus"],
             memory=int(res["memory_gb"] * 1e9),
@@ -715,12 +740,12 @@ class _RayRunner:
             retry_exceptions=True,
             name=f"soo-marl {stage.kind} {stage.name}",
         ).remote(
-            argv,
+            task.to_json(),
             res["cpus"],
             str(out / ".sweep" / "pids" / stage.name),
             str(out / ".sweep" / "logs" / f"{stage.name}.log"),
         )
-        self.tasks[task] = stage
+        self.tasks[ref] = stage
 
     def wait_any(self) -> tuple[Stage, bool, float, float | None] | None:
         if not self.tasks:

@@ -4,7 +4,8 @@ A study file lists stages; each has a ``name``, a ``kind`` (a soo-marl command: 
 ``finetune``, ``evaluate``, ``classify``, ``plot``, ``report``), the ``options`` of that
 command (``episodes: 10000``, ``soo: false``, ``freeze-red: true``, …) and what it depends
 on. Run directories are not options: the sweep puts stage NAME's output at ``OUT/NAME``
-and passes the paths. What each kind takes and sets is :data:`soo_marl.stage_kinds.KINDS`;
+and passes the paths. Each stage becomes a typed task (:mod:`soo_marl.tasks`), checked
+when the study is loaded; what each kind takes and sets is :data:`KINDS`;
 its references to other stages:
 
 - ``finetune``: ``parent`` — the train stage it starts from;
@@ -49,9 +50,13 @@ from pathlib import Path
 from typing import Any
 
 from soo_marl.config import load_yaml
-from soo_marl.stage_kinds import KINDS, NEVER_SET, RUN_KINDS, as_list, command_options
+from soo_marl.tasks import RUN_KINDS, TASKS, CopyTask, Task
 
-__all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "load_study", "parse_study"]
+__all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "build_tasks", "load_study", "parse_study"]
+
+#: The kinds of stage a study file may name, each the task it runs (a train stage with
+#: ``copy_from`` runs a :class:`~soo_marl.tasks.CopyTask`).
+KINDS: dict[str, type[Task]] = {k: t for k, t in TASKS.items() if k != "copy"}
 
 #: Keys every stage may have, besides the reference keys of its kind.
 GENERAL_KEYS = {"name", "kind", "options", "after", "resources", "matrix", "copy_from"}
@@ -63,6 +68,17 @@ _PLACEHOLDER = re.compile(r"\$\{(\w+)(?::([^}]*))?\}")
 
 class StudyError(ValueError):
     """A study file that cannot be run (one clear line says why)."""
+
+
+def as_list(value: Any) -> list:
+    """A list as it is, a tuple as a list, anything else as a one-element list."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def stage_output(stage: Stage, out: Path) -> Path:
+    """Where a stage writes: ``OUT/<name>`` (a run directory or folder) or, for a report,
+    the Markdown file ``OUT/<name>.md``."""
+    return out / f"{stage.name}{KINDS[stage.kind].output_suffix}"
 
 
 @dataclass
@@ -406,17 +422,6 @@ def validate(study: Study, source: str = "study") -> None:
     for s in study.stages:
         where = f"{source}: stage {s.name}"
         kind = KINDS[s.kind]
-        allowed = command_options(s.kind)
-        for opt in s.options:
-            if opt in NEVER_SET:
-                raise StudyError(f"{where}: {opt!r} is refused: a study never uses unfinished runs")
-            if opt in kind.reserved:
-                raise StudyError(f"{where}: {opt!r} is set by the sweep, not an option")
-            if opt not in allowed:
-                known = sorted(k for k in allowed if k not in kind.reserved and k != "help")
-                raise StudyError(
-                    f"{where}: unknown option {opt!r} for {s.kind}; options: {', '.join(known)}"
-                )
         for key, ref in kind.references.items():
             kinds = ref.kinds
             value = s.refs.get(key)
@@ -436,20 +441,37 @@ def validate(study: Study, source: str = "study") -> None:
         for key in (k for k, ref in kind.references.items() if ref.required):
             if not s.refs.get(key):
                 raise StudyError(f"{where}: a {s.kind} stage needs {key}")
-        if s.kind == "evaluate":
-            extra = set(_ref_names(s.refs.get("cross_with"))) - set(_ref_names(s.refs.get("runs")))
-            if extra:
-                raise StudyError(
-                    f"{where}: cross_with names stages that are not among its runs: "
-                    f"{', '.join(sorted(extra))}"
-                )
-        if s.kind == "classify" and len(as_list(s.refs["deceptive"])) != len(
-            as_list(s.refs["honest"])
-        ):
-            raise StudyError(f"{where}: deceptive and honest must list as many stages")
     _check_cycles(study, source)
     _add_evaluation_deps(study, source)
     _check_cycles(study, source)
+    build_tasks(study, Path("OUT"), source)
+
+
+def build_tasks(study: Study, out: Path, source: str = "study") -> dict[str, Task]:
+    """Each stage's task (in dependency order), its output at ``OUT/<name>`` and its
+    references resolved to the referenced stages' tasks; a stage whose options its task
+    refuses is a :class:`StudyError` naming the stage."""
+    tasks: dict[str, Task] = {}
+    for s in study.order():
+        output = stage_output(s, out)
+        if s.copy_from is not None:
+            tasks[s.name] = CopyTask(Path(s.copy_from), output)
+            continue
+        refs = {k: _tasks_of(v, tasks) for k, v in s.refs.items()}
+        try:
+            tasks[s.name] = KINDS[s.kind].from_stage(s.options, refs, output)
+        except (ValueError, TypeError) as exc:
+            raise StudyError(f"{source}: stage {s.name}: {exc}") from None
+    return tasks
+
+
+def _tasks_of(ref: Any, tasks: dict[str, Task]) -> Any:
+    """A reference (a stage name, a list of them or a label → name map) as their tasks."""
+    if isinstance(ref, dict):
+        return {k: tasks[v] for k, v in ref.items()}
+    if isinstance(ref, list):
+        return [tasks[v] for v in ref]
+    return tasks[ref]
 
 
 def _check_cycles(study: Study, source: str) -> None:
@@ -471,30 +493,29 @@ def _check_cycles(study: Study, source: str) -> None:
         visit(s.name, [])
 
 
-def evaluated_runs(study: Study) -> dict[str, str]:
-    """Run stage → the evaluate stage that evaluates it (the last one in file order)."""
-    out = {}
+def evaluated_runs(study: Study) -> dict[str, list[str]]:
+    """Run stage → the evaluate stages that evaluate it, in file order."""
+    out: dict[str, list[str]] = {}
     for s in study.stages:
         if s.kind == "evaluate":
             for r in s.refs["runs"]:
-                out[r] = s.name
+                out.setdefault(r, []).append(s.name)
     return out
 
 
 def _add_evaluation_deps(study: Study, source: str) -> None:
-    """classify, plot and report read evaluation files: they depend on the evaluate stages
-    that write them (one must exist)."""
+    """classify, plot, report and gate read evaluation files: they depend on the evaluate
+    stages that write them (one must exist): the one their ``after`` names, else the last."""
     evaluated = evaluated_runs(study)
     for s in study.stages:
         if not KINDS[s.kind].reads_evaluation:
             continue
         runs: list[str] = []
-        for key in ("runs", "deceptive", "honest"):
-            value = s.refs.get(key)
-            if value is not None:
-                runs += list(value.values()) if isinstance(value, dict) else as_list(value)
+        for key, ref in KINDS[s.kind].references.items():
+            if ref.kinds == RUN_KINDS and s.refs.get(key) is not None:
+                runs += _ref_names(s.refs[key])
         for r in runs:
             if r not in evaluated:
                 raise StudyError(f"{source}: stage {s.name}: run {r!r} is never evaluated")
-            if evaluated[r] not in s.after:
-                s.after.append(evaluated[r])
+            if not set(evaluated[r]) & set(s.after):
+                s.after.append(evaluated[r][-1])
