@@ -1,9 +1,13 @@
-"""``soo-marl sweep``: whole studies (graphs of train, finetune, evaluate, classify, plot and
-report stages) from a YAML study file, run locally or on a Ray cluster.
+"""``soo-marl sweep``: whole studies (graphs of train, stack, finetune, evaluate, classify,
+plot, report and gate stages) from a YAML study file, run locally or on a Ray cluster.
+Each stage is a typed task of :mod:`soo_marl.tasks`.
 
-- :mod:`~soo_marl.sweep.spec`: the study-file format and its validation;
-- :mod:`~soo_marl.sweep.costs`: per-stage time and resource estimates;
-- :mod:`~soo_marl.sweep.run`: running a study (local subprocesses or Ray tasks), resumably.
+- :mod:`~soo_marl.sweep.spec`: the study-file format, its validation and the task of
+  each stage;
+- :mod:`~soo_marl.sweep.costs`: the time and resources each stage declares (its task's
+  :meth:`~soo_marl.tasks.Task.estimate`, with the study's ``resources`` on top);
+- :mod:`~soo_marl.sweep.run`: running a study (each task in a process of its own, or in a
+  Ray worker), resumably.
 """
 
 from soo_marl.sweep.run import StudyInterrupted, run_study
