@@ -1,21 +1,26 @@
 """Study files: a documented YAML format for a graph of soo-marl stages, and its validation.
 
-A study file lists stages; each has a ``name``, a ``kind`` (a soo-marl command: ``train``,
-``finetune``, ``evaluate``, ``classify``, ``plot``, ``report``), the ``options`` of that
-command (``episodes: 10000``, ``soo: false``, ``freeze-red: true``, …) and what it depends
-on. Run directories are not options: the sweep puts stage NAME's output at ``OUT/NAME``
-and passes the paths. Each stage becomes a typed task (:mod:`soo_marl.tasks`), checked
-when the study is loaded; what each kind takes and sets is :data:`KINDS`;
+A study file lists stages; each has a ``name``, a ``kind`` (``train``, ``stack``,
+``finetune``, ``evaluate``, ``classify``, ``plot``, ``report`` or ``gate``: the task it
+runs, :data:`KINDS`), its ``options`` (the task's settings by config field name, with
+dashes or underscores: ``episodes: 10000``, ``soo: false``, ``freeze-red: true``, …) and
+what it depends on. Paths are not options: the sweep puts stage NAME's output at
+``OUT/NAME`` and passes the paths. Each stage becomes a typed task
+(:mod:`soo_marl.tasks`), built and checked when the study is loaded (:func:`build_tasks`);
 its references to other stages:
 
-- ``finetune``: ``parent`` — the train stage it starts from;
-- ``evaluate``: ``runs`` — the train/finetune stages evaluated together; optional
-  ``cross_with`` — cross-play only with these;
+- ``finetune``: ``parent`` — the train or stack stage it starts from;
+- ``evaluate``: ``runs`` — the run stages (train, stack, finetune) evaluated together;
+  optional ``cross_with`` — cross-play only with these;
 - ``classify``: ``deceptive`` and ``honest`` — evaluated stages (lists pair up in order);
 - ``plot``: ``runs``; optional ``classifier`` — a classify stage;
 - ``report``: ``runs`` — condition → stage (``deceptive``, ``honest``, ``soo``,
   ``no-soo``), ``classifier``, ``figures`` (a plot stage);
+- ``gate``: ``runs`` — the rule's labels → evaluated stages; the stages ``after`` a gate
+  that did not pass are not run;
 - any stage: ``after`` — stages that must finish first.
+
+A ``stack`` stage names no stages: its ``sources`` option lists trained run directories.
 
 A ``train`` stage may instead give ``copy_from: PATH`` (a trained run directory, e.g.
 ``docs/results/models/paper_r0.5/deceptive``): its weights and config are copied, nothing
@@ -25,13 +30,14 @@ A reference may end in ``*`` to mean every stage whose name starts with what pre
 (in file order). ``parameters`` give defaults for ``${name}`` placeholders in names,
 options and references (a value that is only a placeholder keeps its type;
 ``${name:spec}`` formats the value with a Python format spec, e.g. ``${episodes:,}`` →
-``14,000``), and an option whose value is null is left out (the command's default
+``14,000``), and an option whose value is null is left out (the task's default
 applies). ``presets`` name sets of parameter values: choosing one (``--preset``; else the
 first) applies its values on top of ``parameters`` and makes ``${preset}`` its name.
 ``matrix`` expands one stage into several: its keys are lists or ``{range: [start,
 stop(, step)]}`` of equal length, zipped, each value available as ``${key}``.
-``resources`` (``cpus``, ``gpus``, ``memory_gb``) override the defaults of
-:mod:`soo_marl.sweep.costs`. See ``studies/README.md``.
+``resources`` (``cpus``, ``gpus``, ``memory_gb``) override the estimates of the stage's
+task (:meth:`soo_marl.tasks.Task.estimate`, :mod:`soo_marl.sweep.costs`). See
+``studies/README.md``.
 
 ``families`` (optional) declares, before the runs, the families of comparisons whose
 verdicts are adjusted together (Holm, docs/spec.md §4.11): family name → list of stage
