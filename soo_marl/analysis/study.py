@@ -9,7 +9,8 @@ and ``extras`` (named sections of :data:`EXTRAS`); Holm's families are the study
 the rule, :func:`write_report` writes ``arms.md``, ``arms.json`` and ``forest.png``, and
 :func:`rejudge` does it again from a committed ``arms.json`` alone (its per-seed values).
 :data:`GATES` are rules a study's ``gate`` stage applies to decide whether stages after it
-run. Command line: ``python -m soo_marl.analysis`` (:mod:`soo_marl.analysis.__main__`).
+run. A study's ``analysis`` stage writes the report (:class:`soo_marl.tasks.AnalysisTask`);
+command line: ``soo-marl analyze STUDY (--root ROOT | --arms-json ARMS_JSON) --out OUT``.
 """
 
 from __future__ import annotations
