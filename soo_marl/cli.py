@@ -1,6 +1,6 @@
 """Command-line interface: the ``soo-marl`` group. It assembles the commands of
 :mod:`soo_marl.commands` and adds the two that run studies (``reproduce`` and ``sweep``),
-which parse their options and delegate to :mod:`soo_marl.reproduce` and
+and ``analyze``, which parse their options and delegate to :mod:`soo_marl.reproduce` and
 :mod:`soo_marl.sweep`. Nothing imports this module; it is the entry point."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from soo_marl.config import RunConfig
 from soo_marl.reproduce import PRESETS
 from soo_marl.reproduce import reproduce as run_reproduce
 from soo_marl.sweep.run import EXECUTORS, run_study
+from soo_marl.tasks import AnalysisTask
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -173,6 +174,45 @@ def sweep(
         interrupted(exc)
 
 
+@click.command()
+@click.argument("study_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="the study's runs (its sweep --out); or give --arms-json",
+)
+@click.option(
+    "--arms-json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="judge again from a committed arms.json instead of the runs",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--rule", default=None, help="judge by this rule of the study module's RULES")
+@click.option(
+    "--name", default=default_of(AnalysisTask, "name"), show_default=True, help="files' name"
+)
+@click.option("--set", "assignments", multiple=True, help="override a study parameter (as sweep)")
+def analyze(study_file, root, arms_json, out, rule, name, assignments):
+    """The report of STUDY_FILE's analysis: block — arms.json, arms.md and the forest plot
+    (verdicts by its rule, Holm within its families) from its runs or from an arms.json."""
+    from soo_marl.sweep import StudyError, load_study
+
+    try:
+        if (root is None) == (arms_json is None):
+            raise ValueError("give either --root (the study's runs) or --arms-json")
+        study = load_study(study_file, _assignments(assignments))
+        names = tuple(s.name for s in study.stages)
+        task = AnalysisTask(
+            study.analysis, study.families, names, root or Path("."), out, str(study_file),
+            arms_json, rule, name,
+        )  # fmt: skip
+    except (StudyError, ValueError) as exc:
+        fail(exc)
+    click.echo(f"wrote {commands.run_task(task)}")
+
+
 def _assignments(items: tuple[str, ...]) -> dict:
     """``key=value`` pairs, each value read as YAML (numbers, booleans, strings)."""
     import yaml
@@ -194,6 +234,7 @@ COMMANDS = (
     commands.finetune,
     reproduce,
     sweep,
+    analyze,
     commands.report,
     commands.prune,
     commands.stack_models,

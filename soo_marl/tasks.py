@@ -1,5 +1,6 @@
 """Typed tasks: one dataclass per kind of work (train, finetune, evaluate, classify, plot,
-report, and copying a trained run), holding the config dataclasses it needs.
+report; copy and stack trained runs; a study's gate and its analysis), holding the config
+dataclasses it needs.
 
 A task is checked once, when it is built; it knows its inputs and outputs, what it
 probably costs (:meth:`Task.estimate`, from its typed fields) and how to run itself
@@ -13,6 +14,7 @@ worker. Nothing here reads a command line.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import shutil
 import sys
@@ -67,6 +69,18 @@ class Estimate:
     def cpu_seconds(self) -> float:
         """CPU-seconds: the wall seconds times the CPUs held."""
         return self.seconds * self.cpus
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What a stage's task may know of its study besides its own options: the study's
+    output folder, ``analysis:`` block, families and stage names (read by
+    :class:`AnalysisTask`)."""
+
+    root: Path
+    analysis: Mapping[str, Any]
+    families: Mapping[str, Sequence[str]]
+    stages: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -198,9 +212,15 @@ class Task:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
-    def from_stage(cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path) -> Task:
+    def from_stage(
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
+    ) -> Task:
         """The task of a study stage: its options, its references (the referenced stages'
-        tasks) and the output path the sweep chose."""
+        tasks), the output path the sweep chose and what it may know of its study."""
         raise NotImplementedError
 
 
@@ -395,7 +415,11 @@ class TrainTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> TrainTask:
         return cls.from_options(options, output)
 
@@ -518,7 +542,11 @@ class FinetuneTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> FinetuneTask:
         _never_unfinished(options)
         return cls.from_options(options, refs["parent"].output, output)
@@ -604,9 +632,13 @@ class EvaluateTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> EvaluateTask:
-        _never_unfinished(options)
+        refuse_unknown(options_dict(options), ("episodes", "eval_seeds", "device"), "evaluate")
         cross = tuple(t.output for t in refs.get("cross_with") or ())
         runs = [t.output for t in refs["runs"]]
         return cls.from_options(options, runs, cross_with=cross, progress=False)
@@ -674,7 +706,11 @@ class ClassifyTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> ClassifyTask:
         _never_unfinished(options)
         allowed = ("episodes", "pool_eval_seeds", "rows", "keep_trap_flag", "all_variants")
@@ -716,7 +752,11 @@ class PlotTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> PlotTask:
         o = _fields_from(cls, options_dict(options), ("formats",))
         classifier = refs["classifier"].result_json if refs.get("classifier") else None
@@ -769,7 +809,11 @@ class ReportTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> ReportTask:
         o = _fields_from(cls, options_dict(options), ("title", "scale", "command"))
         runs = {k: t.output for k, t in refs["runs"].items()}
@@ -812,7 +856,11 @@ class StackTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> StackTask:
         o = options_dict(options)
         refuse_unknown(o, ("sources", "seeds"), "stack")
@@ -843,6 +891,10 @@ class GateTask(Task):
 
         if self.rule not in GATES:
             raise ValueError(f"unknown gate rule {self.rule!r}; rules: {', '.join(GATES)}")
+        try:
+            inspect.signature(GATES[self.rule]).bind(**self.runs)
+        except TypeError as exc:
+            raise ValueError(f"gate rule {self.rule!r} takes other runs: {exc}") from None
 
     @property
     def output(self) -> Path:
@@ -874,11 +926,76 @@ class GateTask(Task):
 
     @classmethod
     def from_stage(
-        cls, options: Mapping[str, Any], refs: Mapping[str, Any], output: Path
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
     ) -> GateTask:
         o = options_dict(options)
         refuse_unknown(o, ("rule",), "gate")
         return cls(str(o.get("rule")), {k: t.output for k, t in refs["runs"].items()}, output)
+
+
+@dataclass
+class AnalysisTask(Task):
+    """A study's report from its ``analysis:`` block (:mod:`soo_marl.analysis.study`):
+    arms.json, arms.md and the forest plot, from the runs under ``root`` or, with
+    ``arms_json``, again from a committed arms.json (``rule``: judged by another rule;
+    ``name``: the files' name)."""
+
+    kind: ClassVar[str] = "analysis"
+
+    analysis: dict[str, Any]
+    families: dict[str, list[str]]
+    stages: tuple[str, ...]
+    root: Path
+    out: Path
+    source: str = "study"
+    arms_json: Path | None = None
+    rule: str | None = None
+    name: str = "arms"
+
+    def __post_init__(self) -> None:
+        self.spec()  # checked once, here
+
+    def spec(self) -> Any:
+        """The checked :class:`~soo_marl.analysis.study.AnalysisSpec`."""
+        from soo_marl.analysis.study import parse_analysis
+
+        raw = dict(self.analysis)
+        if self.rule is not None:  # judged by another rule; the others stay on record
+            records = [r for r in [raw.get("rule"), *(raw.get("record_rules") or [])]]
+            raw |= {"rule": self.rule, "record_rules": [r for r in records if r != self.rule]}
+        return parse_analysis(raw, self.stages, self.families, self.source)
+
+    @property
+    def output(self) -> Path:
+        return self.out
+
+    def inputs(self) -> list[Path]:
+        return [self.arms_json] if self.arms_json else [self.root]
+
+    def run(self, log: Log = print) -> Path:
+        from soo_marl.analysis.study import rejudge, report
+
+        if self.arms_json is not None:
+            return rejudge(self.arms_json, self.spec(), self.out, self.name)
+        return report(self.spec(), self.root, self.out)
+
+    @classmethod
+    def from_stage(
+        cls,
+        options: Mapping[str, Any],
+        refs: Mapping[str, Any],
+        output: Path,
+        study: StudyContext | None = None,
+    ) -> AnalysisTask:
+        refuse_unknown(options_dict(options), (), "analysis")
+        if study is None or not study.analysis:
+            raise ValueError("an analysis stage needs the study's analysis: block")
+        return cls(dict(study.analysis), {k: list(v) for k, v in study.families.items()},
+                   study.stages, study.root, output)  # fmt: skip
 
 
 #: Every task kind, by name (a study stage's ``kind``; ``copy`` is a train stage with
@@ -887,7 +1004,7 @@ TASKS: dict[str, type[Task]] = {
     t.kind: t
     for t in (
         TrainTask, CopyTask, StackTask, FinetuneTask, EvaluateTask, ClassifyTask, PlotTask,
-        ReportTask, GateTask,
+        ReportTask, GateTask, AnalysisTask,
     )
 }  # fmt: skip
 
@@ -905,7 +1022,11 @@ def interruption(result: Any, total: int, again: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the task of a JSON file in this process (how the study engine runs a stage in
     its own process): exit 0 when done, :data:`INTERRUPTED` when Ctrl-C stopped it early,
-    1 with the error as the last line when it failed."""
+    1 with the error as the last line when it failed. Its own peak resident memory (MB)
+    goes to ``TASK.rss`` beside the JSON (a child's ``ru_maxrss`` also counts its
+    parent's peak before ``exec``)."""
+    from soo_marl.allocator import peak_rss_mb
+
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m soo_marl.tasks TASK.json", file=sys.stderr)
@@ -916,6 +1037,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        Path(args[0]).with_suffix(".rss").write_text(str(peak_rss_mb() or ""))
     if not task.finished(result):
         again = "it resumes from there when run again"
         print(interruption(result, task.total_episodes, again))

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from click.testing import CliRunner
 from scipy import stats
 
 from soo_marl import metrics, rundir
 from soo_marl.analysis import study
-from soo_marl.analysis.__main__ import main
+from soo_marl.cli import main as cli_main
 from soo_marl.sweep.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,17 +272,23 @@ def test_the_variant_gate(runs):
 
 
 def test_the_module_entry_reports_and_rejudges(runs, tmp_path):
-    """``python -m soo_marl.analysis`` on a study file of its own."""
+    """``soo-marl analyze`` on a study file of its own."""
     train = {"kind": "train", "options": {"baseline": "deceptive", "episodes": 10}}
     ft = {"kind": "finetune", "parent": "deceptive", "options": {"episodes": 10}}
     stages = [{"name": "deceptive", **train}, {"name": "honest", **train}]
     stages += [{"name": n, **ft} for n in STAGES[2:]]
     raw = {"name": "t", "stages": stages, "families": FAMILIES, "analysis": block()}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
-    assert main(["report", str(tmp_path / "t.yaml"), str(runs), str(tmp_path / "r")]) == 0
+
+    def main(args: list[str]) -> int:
+        res = CliRunner().invoke(cli_main, ["analyze", str(tmp_path / "t.yaml"), *args])
+        return res.exit_code
+
+    assert main(["--root", str(runs), "--out", str(tmp_path / "r")]) == 0
     arms = tmp_path / "r" / "arms.json"
-    assert main(["rejudge", str(tmp_path / "t.yaml"), str(arms), str(tmp_path / "j"),
+    assert main(["--arms-json", str(arms), "--out", str(tmp_path / "j"),
                  "--rule", "v2", "--name", "v2"]) == 0  # fmt: skip
+    assert main(["--out", str(tmp_path / "x")]) != 0  # neither runs nor arms.json
     v2 = {r["stage"]: r for r in json.loads((tmp_path / "j" / "v2.json").read_text())}
     assert v2["blind"]["verdict"] == study.REDUCES and "decodability" not in v2["blind"]
     assert (tmp_path / "j" / "v2.png").exists() and "verdict (v2)" in (
@@ -324,3 +331,28 @@ def test_rejudge_of_the_committed_soo_study2(tmp_path):
     study.rejudge(ROOT / "docs/results/soo_study2/arms.json", s, tmp_path)
     assert json.loads((tmp_path / "arms.json").read_text()) == committed
     assert "2a did not lower luring at this scale" in (tmp_path / "arms.md").read_text()
+
+
+def test_an_analysis_stage_reports_from_the_study_root(runs, tmp_path):
+    """A study's ``kind: analysis`` stage is the report of its ``analysis:`` block, written
+    into ``OUT/<stage>`` from the runs under ``OUT``; a task that round-trips through
+    JSON. A study without an analysis block cannot have one."""
+    from soo_marl.sweep import parse_study
+    from soo_marl.sweep.spec import build_tasks
+    from soo_marl.tasks import AnalysisTask, task_from_json
+
+    train = {"kind": "train", "options": {"baseline": "deceptive", "episodes": 10}}
+    ft = {"kind": "finetune", "parent": "deceptive", "options": {"episodes": 10}}
+    stages = [{"name": "deceptive", **train}, {"name": "honest", **train}]
+    stages += [{"name": n, **ft} for n in STAGES[2:]]
+    stages += [{"name": "report", "kind": "analysis", "after": STAGES[2:]}]
+    raw = {"name": "t", "stages": stages, "families": FAMILIES, "analysis": block()}
+    task = build_tasks(parse_study(raw), runs)["report"]
+    assert isinstance(task, AnalysisTask) and task.out == runs / "report"
+    assert task_from_json(task.to_json()) == task
+    task.run()
+    arms = {r["stage"]: r for r in json.loads((runs / "report" / "arms.json").read_text())}
+    assert set(arms) <= set(STAGES[2:]) and arms
+    assert (runs / "report" / "forest.png").exists()
+    with pytest.raises(ValueError, match="needs the study's analysis: block"):
+        parse_study({**raw, "analysis": None})

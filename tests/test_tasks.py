@@ -147,8 +147,25 @@ def test_a_task_runs_from_its_json_in_its_own_process(tmp_path):
     done = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "final_model.pt").exists()
+    own_peak = float((tmp_path / "t.rss").read_text())  # the task's own peak RSS, in MB
+    assert 50 < own_peak < 4000
     missing = tasks.EvaluateTask((tmp_path / "nothing",), episodes=1)
     (tmp_path / "t.json").write_text(missing.to_json())
     failed = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert failed.returncode == 1 and failed.stderr.strip().splitlines()[-1].startswith("error:")
     assert json.loads(missing.to_json())["kind"] == "evaluate"
+
+
+def test_a_stage_s_peak_memory_is_its_own_not_the_sweep_s(tmp_path):
+    """A child's ``ru_maxrss`` also counts the parent's peak from before ``exec``; the
+    local executor takes the peak the task wrote itself, and ``ru_maxrss`` only without."""
+    import types
+
+    from soo_marl.sweep import run as sweep_run
+
+    runner = sweep_run._LocalRunner(1)
+    (tmp_path / "a.rss").write_text("123.5")
+    runner.rss_files[7] = tmp_path / "a.rss"
+    usage = types.SimpleNamespace(ru_maxrss=1_500_000)  # KB: the sweep's 1.5 GB
+    assert sweep_run._peak(usage, 7, runner) == 123.5
+    assert sweep_run._peak(usage, 8, runner) == pytest.approx(1_500_000 / 1024)

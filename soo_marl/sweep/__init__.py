@@ -1,5 +1,5 @@
 """``soo-marl sweep``: whole studies (graphs of train, stack, finetune, evaluate, classify,
-plot, report and gate stages) from a YAML study file, run locally or on a Ray cluster.
+plot, report, gate and analysis stages) from a YAML study file, run locally or on a Ray cluster.
 Each stage is a typed task of :mod:`soo_marl.tasks`.
 
 - :mod:`~soo_marl.sweep.spec`: the study-file format, its validation and the task of

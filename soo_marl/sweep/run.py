@@ -50,7 +50,7 @@ class Outcome:
     name: str
     kind: str
     #: "done", "skipped" (finished earlier), "failed", "interrupted" (by Ctrl-C) or
-    #: "gated" (not run: a gate it comes after did not pass)
+    #: "gated" (not run: a gate before it did not pass, or a stage it reads was gated)
     status: str
     seconds: float = 0.0
     peak_rss_mb: float | None = None
@@ -406,20 +406,22 @@ def _deps_ok(sched: _Schedule, s: Stage) -> bool:
 
 def _closed_gate(sched: _Schedule, s: Stage) -> str | None:
     """The gate stage that keeps ``s`` from running: a gate ``s`` depends on that did not
-    pass, or the gate that kept one of its dependencies from running; None if none."""
+    pass, or the gate that kept a stage whose output ``s`` reads (a reference, not a mere
+    ``after``) from running; None if none."""
     for d in s.deps():
         task = sched.tasks[d]
         if isinstance(task, GateTask) and not task.passed():
             return d
-        if sched.outcomes[d].status == "gated":
+        if sched.outcomes[d].status == "gated" and d in s.ref_names():
             return _closed_gate(sched, sched.study.stage(d)) or d
     return None
 
 
 def _unfinished_inputs(sched: _Schedule, s: Stage) -> list[str]:
     """The run stages ``s`` depends on whose run is unfinished (no final model): a study
-    never feeds one to the next stage, whatever its outcome says."""
-    deps = [sched.study.stage(d) for d in s.deps()]
+    never feeds one to the next stage, whatever its outcome says (a gated one that ``s``
+    only comes after is not an input)."""
+    deps = [sched.study.stage(d) for d in s.deps() if sched.outcomes[d].status != "gated"]
     return [d.name for d in deps if KINDS[d.kind].makes_run and not is_done(d, sched.out)]
 
 
@@ -602,6 +604,7 @@ class _LocalRunner:
         self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
         self.memory: dict[int, float] = {}  # pid -> declared memory_gb of its stage
         self.threads: dict[int, int] = {}  # pid -> torch threads it was given
+        self.rss_files: dict[int, Path] = {}  # pid -> where its task writes its peak RSS
         self._last_echo = time.perf_counter()
         self._echoed: dict[str, str] = {}
 
@@ -632,6 +635,7 @@ class _LocalRunner:
     def start(self, stage: Stage, task: Task, res: dict, out: Path) -> None:
         log_path = out / ".sweep" / "logs" / f"{stage.name}.log"
         proc = _subprocess(task, stage.name, res["cpus"], out)
+        self.rss_files[proc.pid] = out / ".sweep" / "tasks" / f"{stage.name}.rss"
         self.procs[proc.pid] = (stage, proc, time.perf_counter(), log_path)
         self.memory[proc.pid] = float(res["memory_gb"])
         self.threads[proc.pid] = int(res["cpus"])
@@ -649,8 +653,7 @@ class _LocalRunner:
             self.memory.pop(pid, None)
             self.threads.pop(pid, None)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
-            return stage, proc.returncode == 0, time.perf_counter() - t0, rss
+            return stage, proc.returncode == 0, time.perf_counter() - t0, _peak(usage, pid, self)
         return None
 
     def _echo(self) -> None:
@@ -689,6 +692,15 @@ class _LocalRunner:
     def close(self) -> None:
         for _, proc, _, _ in self.procs.values():
             proc.terminate()
+
+
+def _peak(usage: Any, pid: int, runner: _LocalRunner) -> float:
+    """A finished stage's peak resident memory (MB): what its task wrote (its own), else
+    its ``ru_maxrss``, which also counts the sweep's peak from before its ``exec``."""
+    try:
+        return float(runner.rss_files.pop(pid).read_text())
+    except (KeyError, OSError, ValueError):
+        return usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
 
 
 class _RayRunner:

@@ -1,7 +1,8 @@
 """Study files: a documented YAML format for a graph of soo-marl stages, and its validation.
 
 A study file lists stages; each has a ``name``, a ``kind`` (``train``, ``stack``,
-``finetune``, ``evaluate``, ``classify``, ``plot``, ``report`` or ``gate``: the task it
+``finetune``, ``evaluate``, ``classify``, ``plot``, ``report``, ``gate`` or
+``analysis``: the task it
 runs, :data:`KINDS`), its ``options`` (the task's settings by config field name, with
 dashes or underscores: ``episodes: 10000``, ``soo: false``, ``freeze-red: true``, …) and
 what it depends on. Paths are not options: the sweep puts stage NAME's output at
@@ -16,8 +17,9 @@ its references to other stages:
 - ``plot``: ``runs``; optional ``classifier`` — a classify stage;
 - ``report``: ``runs`` — condition → stage (``deceptive``, ``honest``, ``soo``,
   ``no-soo``), ``classifier``, ``figures`` (a plot stage);
-- ``gate``: ``runs`` — the rule's labels → evaluated stages; the stages ``after`` a gate
-  that did not pass are not run;
+- ``gate``: ``runs`` — the rule's labels → evaluated stages; the stages after a gate
+  that did not pass, and those that read their output, are not run ("gated");
+- ``analysis``: none — the report of the study's ``analysis:`` block from its runs;
 - any stage: ``after`` — stages that must finish first.
 
 A ``stack`` stage names no stages: its ``sources`` option lists trained run directories.
@@ -56,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from soo_marl.config import load_yaml
-from soo_marl.tasks import RUN_KINDS, TASKS, CopyTask, Task
+from soo_marl.tasks import RUN_KINDS, TASKS, CopyTask, StudyContext, Task
 
 __all__ = ["RUN_KINDS", "Stage", "Study", "StudyError", "build_tasks", "load_study", "parse_study"]
 
@@ -100,13 +102,18 @@ class Stage:
     #: A trained run directory to copy instead of training (train stages only).
     copy_from: str | None = None
 
-    def deps(self) -> list[str]:
-        """Names of the stages this one needs (references and ``after``)."""
+    def ref_names(self) -> list[str]:
+        """Names of the stages whose output this one reads (its references)."""
         out: list[str] = []
         for value in self.refs.values():
             for name in value.values() if isinstance(value, dict) else as_list(value):
                 if name not in out:
                     out.append(name)
+        return out
+
+    def deps(self) -> list[str]:
+        """Names of the stages this one needs (references and ``after``)."""
+        out = self.ref_names()
         return out + [a for a in self.after if a not in out]
 
     def spec(self) -> dict[str, Any]:
@@ -276,9 +283,9 @@ def parse_study(
             stages.append(_stage(item, {**params, **row}, where))
     study = Study(name, str(substitute(description, params, source)), params, stages)
     _resolve_patterns(study, source)
-    validate(study, source)
     study.families = _families(raw.get("families"), params, study, source)
     study.analysis = dict(substitute(raw.get("analysis") or {}, params, f"{source}: analysis"))
+    validate(study, source)
     return study
 
 
@@ -458,6 +465,8 @@ def build_tasks(study: Study, out: Path, source: str = "study") -> dict[str, Tas
     references resolved to the referenced stages' tasks; a stage whose options its task
     refuses is a :class:`StudyError` naming the stage."""
     tasks: dict[str, Task] = {}
+    names = tuple(s.name for s in study.stages)
+    context = StudyContext(out, study.analysis, study.families, names)
     for s in study.order():
         output = stage_output(s, out)
         if s.copy_from is not None:
@@ -465,7 +474,7 @@ def build_tasks(study: Study, out: Path, source: str = "study") -> dict[str, Tas
             continue
         refs = {k: _tasks_of(v, tasks) for k, v in s.refs.items()}
         try:
-            tasks[s.name] = KINDS[s.kind].from_stage(s.options, refs, output)
+            tasks[s.name] = KINDS[s.kind].from_stage(s.options, refs, output, context)
         except (ValueError, TypeError) as exc:
             raise StudyError(f"{source}: stage {s.name}: {exc}") from None
     return tasks
