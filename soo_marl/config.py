@@ -107,11 +107,6 @@ class TrainConfig:
 SECTIONS: dict[str, type] = {"env": EnvConfig, "maddpg": MADDPGConfig, "run": RunConfig}
 
 
-def field_help(cls: type, name: str) -> str:
-    """The help text stored with a config dataclass field."""
-    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("help", "")
-
-
 def _plain(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}

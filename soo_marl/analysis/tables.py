@@ -58,23 +58,6 @@ def results_table(
     return "\n".join(rows)
 
 
-def per_seed_table(m: dict, keys: Sequence[str]) -> str:
-    """Per-seed values of some metrics of one run."""
-    rows = ["| seed | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-    columns = []
-    for k in keys:
-        s = summary(m, k)
-        if s is None:
-            raise KeyError(f"run {m['label']!r} has no metric {k!r}")
-        columns.append(s["values"])
-    for i, seed in enumerate(m["seeds"]):
-        vals = [c[i] for c in columns]
-        rows.append(
-            f"| {seed} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in vals) + " |"
-        )
-    return "\n".join(rows)
-
-
 def probe_table(metrics: Sequence[dict]) -> str:
     """Each learned red with scripted blues and with the other runs' blues (cross-play)."""
     rows = [
@@ -195,23 +178,6 @@ def soo_state_table(metrics: Sequence[dict]) -> str:
         cells = [fmt(m["metrics"].get(k)) for k, _ in SOO_STATE_COLUMNS]
         rows.append(f"| {m['label']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def saturation_line(m: dict) -> str:
-    """ "k/n saturated" on evaluation observations and on a replay batch."""
-    parts = []
-    for key, name in (
-        ("saturation", "evaluation observations"),
-        ("saturation_replay", "replay batch"),
-    ):
-        s = m.get(key)
-        if s:
-            worst = max(max(x) for x in s["fraction_of_outputs"])
-            parts.append(
-                f"{s['saturated_actors']}/{s['actors']} saturated on {name} "
-                f"(largest fraction of |pre-tanh| > 5 outputs: {worst:.3f})"
-            )
-    return "; ".join(parts)
 
 
 def behaviour_table(diffs: Mapping[str, Mapping[tuple[str, str], dict]]) -> str:
