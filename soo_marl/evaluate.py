@@ -30,6 +30,7 @@ from soo_marl.rollout import (
     start_uniforms,
 )
 from soo_marl.rundir import LoadedModel, load_model
+from soo_marl.seed_values import write_seed_values
 
 #: |pre-tanh| above which an actor output counts as saturated.
 SATURATION_THRESHOLD = 5.0
@@ -352,6 +353,7 @@ def _evaluate_one(
         "grids_mean": {k: v.mean(axis=0).round(6).tolist() for k, v in grids.items()},
     }
     rundir.write_metrics(run_dir, result)
+    write_seed_values(run_dir)
     return result
 
 
