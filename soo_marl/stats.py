@@ -9,8 +9,11 @@ Three interval methods for the mean of per-seed values:
 - ``"bca"``: bias-corrected and accelerated bootstrap (:func:`scipy.stats.bootstrap`).
 - ``"percentile"``: the percentile bootstrap of the reports before verdict rule v2
   (``numpy.random.default_rng(seed)``, numpy's linear quantiles).
+- ``"boot_t"``: the bootstrap-t (studentized bootstrap) interval of a mean
+  (:func:`bootstrap_t_interval`; one sample only).
 
-Every function takes values with NaNs already removed.
+Every function takes values with NaNs already removed (but :func:`tost`, which drops
+them). :func:`tost` tests equivalence within a margin (two one-sided t tests).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from scipy import stats as sps
 
 #: The interval methods, and the primary one (docs/results/statistics.md).
-METHODS = ("t", "bca", "percentile")
+METHODS = ("t", "bca", "percentile", "boot_t")
 PRIMARY = "t"
 #: Resamples of the bootstrap methods by default.
 N_BOOT = 10_000
@@ -131,6 +134,71 @@ def bca_interval(
     return _bca((x,), np.mean, confidence, n_boot, seed)
 
 
+def order_index(n_boot: int, alpha: float) -> int:
+    """k = ⌊(n_boot + 1)·alpha⌋ (guarded against rounding just below a whole number): the
+    bootstrap-t bounds are the k-th smallest and k-th largest of the n_boot t* values."""
+    return int(np.floor((n_boot + 1) * alpha + 1e-9))
+
+
+def _t_star(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """The sorted t* = (mean* − mean)/SE* of ``n_boot`` resamples of ``x`` (SE = SD(ddof
+    1)/√n) from ``default_rng(seed)``: t* = 0 where mean* = mean and SE* = 0, ±∞ where
+    only SE* = 0."""
+    g = x[np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (g.mean(axis=1) - x.mean()) / (g.std(axis=1, ddof=1) / np.sqrt(x.size))
+    return np.sort(np.where(np.isnan(t), 0.0, t))
+
+
+def bootstrap_t_interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Bootstrap-t (studentized bootstrap) interval of the mean: with the sorted t* of
+    ``n_boot`` resamples (:func:`_t_star`), α = (1 − confidence)/2 and k =
+    :func:`order_index`, [mean − t*_(n_boot+1−k)·SE, mean − t*_(k)·SE] (order statistics,
+    smallest first); ±∞ when k < 1. Zero width when all values are equal, NaN for fewer
+    than two values."""
+    x = _arr(values)
+    if x.size < 2:
+        return np.nan, np.nan
+    mean, se = float(x.mean()), float(x.std(ddof=1)) / np.sqrt(x.size)
+    if se == 0.0:
+        return mean, mean
+    t = _t_star(x, n_boot, seed)
+    k = order_index(n_boot, (1.0 - confidence) / 2.0)
+    if k < 1:
+        return -np.inf, np.inf
+    return float(mean - t[n_boot - k] * se), float(mean - t[k - 1] * se)
+
+
+def bootstrap_t_pvalue(
+    values: Sequence[float] | np.ndarray,
+    null: float = 0.0,
+    side: int = 1,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> float:
+    """:func:`t_pvalue` for the bootstrap-t: the doubled one-sided p-value that matches
+    :func:`bootstrap_t_interval` with the same ``n_boot`` and ``seed`` (``side`` +1: the
+    mean above ``null``, −1: below). With t0 = (mean − null)/SE and c = #{t* ≤ t0}
+    (side −1) or #{t* ≥ t0} (side +1), p = min(1, 2·(c + 1)/(n_boot + 1)): the interval
+    at level 1 − α lies beyond ``null`` on that side exactly when p ≤ α (p is never equal
+    to 0.05/j, j = 1…5, at n_boot = 10,000, so Holm's strict p < α agrees). NaN for fewer
+    than two values; with SD 0, 0 if the mean lies strictly on that side, else 1."""
+    x = _arr(values)
+    if x.size < 2:
+        return np.nan
+    mean, se = float(x.mean()), float(x.std(ddof=1)) / np.sqrt(x.size)
+    if se == 0.0:
+        return 0.0 if side * (mean - null) > 0 else 1.0
+    t, t0 = _t_star(x, n_boot, seed), (mean - null) / se
+    c = int((t <= t0).sum()) if side < 0 else int((t >= t0).sum())
+    return float(min(1.0, 2.0 * (c + 1) / (n_boot + 1)))
+
+
 def bca_difference_interval(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
@@ -185,6 +253,8 @@ def interval(
         return bca_interval(values, confidence, n_boot, seed)
     if method == "percentile":
         return percentile_interval(values, confidence, n_boot, seed)
+    if method == "boot_t":
+        return bootstrap_t_interval(values, confidence, n_boot, seed)
     raise ValueError(f"unknown interval method {method!r}; known: {', '.join(METHODS)}")
 
 
@@ -203,7 +273,7 @@ def difference_interval(
         return bca_difference_interval(a, b, confidence, n_boot, seed)
     if method == "percentile":
         return percentile_difference_interval(a, b, confidence, n_boot, seed)
-    raise ValueError(f"unknown interval method {method!r}; known: {', '.join(METHODS)}")
+    raise ValueError(f"unknown difference interval method {method!r}; known: t, bca, percentile")
 
 
 def _directed_p(estimate: float, se: float, df: float, null: float, side: int) -> float:
@@ -241,6 +311,46 @@ def welch_pvalue(
         return np.nan
     se, df = welch(a, b)
     return _directed_p(float(a.mean() - b.mean()), se, df, null, side)
+
+
+def tost(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray | None = None,
+    margin: float = 0.03,
+    alpha: float = 0.05,
+) -> dict[str, float | int | bool]:
+    """Equivalence of the mean of the paired differences a − b (or of ``a`` alone) to 0
+    within ±``margin``: two one-sided one-sample t tests (:func:`scipy.stats.ttest_1samp`),
+    TOST.
+
+    - ``p_lower``: H0 mean ≤ −margin against mean > −margin;
+    - ``p_upper``: H0 mean ≥ +margin against mean < +margin;
+    - ``p``: the TOST p-value, max(p_lower, p_upper); ``equivalent`` when p < ``alpha``,
+      exactly when the (1 − 2·alpha) t interval (``ci_low``, ``ci_high``) lies inside
+      (−margin, +margin).
+
+    With no spread (SD 0) each test rejects exactly when the mean lies strictly on its
+    side. NaN pairs are left out; fewer than two pairs give NaN p-values.
+    """
+    x = _arr(a) if b is None else _arr(a) - _arr(b)
+    x = x[~np.isnan(x)]
+    if margin <= 0:
+        raise ValueError(f"the equivalence margin must be positive, not {margin}")
+    out: dict[str, float | int | bool] = {"n": int(x.size), "margin": margin, "alpha": alpha}
+    if x.size < 2:
+        nan = float("nan")
+        return out | dict(mean=nan, sd=nan, p_lower=nan, p_upper=nan, p=nan,
+                          ci_low=nan, ci_high=nan, equivalent=False)  # fmt: skip
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    if sd == 0.0:
+        p_lower, p_upper = float(not mean > -margin), float(not mean < margin)
+    else:
+        p_lower = float(sps.ttest_1samp(x, -margin, alternative="greater").pvalue)
+        p_upper = float(sps.ttest_1samp(x, margin, alternative="less").pvalue)
+    low, high = t_interval(x, 1.0 - 2.0 * alpha)
+    p = max(p_lower, p_upper)
+    return out | dict(mean=mean, sd=sd, p_lower=p_lower, p_upper=p_upper, p=p,
+                      ci_low=low, ci_high=high, equivalent=bool(p < alpha))  # fmt: skip
 
 
 def holm_levels(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:

@@ -151,8 +151,8 @@ def test_luring_words_are_those_of_v1():
     assert v2(ci(-0.10, -0.029), goal) == study.INCONCLUSIVE
     assert v2(ci(0.04, 0.10), goal) == study.INCONCLUSIVE
     assert v2(ci(math.nan, math.nan), goal) == "not measured"
-    with pytest.raises(ValueError, match="unknown verdict rule 'v3'"):
-        study.parse_analysis(_analysis("v3"), ["dec", "control", "soo_a", "soo_b"], {}, "s")
+    with pytest.raises(ValueError, match="unknown verdict rule 'v9'"):
+        study.parse_analysis(_analysis("v9"), ["dec", "control", "soo_a", "soo_b"], {}, "s")
 
 
 #: Paired luring differences with mean -0.075 and SE 0.0173: the 95% t-interval lies

@@ -124,7 +124,7 @@ def test_the_block_is_checked_once_with_one_line_errors():
     assert (c.treatment, c.control, c.parent) == ("r/a", "r/b", "r/p")
     bad = [
         ({"colour": 1}, "unknown key"),
-        ({"rule": "v3"}, "unknown verdict rule 'v3'"),
+        ({"rule": "v8"}, "unknown verdict rule 'v8'"),
         ({"record_rules": ["v9"]}, "unknown verdict rule 'v9'"),
         ({"margins": {"band": 0.03, "goal_margin": 0.05}}, "margin 'decodability_margin'"),
         ({"margins": {**MARGINS, "goal_tolerance": 0.05}}, "unknown key(s) ['goal_tolerance']"),
