@@ -1,8 +1,8 @@
 """The soo-marl commands below the command line: their click definitions, and the click
 options generated from the config dataclasses. Each command that does a stage's work
 (train, finetune, evaluate, classify, plot, report) builds the typed task of
-:mod:`soo_marl.tasks` from its options and runs it; the command line
-(:mod:`soo_marl.cli`) only assembles these commands into the ``soo-marl`` group.
+:mod:`soo_marl.tasks` from its options and runs it; the ``soo-marl`` entry point only
+assembles these commands into its group.
 
 Each generated option's help is the field's own ``metadata["help"]`` (with its allowed
 values, ``metadata["choices"]``, which the dataclass checks); ``metadata["flag"]`` names a

@@ -224,6 +224,19 @@ class Task:
         raise NotImplementedError
 
 
+class RunTask(Task):
+    """A task whose output is the run directory ``run_dir`` (finished when its final model
+    exists; ``resume`` continues it)."""
+
+    makes_run: ClassVar[bool] = True
+    run_dir: Path
+    resume: bool
+
+    @property
+    def output(self) -> Path:
+        return self.run_dir
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -369,20 +382,15 @@ def _run_estimate(
 
 
 @dataclass
-class TrainTask(Task):
+class TrainTask(RunTask):
     """Train ``config.run.seeds`` from scratch into ``run_dir`` (``soo-marl train``)."""
 
     kind: ClassVar[str] = "train"
-    makes_run: ClassVar[bool] = True
 
     config: TrainConfig
     run_dir: Path
     resume: bool = False
     progress: bool = True
-
-    @property
-    def output(self) -> Path:
-        return self.run_dir
 
     def run_config(self, known: Known) -> TrainConfig | None:
         return self.config
@@ -425,20 +433,15 @@ class TrainTask(Task):
 
 
 @dataclass
-class CopyTask(Task):
+class CopyTask(RunTask):
     """Copy a trained run's weights and config (a study's ``copy_from``), not its
     checkpoint or evaluation."""
 
     kind: ClassVar[str] = "copy"
-    makes_run: ClassVar[bool] = True
 
     source: Path
     run_dir: Path
     resume: bool = False
-
-    @property
-    def output(self) -> Path:
-        return self.run_dir
 
     def inputs(self) -> list[Path]:
         return [self.source]
@@ -462,13 +465,12 @@ class CopyTask(Task):
 
 
 @dataclass
-class FinetuneTask(Task):
+class FinetuneTask(RunTask):
     """Fine-tune every seed of the deceptive run ``parent`` (``soo-marl finetune``).
     ``sight_radius`` must match the parent's (checked when it runs); ``kernels`` defaults
     to the parent's."""
 
     kind: ClassVar[str] = "finetune"
-    makes_run: ClassVar[bool] = True
     reads_buffer: ClassVar[bool] = True
     references: ClassVar[dict[str, Reference]] = {
         "parent": Reference("one", ("train", "stack"), required=True)
@@ -488,10 +490,6 @@ class FinetuneTask(Task):
         _check_field(RunConfig, device=self.device)
         if self.kernels is not None:
             _check_field(MADDPGConfig, kernels=self.kernels)
-
-    @property
-    def output(self) -> Path:
-        return self.run_dir
 
     def inputs(self) -> list[Path]:
         return [self.parent]
@@ -821,13 +819,12 @@ class ReportTask(Task):
 
 
 @dataclass
-class StackTask(Task):
+class StackTask(RunTask):
     """Join the final weights of ``sources`` (one config trained on different seeds) into
     one weights-only run holding ``seeds`` in that order (``soo-marl stack-models``); a
     seed held by several sources comes from the first."""
 
     kind: ClassVar[str] = "stack"
-    makes_run: ClassVar[bool] = True
 
     sources: tuple[Path, ...]
     seeds: tuple[int, ...]
@@ -837,10 +834,6 @@ class StackTask(Task):
     def __post_init__(self) -> None:
         if not self.sources or not self.seeds:
             raise ValueError("stack needs sources (trained runs) and seeds")
-
-    @property
-    def output(self) -> Path:
-        return self.run_dir
 
     def inputs(self) -> list[Path]:
         return list(self.sources)
