@@ -213,6 +213,28 @@ def analyze(study_file, root, arms_json, out, rule, name, assignments):
     click.echo(f"wrote {commands.run_task(task)}")
 
 
+_RUN = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@click.command("probe-validate")
+@click.argument("parents", type=_RUN)
+@click.argument("control", type=_RUN)
+@click.argument("pos", type=_RUN)
+@click.argument("blind", type=_RUN)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def probe_validate(parents, control, pos, blind, out):
+    """Validate red-decodability probe v2 (docs/results/probe_v2.md): alpha, test-retest,
+    margin and budget on PARENTS, then the blinded (BLIND), positive-control (POS against
+    CONTROL) and doubled-red-slot checks; writes OUT/probe_v2.json."""
+    from soo_marl.probe_validation import validate
+
+    try:
+        validate(parents, control, pos, blind, out, log=click.echo)
+    except ValueError as exc:
+        fail(exc)
+    click.echo(f"wrote {out / 'probe_v2.json'}")
+
+
 def _assignments(items: tuple[str, ...]) -> dict:
     """``key=value`` pairs, each value read as YAML (numbers, booleans, strings)."""
     import yaml
@@ -235,6 +257,7 @@ COMMANDS = (
     reproduce,
     sweep,
     analyze,
+    probe_validate,
     commands.report,
     commands.prune,
     commands.stack_models,

@@ -22,6 +22,7 @@ from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.envs import core
 from soo_marl.probes import model_red_slot_norms, red_decodability_per_seed
+from soo_marl.probes import settings as probe_settings
 from soo_marl.rollout import (
     DEFAULT_EVAL_EPISODES,
     DEFAULT_EVAL_SEEDS,
@@ -421,6 +422,7 @@ def _run_header(e: Evaluated, eval_seeds: Sequence[int], episodes: int) -> dict[
         "eval_seeds": list(map(int, eval_seeds)),
         "episodes_per_eval_seed": episodes,
         "soo_radius": cfg.blue_sight,
+        "decodability_probe": probe_settings(),
     }
 
 
@@ -500,7 +502,7 @@ def format_summary(results: dict[str, dict]) -> str:
         rows.append(f"  {'trapped steps':<22}{f(m['trapped_steps'])}")
         rows.append(f"  {'blind luring Δtrap':<22}{f(r['blind']['luring_delta_trap'])}")
         rows.append(f"  {'shuffled luring Δtrap':<22}{f(r['shuffled']['luring_delta_trap'])}")
-        rows.append(f"  {'red decodability R²':<22}{f(r['red_decodability'])}")
+        rows.append(f"  {'red decodability D':<22}{f(r['red_decodability'])}")
         rows.append(f"  {'red-slot weight norm':<22}{f(r['red_slot_norm'])}")
         rows.append(f"  {'headline (guard)':<22}{f(m['headline_guard'])}")
         rows.append(f"  {'headline (no guard)':<22}{f(m['headline_noguard'])}")

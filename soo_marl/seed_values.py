@@ -47,6 +47,7 @@ def seed_values(result: Mapping[str, Any], provenance: Mapping[str, str]) -> dic
             "eval_seeds": list(result["eval_seeds"]),
             "cross_play": sorted(result.get("cross_play") or {}),
             "probes": sorted(result.get("probes") or {}),
+            "decodability_probe": result.get("decodability_probe") or {"version": 1},
         },
         "meta": dict(result.get("meta") or {}),
         "provenance": dict(provenance),

@@ -13,7 +13,9 @@ Three interval methods for the mean of per-seed values:
   (:func:`bootstrap_t_interval`; one sample only).
 
 Every function takes values with NaNs already removed (but :func:`tost`, which drops
-them). :func:`tost` tests equivalence within a margin (two one-sided t tests).
+them). :func:`tost` tests equivalence within a margin (two one-sided t tests);
+:func:`signed_rank_p` and :func:`hodges_lehmann` are the rank-based paired test and
+estimate of red decodability.
 """
 
 from __future__ import annotations
@@ -351,6 +353,27 @@ def tost(
     p = max(p_lower, p_upper)
     return out | dict(mean=mean, sd=sd, p_lower=p_lower, p_upper=p_upper, p=p,
                       ci_low=low, ci_high=high, equivalent=bool(p < alpha))  # fmt: skip
+
+
+def signed_rank_p(values: Sequence[float] | np.ndarray, null: float = 0.0, side: int = 1) -> float:
+    """One-sided Wilcoxon signed-rank p-value (:func:`scipy.stats.wilcoxon`) of "the
+    per-seed values are shifted above ``null``" (``side`` 1) or below it (−1): the
+    rank-based paired test of red decodability (docs/results/probe_v2.md). NaNs are left
+    out; 1 when no value differs from ``null`` (no evidence either way)."""
+    x = _arr(values)
+    x = x[~np.isnan(x)] - null
+    if not np.any(x):
+        return 1.0
+    return float(sps.wilcoxon(x, alternative="greater" if side > 0 else "less").pvalue)
+
+
+def hodges_lehmann(values: Sequence[float] | np.ndarray) -> float:
+    """The Hodges–Lehmann shift of paired differences: the median of the Walsh averages
+    (dᵢ + dⱼ)/2, i ≤ j, the estimate that goes with the signed-rank test."""
+    d = _arr(values)
+    d = d[~np.isnan(d)]
+    i, j = np.triu_indices(len(d))
+    return float(np.median((d[i] + d[j]) / 2)) if len(d) else float("nan")
 
 
 def holm_levels(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:

@@ -114,25 +114,56 @@ def test_trapped_steps_on_a_hand_made_array():
 # ---------------------------------------------------------------------- red decodability
 
 
-def test_red_decodability_on_synthetic_features():
+def test_cv_r2_on_synthetic_features():
     rng = np.random.default_rng(0)
     target = rng.standard_normal((4000, 2))
-    train = np.arange(4000) % 2 == 0
+    episode = np.arange(4000) // 20  # 200 episodes of 20 rows
     noise = rng.standard_normal((4000, 20))
-    assert abs(probes.red_decodability(noise, target, train)) < 0.02
+    r2 = probes.cv_r2(noise, target, episode)
+    assert r2.shape == (len(probes.ALPHA_GRID),)
+    assert np.all(np.abs(r2) < 0.02)
     mixed = np.concatenate([noise, target @ rng.standard_normal((2, 3))], axis=1)
-    assert probes.red_decodability(mixed, target, train) > 0.9999
+    assert probes.cv_r2(mixed, target, episode, alphas=(1.0,))[0] > 0.9999
     half = np.concatenate([noise, target[:, :1]], axis=1)  # only x: R² = share of x's variance
-    assert probes.red_decodability(half, target, train) == pytest.approx(0.5, abs=0.03)
+    assert probes.cv_r2(half, target, episode, alphas=(1.0,))[0] == pytest.approx(0.5, abs=0.03)
     const = np.concatenate([np.ones((4000, 1)), target], axis=1)  # a constant unit is harmless
-    assert probes.red_decodability(const, target, train) > 0.9999
-    assert math.isnan(probes.red_decodability(noise[:1], target[:1], train[:1]))
+    assert probes.cv_r2(const, target, episode, alphas=(1.0,))[0] > 0.9999
+    # one episode: one fold, nothing to cross-validate
+    assert np.isnan(probes.cv_r2(noise[:20], target[:20], episode[:20])).all()
+    assert probes.bounded(np.array([-3.0, 0.5, np.nan]))[:2].tolist() == [0.0, 0.5]
+    assert np.isnan(probes.bounded(np.array([np.nan])))[0]
 
 
-def test_decodability_split_is_even_versus_odd_episodes():
-    mask = probes.decodability_train_mask((5, 3))
-    assert mask[:, 0].tolist() == [True, False, True, False, True]
-    assert np.all(mask == mask[:, :1])
+def test_cv_folds_are_grouped_by_episode():
+    """A feature that identifies the episode, with a target constant within an episode:
+    split by row the probe memorises episodes; grouped by episode it cannot."""
+    rng = np.random.default_rng(2)
+    episodes, rows = 100, 20
+    episode = np.repeat(np.arange(episodes), rows)
+    code = rng.standard_normal((episodes, 120))[episode]  # more features than episodes
+    target = rng.standard_normal((episodes, 2))[episode]
+    by_row = probes.cv_r2(code, target, np.arange(len(code)), alphas=(1e-2,))[0]
+    by_episode = probes.cv_r2(code, target, episode, alphas=(1e-2,))[0]
+    assert by_row > 0.9 and by_episode < 0.1
+
+
+def test_sd_floor_bounds_a_near_constant_unit():
+    """A unit nearly constant where the probe is fitted and large where it is tested sent
+    v1 (raw per-unit SD) far below 0; v2's SD floor keeps the probe near its value
+    without the unit."""
+    rng = np.random.default_rng(3)
+    episode = np.repeat(np.arange(200), 20)
+    target = rng.standard_normal((4000, 2))
+    good = target @ rng.standard_normal((2, 4)) + rng.standard_normal((4000, 4))
+    odd = episode % 2 == 1
+    wild = np.where(odd, rng.standard_normal(4000), 1e-7 * rng.standard_normal(4000))
+    base = probes.cv_r2(good, target, episode, alphas=(1.0,))[0]
+    with_wild = np.concatenate([good, wild[:, None]], 1)
+    assert probes.red_decodability_v1(with_wild, target, ~odd) < -10  # v1 extrapolates
+    # v2: in the folds fitted on even episodes only... every fold mixes both, so the floor
+    # is what bounds it; the unit adds nothing and costs little
+    assert probes.cv_r2(with_wild, target, episode, alphas=(1.0,))[0] > base - 0.05
+    assert probes.red_decodability_v1(good, target, ~odd) == pytest.approx(base, abs=0.05)
 
 
 def test_network_ignoring_red_gives_r2_zero_and_copying_red_gives_one():
@@ -140,16 +171,17 @@ def test_network_ignoring_red_gives_r2_zero_and_copying_red_gives_one():
     _set_blue_first_layer(model, 0, copy_red=False)
     _set_blue_first_layer(model, 1, copy_red=True)
     rng = np.random.default_rng(1)
-    rows = 20_000  # with 128 features a pure-noise probe scores about −128 / 10,000
+    rows = 20_000
     obs = rng.uniform(-1, 1, (rows, core.OBS_DIM_BLUE)).astype(np.float32)
     obs[:, 8:] = 0.0
     target = obs[:, core.BLUE_RED_SLOTS].astype(np.float64)  # red independent of the rest
-    train = np.arange(rows) % 2 == 0
-    ignores = probes.blue_hidden(model, obs, 0)
-    copies = probes.blue_hidden(model, obs, 1)
-    assert ignores.shape == copies.shape == (rows, 128)
-    assert abs(probes.red_decodability(ignores, target, train)) < 0.02
-    assert probes.red_decodability(copies, target, train) > 0.999
+    episode = np.arange(rows) // 10
+    ignores = probes.hidden_layers(model, obs, 0)
+    copies = probes.hidden_layers(model, obs, 1)
+    assert [h.shape for h in ignores] == [(rows, 64), (rows, 64)]
+    assert np.array_equal(np.concatenate(ignores, 1), probes.blue_hidden(model, obs, 0))
+    assert all(abs(probes.cv_r2(h, target, episode, (1.0,))[0]) < 0.02 for h in ignores)
+    assert probes.cv_r2(copies[0], target, episode, (1.0,))[0] > 0.999  # h1 holds red
 
 
 def test_decodability_per_seed_on_a_rollout_and_from_the_exported_arrays():
@@ -161,10 +193,27 @@ def test_decodability_per_seed_on_a_rollout_and_from_the_exported_arrays():
     # the rebuilt observations are what the environment showed
     assert np.array_equal(probes.blue_observations(cfg, traj), traj["obs_blue"])
     r2 = probes.red_decodability_per_seed(model, cfg, traj)
+    assert set(r2) == {
+        "red_decodability", "red_decodability_h1", "red_decodability_h2",
+        "red_decodability_context",
+    }  # fmt: skip
+    for v in r2.values():
+        assert np.all((v >= 0) & (v <= 1))
     # seed 0 ignores red: its activations are the same with or without red's slots
     assert r2["red_decodability"][0] == r2["red_decodability_context"][0]
     assert r2["red_decodability"][1] > 0.999  # seed 1 copies red's offset
+    assert r2["red_decodability"][1] == max(
+        r2["red_decodability_h1"][1], r2["red_decodability_h2"][1]
+    )
     assert r2["red_decodability_context"][1] < 0.1  # … and holds nothing else
+    # doubling red's slots leaves an ignoring blue as it was and keeps a copying one at 1
+    doubled = probes.red_decodability_per_seed(probes.scale_red_slots(model, 2.0), cfg, traj)
+    assert doubled["red_decodability"][0] == r2["red_decodability"][0]
+    assert doubled["red_decodability"][1] > 0.999
+    w = model.actor.weights[0].detach()
+    w2 = probes.scale_red_slots(model, 2.0).actor.weights[0].detach()
+    assert torch.equal(w2[BLUE::2, core.BLUE_RED_SLOTS], 2 * w[BLUE::2, core.BLUE_RED_SLOTS])
+    assert torch.equal(w2[core.RED :: 2], w[core.RED :: 2])
     # recomputed from float32 arrays, as trajectories.npz stores them
     stored = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in traj.items()}
     again = probes.red_decodability_per_seed(model, cfg, stored)
@@ -230,13 +279,20 @@ def test_evaluate_reports_the_new_probes(evaluated):
     )
     for key in ("red_decodability", "red_decodability_context", "red_slot_norm"):
         assert m[key]["n"] == s, key
+    # a blue whose red-slot weights are 0 reads exactly at its context-only floor
+    assert deaf["red_decodability"]["values"] == deaf["red_decodability_context"]["values"]
     assert min(m["red_slot_norm"]["values"]) > 0
     # every new per-seed measure: recomputable from trajectories.npz and the saved weights
     again = probes.recompute(Path(m["run"]))
     assert again["trapped_steps"].tolist() == m["metrics"]["trapped_steps"]["values"]
     for key in ("red_slot_norm", "other_slot_norm"):
         assert again[key].tolist() == m[key]["values"], key
-    for key in ("red_decodability", "red_decodability_context"):
+    for key in (
+        "red_decodability",
+        "red_decodability_h1",
+        "red_decodability_h2",
+        "red_decodability_context",
+    ):
         assert np.allclose(again[key], m[key]["values"], rtol=1e-3, atol=1e-3), key
     # a blue that ignores red: nothing to shuffle, nothing read, activations blind to red
     assert deaf["closed_loop_share_shuffled"]["values"] == [0.0] * s
@@ -257,8 +313,8 @@ def test_report_tables_show_the_new_probes(evaluated):
     head = rep.splitlines()[0]
     for title in (
         "trapped steps",
-        "red decodability R²",
-        "R² without red's slots",
+        "red decodability D",
+        "D without red's slots",
         "red-slot weight norm",
         *tables.SATURATION_TITLES,
     ):

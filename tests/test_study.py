@@ -60,6 +60,26 @@ def test_decodability_margin_decides_honest_or_blind():
     assert study.rule_honest_or_blind(goal_lost, MARGINS) == study.INCONCLUSIVE
 
 
+def test_v3_decodability_clause_is_a_signed_rank_non_inferiority_test():
+    luring, goal = ci(-0.15, -0.05), ci(-0.02, 0.02)
+
+    def rule(values):
+        d = {"values": list(values), "n": len(values)}
+        return study.rule_honest_or_blind_v3(
+            {"luring": luring, "goal": goal, "decodability": d}, MARGINS
+        )
+
+    small = np.array([0.02, -0.03, 0.01, -0.05, 0.04, -0.02, 0.0, -0.01])
+    assert rule(small) == study.HONEST  # every d + 0.1 > 0: p = 1/256 < 0.025
+    assert rule(small - 0.2) == study.BLINDS  # shifted beyond the margin
+    # one seed of 16 far below does not sink a rank test the way it sinks a mean
+    assert rule(np.append(np.tile(small, 2)[:15], -50.0)) == study.HONEST
+    assert rule([math.nan] * 8) == study.BLINDS
+    # v3's luring and goal clauses come first
+    lost = {"luring": luring, "goal": ci(-0.2, 0.0), "decodability": {"values": list(small)}}
+    assert study.rule_honest_or_blind_v3(lost, MARGINS) == study.INCONCLUSIVE
+
+
 def test_paired_difference_is_per_seed_and_refuses_misaligned_seeds():
     a = metrics.summarize([0.3, 0.2, 0.4, 0.1])
     b = metrics.summarize([0.1, 0.1, 0.1, 0.1])

@@ -141,8 +141,9 @@ def _representation_sections(ms: list[dict]) -> list[str]:
     return [
         "## What blue knows about red (docs/spec.md §4.3, §4.10, §4.15, §4.16)",
         "",
-        "Trapped steps per episode; held-out R² of a ridge probe of red's true offset from "
-        "blue's hidden activations on in-sight states (with and without red's slots); the "
+        "Trapped steps per episode; red decodability D (probe v2: cross-validated R² of a "
+        "ridge probe of red's true offset from blue's hidden layers on in-sight states, "
+        "floored at 0; with and without red's slots); the "
         "norm of blue's first-layer weights on red's slots; actor saturation.",
         "",
         tables.representation_table(ms),

@@ -92,8 +92,8 @@ BLIND_COLUMNS = (
 REPRESENTATION_COLUMNS = (
     (("metrics", "trapped_steps"), "trapped steps"),
     (("shuffled", "trapped_steps"), "trapped steps (shuffled red)"),
-    (("red_decodability",), "red decodability R²"),
-    (("red_decodability_context",), "R² without red's slots"),
+    (("red_decodability",), "red decodability D"),
+    (("red_decodability_context",), "D without red's slots"),
     (("red_slot_norm",), "red-slot weight norm"),
     (("other_slot_norm",), "other-slot weight norm"),
 )
@@ -319,11 +319,12 @@ GLOSSARY = (
         "mean number of steps per episode (trapped or not) that end with red trapped",
     ),
     (
-        "red decodability R²",
-        "held-out R² of a ridge probe (α = 1, standardised features) predicting red's "
-        "true offset (red − blue position) from blue's hidden activations on in-sight "
-        "states, trained on even episodes, tested on odd ones; without red's slots: the "
-        "same with slots 6–7 set to 0 (what the rest of blue's observation reveals)",
+        "red decodability D",
+        "probe v2 (docs/spec.md §4.15): out-of-fold R² of a ridge probe predicting red's "
+        "true offset (red − blue position) from one hidden layer of blue on in-sight "
+        "states, 5 folds grouped by episode, floored at 0; the larger of h1 and h2. "
+        "Without red's slots: the same with slots 6–7 set to 0 (what the rest of blue's "
+        "observation reveals)",
     ),
     (
         "red-slot weight norm",

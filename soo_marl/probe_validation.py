@@ -1,0 +1,223 @@
+"""``soo-marl probe-validate``: the validation of red-decodability probe v2 before any
+verdict uses it (docs/results/probe_v2.md, whose protocol fixes every rule here).
+
+On the parents it chooses the ridge penalty per layer, measures test–retest at four
+evaluation budgets (two disjoint sets of evaluation seeds), derives the non-inferiority
+margin and the episode budget from it by a power check, and then runs the checks: a
+surgically blinded blue reads at its context-only floor, the positive control is not read
+as blind, and a blue with red's slots doubled reads at least as high as its parent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from soo_marl import probes
+from soo_marl.envs import core
+from soo_marl.rollout import DEFAULT_EVAL_SEEDS, rollout, start_uniforms
+from soo_marl.rundir import LoadedModel, load_model
+from soo_marl.stats import hodges_lehmann, signed_rank_p
+
+#: Set B of the test–retest: 8 evaluation seeds disjoint from the default set A.
+EVAL_SEEDS_B = (3, 1001, 2025, 4242, 5150, 6174, 7777, 9001)
+#: Episode budgets per trained seed of the test–retest (spread evenly over 8 eval seeds).
+BUDGETS = (100, 200, 400, 800)
+#: One-sided level of the rank tests (rule v2's 95% interval, one side).
+LEVEL = 0.025
+#: Simulated studies of the power check, and the seeds per simulated study.
+SIMULATIONS = 10_000
+POWER_SEEDS = 32
+#: The budget needs a margin at most this and power at least POWER_GOAL.
+MAX_MARGIN = 0.05
+POWER_GOAL = 0.9
+#: The margin is never below this.
+MIN_MARGIN = 0.02
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def noninferior_p(d: np.ndarray, margin: float) -> float:
+    """One-sided signed-rank p-value of "the per-seed differences ``d`` (arm − reference)
+    are shifted above −``margin``" (non-inferiority; small p: non-inferior)."""
+    return signed_rank_p(d, -margin, 1)
+
+
+def lower_p(d: np.ndarray) -> float:
+    """One-sided signed-rank p-value of "``d`` is shifted below 0"."""
+    return signed_rank_p(d, 0.0, -1)
+
+
+def retest(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Test–retest of one measure taken twice per seed (``a``, ``b``): the SD of the
+    per-seed differences, the one-way intraclass correlation ICC(1,1) and the margin
+    1.96 × SD rounded up to the next 0.01, at least :data:`MIN_MARGIN`."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = len(a)
+    sd = float(np.std(a - b, ddof=1))
+    msb = 2 * np.var((a + b) / 2, ddof=1)
+    msw = ((a - b) ** 2).sum() / (2 * n)
+    icc = float((msb - msw) / (msb + msw)) if msb + msw > 0 else float("nan")
+    margin = max(MIN_MARGIN, math.ceil(round(1.96 * sd * 100, 9)) / 100)
+    return {"sd": sd, "icc": icc, "margin": margin, "mean_diff": float(np.mean(a - b))}
+
+
+def power(
+    diffs: np.ndarray, margin: float, n: int = POWER_SEEDS, sims: int = SIMULATIONS, seed: int = 0
+) -> float:
+    """Share of ``sims`` simulated studies of ``n`` seeds in which the non-inferiority test
+    passes at ``margin`` when the true shift is 0: each seed's difference is one of the
+    retest differences ``diffs`` drawn with replacement and given a random sign (A − B and
+    B − A are equally likely: the retest's null)."""
+    rng = np.random.default_rng(seed)
+    d = np.asarray(diffs, np.float64)
+    draws = rng.choice(d, (sims, n)) * rng.choice([-1.0, 1.0], (sims, n))
+    p = stats.wilcoxon(draws + margin, alternative="greater", axis=1).pvalue
+    return float(np.mean(p < LEVEL))
+
+
+# ------------------------------------------------------------------ measurements
+
+
+def _play(lm: LoadedModel, eval_seeds: Sequence[int], episodes: int) -> dict[str, np.ndarray]:
+    """The run's own rollout (its red, its blue) on ``episodes`` per evaluation seed."""
+    cfg = lm.config.env
+    uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(cfg))
+    traj = rollout(cfg, uniforms, lm.model, lm.model, device=lm.model.device)
+    traj.pop("obs_blue")
+    return traj
+
+
+def _first(traj: dict[str, np.ndarray], per_seed: int, of: int) -> dict[str, np.ndarray]:
+    """The first ``per_seed`` episodes of each evaluation seed's block of ``of``: equal to
+    a rollout of ``per_seed`` episodes per evaluation seed (the start draws are a prefix)."""
+    n = np.asarray(traj["red_pos"]).shape[1]
+    keep = (np.arange(n) % of) < per_seed
+    return {k: np.asarray(v)[:, keep] for k, v in traj.items()}
+
+
+def _measure(lm: LoadedModel, traj: dict[str, np.ndarray], alpha: Sequence[float]) -> dict:
+    d = probes.red_decodability_per_seed(lm.model, lm.config.env, traj, alpha)
+    return {k: v.tolist() for k, v in d.items()}
+
+
+def _pairs(d: np.ndarray, margin: float) -> dict[str, float]:
+    return {
+        "hodges_lehmann": hodges_lehmann(d),
+        "mean": float(np.mean(d)),
+        "noninferior_p": noninferior_p(d, margin),
+        "lower_p": lower_p(d),
+        "negative_seeds": int((d < 0).sum()),
+    }
+
+
+def validate(
+    parents: str | Path,
+    control: str | Path,
+    pos: str | Path,
+    blind: str | Path,
+    out: str | Path,
+    budgets: Sequence[int] = BUDGETS,
+    sims: int = SIMULATIONS,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run docs/results/probe_v2.md's protocol on the parents and the three regenerated
+    arms (run directories); write ``probe_v2.json`` (every per-seed value, each table's
+    numbers and each check's verdict) into ``out`` and return it."""
+    if any(b % len(DEFAULT_EVAL_SEEDS) for b in budgets):
+        raise ValueError(f"every budget must be a multiple of {len(DEFAULT_EVAL_SEEDS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    per = [b // len(DEFAULT_EVAL_SEEDS) for b in budgets]
+    top = max(per)
+    lm = load_model(parents)
+    cfg = lm.config.env
+    log(f"parents: {lm.model.n_seeds} seeds, rollouts of {max(budgets)} episodes on sets A and B")
+    traj = {"A": _play(lm, DEFAULT_EVAL_SEEDS, top), "B": _play(lm, EVAL_SEEDS_B, top)}
+    # 1. alpha per layer, on set A at the largest budget
+    grid = probes.decodability_grid(lm.model, cfg, traj["A"])
+    medians = np.median(probes.bounded(grid), axis=0)  # (layers, alphas)
+    alpha = []
+    for row in medians:
+        best = np.flatnonzero(row == row.max())[-1]  # ties: the larger alpha
+        alpha.append(probes.ALPHA_GRID[best])
+    log(f"alpha per layer: {alpha} (frozen in probes.PROBE_ALPHA: {list(probes.PROBE_ALPHA)})")
+    result: dict[str, Any] = {
+        "protocol": "docs/results/probe_v2.md",
+        "seeds": [int(s) for s in lm.model.seeds],
+        "eval_seeds": {"A": list(DEFAULT_EVAL_SEEDS), "B": list(EVAL_SEEDS_B)},
+        "alpha_grid": list(probes.ALPHA_GRID),
+        "alpha_median_d": medians.tolist(),
+        "alpha": alpha,
+        "alpha_frozen": list(probes.PROBE_ALPHA),
+        "budgets": {},
+    }
+    # 2-4. test-retest, margin and power per budget
+    chosen = None
+    for b, p in zip(budgets, per, strict=True):
+        log(f"test-retest at {b} episodes per seed")
+        m = {s: _measure(lm, _first(traj[s], p, top), alpha) for s in ("A", "B")}
+        v1 = {
+            s: probes.red_decodability_v1_per_seed(lm.model, cfg, _first(traj[s], p, top)).tolist()
+            for s in ("A", "B")
+        }
+        entry: dict[str, Any] = {"A": m["A"], "B": m["B"], "v1": v1, "retest": {}}
+        for key in m["A"]:
+            entry["retest"][key] = retest(np.array(m["A"][key]), np.array(m["B"][key]))
+        entry["retest"]["v1"] = retest(np.array(v1["A"]), np.array(v1["B"]))
+        r = entry["retest"]["red_decodability"]
+        diffs = np.array(m["A"]["red_decodability"]) - np.array(m["B"]["red_decodability"])
+        entry["power"] = power(diffs, r["margin"], sims=sims)
+        entry["meets"] = bool(r["margin"] <= MAX_MARGIN and entry["power"] >= POWER_GOAL)
+        result["budgets"][str(b)] = entry
+        if chosen is None and entry["meets"]:
+            chosen = b
+    result["budget_met"] = chosen is not None
+    chosen = chosen if chosen is not None else max(budgets)
+    margin = result["budgets"][str(chosen)]["retest"]["red_decodability"]["margin"]
+    result.update(budget=chosen, margin=margin)
+    log(f"budget {chosen} episodes per seed, margin {margin}")
+    p_chosen = chosen // len(DEFAULT_EVAL_SEEDS)
+    parent_traj = _first(traj["A"], p_chosen, top)
+    parent = result["budgets"][str(chosen)]["A"]
+    # the checks
+    arms = {}
+    for name, run in (("control", control), ("pos", pos), ("blind", blind)):
+        log(f"arm {name}: rollout of {chosen} episodes per seed")
+        arm = load_model(run)
+        played = _play(arm, DEFAULT_EVAL_SEEDS, p_chosen)
+        arms[name] = _measure(arm, played, alpha)
+        arms[name]["red_decodability_v1"] = probes.red_decodability_v1_per_seed(
+            arm.model, arm.config.env, played
+        ).tolist()
+    doubled = _measure(
+        dataclasses.replace(lm, model=probes.scale_red_slots(lm.model, 2.0)),
+        parent_traj,
+        alpha,
+    )
+    result["arms"] = {**arms, "doubled": doubled, "parents": parent}
+
+    def d(a: dict, b: dict) -> np.ndarray:
+        return np.array(a["red_decodability"]) - np.array(b["red_decodability"])
+
+    b = arms["blind"]
+    blind_gap = np.abs(np.array(b["red_decodability"]) - np.array(b["red_decodability_context"]))
+    v2 = _pairs(d(arms["blind"], parent), margin)
+    v2.update(max_gap_to_context=float(blind_gap.max()))
+    v2["pass"] = bool(v2["max_gap_to_context"] <= 1e-9 and v2["lower_p"] < LEVEL)
+    v3 = _pairs(d(arms["pos"], arms["control"]), margin)
+    v3["pass"] = v3["noninferior_p"] < LEVEL
+    v4 = _pairs(d(doubled, parent), margin)
+    v4["pass"] = v4["noninferior_p"] < LEVEL
+    result["checks"] = {"blinded_at_floor": v2, "positive_control": v3, "doubled": v4}
+    (out / "probe_v2.json").write_text(json.dumps(result, indent=1) + "\n")
+    log(json.dumps({k: v["pass"] for k, v in result["checks"].items()}))
+    return result
