@@ -222,14 +222,21 @@ _RUN = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.argument("pos", type=_RUN)
 @click.argument("blind", type=_RUN)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def probe_validate(parents, control, pos, blind, out):
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="NEW COMMITTED: the regenerated arms' arms.json against the committed one",
+)
+def probe_validate(parents, control, pos, blind, out, compare):
     """Validate red-decodability probe v2 (docs/results/probe_v2.md): alpha, test-retest,
     margin and budget on PARENTS, then the blinded (BLIND), positive-control (POS against
     CONTROL) and doubled-red-slot checks; writes OUT/probe_v2.json."""
     from soo_marl.probe_validation import validate
 
     try:
-        validate(parents, control, pos, blind, out, log=click.echo)
+        validate(parents, control, pos, blind, out, log=click.echo, compare=compare)
     except ValueError as exc:
         fail(exc)
     click.echo(f"wrote {out / 'probe_v2.json'}")

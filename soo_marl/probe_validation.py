@@ -119,6 +119,31 @@ def _pairs(d: np.ndarray, margin: float) -> dict[str, float]:
     }
 
 
+def regeneration(new: str | Path, committed: str | Path) -> dict[str, dict[str, Any]]:
+    """How far the arms of a regenerated study's ``arms.json`` (``new``) are from the
+    committed one's, per stage both hold and per paired measure (luring, goal reach):
+    seeds compared, seeds bit-identical, the largest per-seed difference and both means."""
+    old = {r["stage"]: r for r in json.loads(Path(committed).read_text())}
+    out: dict[str, dict[str, Any]] = {}
+    for r in json.loads(Path(new).read_text()):
+        if r["stage"] not in old:
+            continue
+        out[r["stage"]] = {}
+        for m in ("luring", "goal"):
+            a = np.array(r[m]["values"], np.float64)
+            b = np.array(old[r["stage"]][m]["values"], np.float64)
+            if a.shape != b.shape:
+                raise ValueError(f"{r['stage']}: {len(a)} seeds against {len(b)} committed")
+            out[r["stage"]][m] = {
+                "n": len(a),
+                "identical": int((a == b).sum()),
+                "max_abs_diff": float(np.abs(a - b).max()),
+                "mean_new": float(a.mean()),
+                "mean_committed": float(b.mean()),
+            }
+    return out
+
+
 def validate(
     parents: str | Path,
     control: str | Path,
@@ -128,10 +153,12 @@ def validate(
     budgets: Sequence[int] = BUDGETS,
     sims: int = SIMULATIONS,
     log: Callable[[str], None] = print,
+    compare: tuple[str | Path, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Run docs/results/probe_v2.md's protocol on the parents and the three regenerated
     arms (run directories); write ``probe_v2.json`` (every per-seed value, each table's
-    numbers and each check's verdict) into ``out`` and return it."""
+    numbers and each check's verdict) into ``out`` and return it. ``compare``: (the
+    regenerated arms' ``arms.json``, the committed one) for :func:`regeneration`."""
     if any(b % len(DEFAULT_EVAL_SEEDS) for b in budgets):
         raise ValueError(f"every budget must be a multiple of {len(DEFAULT_EVAL_SEEDS)}")
     out = Path(out)
@@ -218,6 +245,8 @@ def validate(
     v4 = _pairs(d(doubled, parent), margin)
     v4["pass"] = v4["noninferior_p"] < LEVEL
     result["checks"] = {"blinded_at_floor": v2, "positive_control": v3, "doubled": v4}
+    if compare is not None:
+        result["regeneration"] = regeneration(*compare)
     (out / "probe_v2.json").write_text(json.dumps(result, indent=1) + "\n")
     log(json.dumps({k: v["pass"] for k, v in result["checks"].items()}))
     return result

@@ -90,3 +90,21 @@ def test_validation_runs_the_protocol(validated):
 def test_budgets_must_split_over_the_evaluation_seeds(tmp_path):
     with pytest.raises(ValueError, match="multiple of 8"):
         pv.validate(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, budgets=(12,))
+
+
+def test_regeneration_compares_per_seed(tmp_path):
+    def arms(path, luring):
+        rec = {"stage": "pos", "luring": {"values": luring}, "goal": {"values": [0.1, 0.2, 0.3]}}
+        path.write_text(json.dumps([rec, {**rec, "stage": "other"}]))
+        return path
+
+    new = arms(tmp_path / "new.json", [0.1, -0.2, 0.3])
+    old = arms(tmp_path / "old.json", [0.1, -0.25, 0.3])
+    old.write_text(json.dumps(json.loads(old.read_text())[:1]))  # "other" is not committed
+    r = pv.regeneration(new, old)
+    assert set(r) == {"pos"}
+    assert r["pos"]["luring"]["identical"] == 2
+    assert r["pos"]["luring"]["max_abs_diff"] == pytest.approx(0.05)
+    goal = r["pos"]["goal"]
+    assert (goal["n"], goal["identical"], goal["max_abs_diff"]) == (3, 3, 0.0)
+    assert goal["mean_new"] == goal["mean_committed"] == pytest.approx(0.2)
