@@ -374,13 +374,16 @@ class MADDPG(nn.Module):
         self,
         batch: dict[str, torch.Tensor],
         actor_extra_loss: Callable[[MADDPG, dict], torch.Tensor | None] | None = None,
+        actor_members: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One update round: critics, then actors, then soft target updates.
 
         ``batch`` holds (S, N, ·) tensors ``obs``, ``act``, ``rew`` (already normalised),
         ``next_obs``. ``actor_extra_loss(self, batch)`` may add a per-member (S·n,) loss
-        to the actor objective (SOO fine-tuning uses it; None adds nothing). Returns
-        per-member losses.
+        to the actor objective (SOO fine-tuning uses it; None adds nothing).
+        ``actor_members``, a (S·n,) bool mask, limits the actors' Adam step to those
+        members (None: all; a scripted red's actor is left out, docs/spec.md §1.13).
+        Returns per-member losses.
         """
         critic_loss = self.critic_step(batch)
         actor_loss, pre = self.actor_losses(batch)
@@ -390,7 +393,7 @@ class MADDPG(nn.Module):
             extra = actor_extra_loss(self, batch)
             if extra is not None:
                 total = total + extra
-        self._step(self.actor, self.actor_opt, total)
+        self._step(self.actor, self.actor_opt, total, actor_members)
         self.soft_update()
         self.update_rounds += 1
         out = {"critic": critic_loss, "actor": actor_loss.detach(), "pre": pre.detach()}

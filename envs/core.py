@@ -36,6 +36,12 @@ ACTION_DIM = 2
 BLUE_RED_SLOTS = slice(6, 8)
 #: Blue observation slots holding the trap flag (twice).
 BLUE_TRAP_SLOTS = slice(8, 10)
+#: Blue observation slots holding red's velocity relative to blue (zero when out of
+#: sight), appended after :data:`BLUE_TRAP_SLOTS` with ``blue_sees_velocity`` (§1.6).
+BLUE_RED_VELOCITY_SLOTS = slice(10, 12)
+#: Red observation slots holding blue's velocity relative to red (zero when out of
+#: sight), appended after blue's offset with ``red_sees_velocity`` (§1.6).
+RED_BLUE_VELOCITY_SLOTS = slice(6, 8)
 #: Number of uniform draws one world's reset consumes (see :func:`reset`).
 RESET_DRAWS = 9
 
@@ -174,6 +180,28 @@ class EnvConfig:
             "follower; drawn at reset, observed by no one (needs red_policy scripted)"
         ),
     )
+    red_sees_velocity: bool = field(
+        default=False,
+        metadata=_help(
+            "§1.6: red's observation gains two slots at its end, blue's velocity minus red's "
+            "while blue is in red's sight, else 0 (8 slots instead of 6)"
+        ),
+    )
+    blue_sees_velocity: bool = field(
+        default=False,
+        metadata=_help(
+            "§1.6: blue's observation gains two slots at its end, red's velocity minus blue's "
+            "while red is in blue's sight, else 0 (12 slots instead of 10)"
+        ),
+    )
+    record_applied_action: bool = field(
+        default=False,
+        metadata=_help(
+            "§1.13: the replay buffer and the exported trajectories hold the action the "
+            "physics applied (after the scripted red, leash, start delay and trap freeze), "
+            "not the one given; with a scripted red, red's actor is then not trained"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -227,6 +255,9 @@ class EnvConfig:
             )
         if self.red_contrarian_prob > 0 and not self.scripted_red:
             raise ValueError("red_contrarian_prob > 0 needs red_policy scripted (§1.13)")
+        for name in ("red_sees_velocity", "blue_sees_velocity", "record_applied_action"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def scripted_red(self) -> bool:
@@ -329,6 +360,7 @@ class HotConstants:
         "blue_sight2",
         "red_sight2",
         "split_sight",
+        "sees_velocity",
         "scripted",
         "deceptive",
         "goal_reward",
@@ -352,6 +384,7 @@ class HotConstants:
         self.blue_sight2 = _f64(cfg.blue_sight**2)
         self.red_sight2 = _f64(cfg.red_sight**2)
         self.split_sight = cfg.split_sight
+        self.sees_velocity = cfg.red_sees_velocity or cfg.blue_sees_velocity
         self.scripted = cfg.scripted_red
         self.deceptive = cfg.baseline == "deceptive"
         self.goal_reward = _f64(cfg.goal_reward)
@@ -450,6 +483,40 @@ class State:
             self.red_contrarian,
         )
         return new
+
+
+def obs_dims(cfg: EnvConfig) -> tuple[int, int]:
+    """Observation sizes (red, blue) of ``cfg`` (docs/spec.md §1.6): :data:`OBS_DIM_RED`
+    and :data:`OBS_DIM_BLUE` (6, 10), each plus 2 when that agent sees the other's
+    relative velocity (``red_sees_velocity``, ``blue_sees_velocity``)."""
+    return (
+        OBS_DIM_RED + 2 * int(cfg.red_sees_velocity),
+        OBS_DIM_BLUE + 2 * int(cfg.blue_sees_velocity),
+    )
+
+
+def red_slots(cfg: EnvConfig) -> list[int]:
+    """Every slot of blue's observation that carries red (docs/spec.md §1.6): red's offset
+    (:data:`BLUE_RED_SLOTS`, 6 and 7) and, with ``blue_sees_velocity``, red's relative
+    velocity (:data:`BLUE_RED_VELOCITY_SLOTS`, 10 and 11). All are 0 while red is out of
+    blue's sight. What blinding, the blind and shuffled-red probes and red-slot norms
+    blank, shuffle or measure."""
+    slots = list(range(BLUE_RED_SLOTS.start, BLUE_RED_SLOTS.stop))
+    if cfg.blue_sees_velocity:
+        slots += list(range(BLUE_RED_VELOCITY_SLOTS.start, BLUE_RED_VELOCITY_SLOTS.stop))
+    return slots
+
+
+def velocities_from_positions(cfg: EnvConfig, positions: np.ndarray, axis: int = -2) -> np.ndarray:
+    """Velocities of an episode's states from its positions along the time ``axis`` (0 at
+    t = 0; (x_t − x_{t−1}) / dt after, since a step moves by dt·v, docs/spec.md §1.4), e.g.
+    a trajectory's ``red_pos`` (S, N, T+1, 2), to rebuild observations with the relative
+    velocity slots. Equal to the simulated velocities up to rounding (and to the float32
+    rounding of exported positions), not bit for bit."""
+    x = np.moveaxis(np.asarray(positions, dtype=np.float64), axis, 0)
+    vel = np.zeros_like(x)
+    vel[1:] = (x[1:] - x[:-1]) / cfg.dt
+    return np.moveaxis(vel, 0, axis)
 
 
 def reset_draws(cfg: EnvConfig) -> int:
@@ -666,6 +733,28 @@ def step(cfg: EnvConfig, state: State, actions: np.ndarray) -> State:
     return _advance(cfg, state, pos, vel, squared_length(pos[:, RED] - state.fake))
 
 
+def applied_actions(cfg: EnvConfig, state: State, actions: np.ndarray) -> np.ndarray:
+    """(B, 2 agents, 2) the actions :func:`step` applies to ``state`` when given
+    ``actions`` (docs/spec.md §1.13, ``record_applied_action``): red's given action is
+    replaced by the scripted red's (§1.13), and is 0 where red's action moves nothing: in a
+    step under the leash (§1.12), during red's start delay (§1.11) and once red is trapped
+    (§1.5). Blue's is its given action. Red's speed factor (§1.11) scales the force of
+    the action and is not part of it (the recorded action stays in [-1, 1]). Stepping
+    ``state`` with these actions gives the same state, bit for bit, as with float64
+    ``actions``."""
+    out = np.array(actions, dtype=np.float64)  # a copy
+    red = out[:, RED]
+    if cfg.scripted_red:
+        red[:] = scripted_red_action(cfg, state)
+    held = state.trapped.copy()
+    if state.unseen is not None:
+        held |= state.unseen >= cfg.red_leash
+    if state.red_delay is not None:
+        held |= state.t < state.red_delay
+    red[held] = 0.0
+    return out
+
+
 def unit(d: np.ndarray) -> np.ndarray:
     """Rows of ``d`` scaled to length 1 (zero rows stay zero): full force that way."""
     return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
@@ -705,16 +794,33 @@ def target_offsets(state: State) -> np.ndarray:
     return state.blue_targets[:, None] - state.pos[:, :, None]
 
 
+def _relative_velocities(
+    cfg: EnvConfig, state: State, blue_sees: np.ndarray, red_sees: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The velocity slots of docs/spec.md §1.6: (red's velocity − blue's where blue sees
+    red, for blue; blue's − red's where red sees blue, for red), exactly 0 out of sight;
+    None for an agent that does not see velocities. ``*_sees`` are (B,) bool or 1.0/0.0."""
+    dv = state.vel[:, RED] - state.vel[:, BLUE]
+    shown_blue = shown_red = None
+    if cfg.blue_sees_velocity:
+        shown_blue = np.where(blue_sees[:, None] != 0, dv, 0.0)
+    if cfg.red_sees_velocity:
+        shown_red = np.where(red_sees[:, None] != 0, -dv, 0.0)
+    return shown_blue, shown_red
+
+
 def _observations(
     state: State,
     targets: np.ndarray,
     red_from_blue: np.ndarray,
     red_from_blue_red: np.ndarray | None = None,
+    velocities: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both observation layouts (docs/spec.md §1.6) as float32, from :func:`target_offsets`
     (or the four-point offsets of :func:`step_outputs`, whose fourth, the fake, is unused
     here) and red − blue already zeroed where blue does not see red (and, when given,
-    zeroed where red does not see blue for red's observation; §1.12)."""
+    zeroed where red does not see blue for red's observation; §1.12); ``velocities`` are
+    the relative-velocity slots of :func:`_relative_velocities` (None: not observed)."""
     if red_from_blue_red is None:
         red_from_blue_red = red_from_blue
     b, _, k, _ = targets.shape  # k = 3 (goal, landmarks) or 4 (and the fake, step_outputs)
@@ -722,11 +828,17 @@ def _observations(
     flag = state.trapped[:, None]
     red = [flat[:, 2:6], -red_from_blue_red]  # red's landmark 0, landmark 1
     blue = [flat[:, 2 * k : 2 * k + 6], red_from_blue, flag, flag]  # blue's goal, landmarks
+    vel_blue, vel_red = velocities
+    if vel_red is not None:  # §1.6: blue's velocity relative to red's, appended
+        red.append(vel_red)
+    if vel_blue is not None:  # red's velocity relative to blue's, appended
+        blue.append(vel_blue)
     # concatenating straight to float32 (same_kind casting) rounds each float64 value
     # once, exactly as astype would
     if b == 1:  # one world: one concatenation for both (numpy's per-call cost dominates)
         both = np.concatenate(red + blue, axis=1, dtype=np.float32)
-        return both[:, :OBS_DIM_RED], both[:, OBS_DIM_RED:]
+        width = OBS_DIM_RED if vel_red is None else OBS_DIM_RED + 2
+        return both[:, :width], both[:, width:]
     obs_red = np.concatenate(red, axis=1, dtype=np.float32)
     obs_blue = np.concatenate(blue, axis=1, dtype=np.float32)
     return obs_red, obs_blue
@@ -735,7 +847,8 @@ def _observations(
 def observe(
     cfg: EnvConfig, state: State, visible: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1.6.
+    """Observations (float32): red (B, 6) and blue (B, 10), layouts of docs/spec.md §1.6
+    (sizes :func:`obs_dims`: 8 and 12 with the relative-velocity slots).
 
     ``visible`` is what blue sees (computed when not given); with split radii (§1.12)
     red's own sight is computed from the positions."""
@@ -743,9 +856,15 @@ def observe(
     if visible is None:
         visible = in_sight_squared(cfg, squared_length(red_from_blue))
     red_part = None
+    red_sees = visible
     if cfg.split_sight:
-        red_part = red_from_blue * red_sees_squared(cfg, squared_length(red_from_blue))[:, None]
-    return _observations(state, target_offsets(state), red_from_blue * visible[:, None], red_part)
+        red_sees = red_sees_squared(cfg, squared_length(red_from_blue))
+        red_part = red_from_blue * red_sees[:, None]
+    velocities: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    if cfg.hot.sees_velocity:
+        velocities = _relative_velocities(cfg, state, visible, red_sees)
+    shown = red_from_blue * visible[:, None]
+    return _observations(state, target_offsets(state), shown, red_part, velocities)
 
 
 def at_goal(cfg: EnvConfig, state: State) -> np.ndarray:
@@ -820,13 +939,18 @@ def _outputs(cfg: EnvConfig, state: State, targets: np.ndarray, goal_d2: np.ndar
     # first), without the slower mixed-type multiply
     seen = visible.astype(np.float64)
     shown = red_from_blue * seen[:, None]
-    if cfg.hot.split_sight:  # §1.12: red sees at its own radius
+    c = cfg.hot
+    if c.split_sight:  # §1.12: red sees at its own radius
         red_sees = red_sees_squared(cfg, d2)
         seen = red_sees.astype(np.float64)
-        obs_red, obs_blue = _observations(state, targets, shown, red_from_blue * seen[:, None])
+        red_part = red_from_blue * seen[:, None]
     else:
-        red_sees = visible
-        obs_red, obs_blue = _observations(state, targets, shown)
+        red_sees, red_part = visible, None
+    if c.sees_velocity:  # §1.6: the relative-velocity slots
+        velocities = _relative_velocities(cfg, state, visible, red_sees)
+        obs_red, obs_blue = _observations(state, targets, shown, red_part, velocities)
+    else:
+        obs_red, obs_blue = _observations(state, targets, shown, red_part)
     r = _rewards(cfg, state, seen, goal_flags)  # red's sight: seen as red sees
     return Outputs(obs_red, obs_blue, r, visible, goal_flags, red_sees)
 

@@ -59,6 +59,11 @@ absolute positions or velocities.
 | 8     | trap flag: 1.0 once red is trapped, else 0.0          |
 | 9     | the trap flag again                                   |
 
+Optional velocity slots (off by default, docs/spec.md §1.6): with ``red_sees_velocity``
+red's observation gains slots 6, 7 (8 values), v_b − v_r while blue is in red's sight,
+else (0, 0); with ``blue_sees_velocity`` blue's gains slots 10, 11 (12 values),
+v_r − v_b while red is in blue's sight, else (0, 0). The observation spaces follow.
+
 Actions
 -------
 
@@ -120,6 +125,10 @@ Arguments
   red's sight a follower heads for blue and a contrarian (probability
   ``red_contrarian_prob`` per episode, observed by no one) for the landmark farther from
   blue; no force with blue out of sight.
+* ``red_sees_velocity=False``, ``blue_sees_velocity=False``: the other agent's velocity
+  relative to one's own, as two more observation slots while in sight (above).
+* ``record_applied_action=False``: for the trainer and the evaluation exports, not the
+  env: record the action the physics applied (docs/spec.md §1.13); no effect here.
 
 Episode end
 -----------
@@ -186,9 +195,10 @@ class PhysicalDeceptionEnv(ParallelEnv):
         self.agents: list[str] = []
         self.state_: core.State | None = None
         self._np_random = np.random.default_rng()
+        dims = core.obs_dims(self.cfg)  # 6, 10 (8, 12 with the velocity slots, §1.6)
         self._observation_spaces = {
-            AGENTS[0]: spaces.Box(-np.inf, np.inf, (core.OBS_DIM_RED,), np.float32),
-            AGENTS[1]: spaces.Box(-np.inf, np.inf, (core.OBS_DIM_BLUE,), np.float32),
+            a: spaces.Box(-np.inf, np.inf, (d,), np.float32)
+            for a, d in zip(AGENTS, dims, strict=True)
         }
         self._action_spaces = {
             a: spaces.Box(-1.0, 1.0, (core.ACTION_DIM,), np.float32) for a in AGENTS

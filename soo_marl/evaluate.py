@@ -436,12 +436,17 @@ def _saturation_entry(sat: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _joint_obs_sample(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> np.ndarray:
-    """Joint observations (S, N, 16) at every 5th state of the evaluation episodes."""
-    pos = np.stack([traj["red_pos"], traj["blue_pos"]], axis=-2)[:, :, ::5]
+    """Joint observations (S, N, 16) at every 5th state of the evaluation episodes (the
+    velocities of the §1.6 velocity slots, when observed, derived from the positions)."""
+    full = np.stack([traj["red_pos"], traj["blue_pos"]], axis=-2)
+    pos = full[:, :, ::5]
     n_states = pos.shape[2]
+    vel = np.zeros((1, 2, 2))
+    if cfg.red_sees_velocity or cfg.blue_sees_velocity:
+        vel = core.velocities_from_positions(cfg, full, axis=2)[:, :, ::5].reshape(-1, 2, 2)
     state = core.State(
         pos=pos.reshape(-1, 2, 2),
-        vel=np.zeros((1, 2, 2)),
+        vel=vel,
         landmarks=np.repeat(traj["landmarks"][:, :, None], n_states, axis=2).reshape(-1, 2, 2),
         goal_index=np.repeat(traj["goal_index"][:, :, None], n_states, axis=2).reshape(-1),
         trapped=traj["trapped"][:, :, ::5].reshape(-1),

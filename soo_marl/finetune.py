@@ -19,6 +19,7 @@ import torch
 
 from soo_marl import rundir, soo
 from soo_marl.config import RunConfig, TrainConfig, file_sha256
+from soo_marl.envs import core
 from soo_marl.objectives import (
     AnchorTerm,
     AuthorsSooStep,
@@ -98,8 +99,9 @@ class FinetuneConfig:
     blind_red: bool = field(
         default=False,
         metadata={
-            "help": "surgical blinding: blue's first-layer weights on red's slots set to 0 "
-            "and kept there"
+            "help": "surgical blinding: blue's first-layer weights on every slot carrying red "
+            "(its offset, and its relative velocity where blue observes it) set to 0 and "
+            "kept there"
         },
     )
     reward: str = field(
@@ -337,7 +339,7 @@ def finetune_plan(
     config, ft = _finetune_config(par.config, ft, device, kernels)
     frozen = FrozenParent()
     parts = _objectives(ft, frozen, soo_generators(list(config.run.seeds)))
-    blind = BlindRed() if ft.blind_red else None
+    blind = BlindRed(core.red_slots(config.env)) if ft.blind_red else None
     if blind is not None:
         parts.append(blind)
 

@@ -244,9 +244,14 @@ class FreezeRed(Objective):
 
 
 class BlindRed(Objective):
-    """Surgical blinding (docs/spec.md §3.13): blue's first-layer actor weights on red's
-    slots (6–7) are set to zero when fine-tuning starts and put back to zero after every
-    round, in the actor and its target, so blue's actions never depend on red."""
+    """Surgical blinding (docs/spec.md §3.13): blue's first-layer actor weights on every
+    slot carrying red (``slots``, ``core.red_slots`` of the run's environment: red's
+    offset 6–7, and its relative velocity 10–11 where blue observes it) are set to zero
+    when fine-tuning starts and put back to zero after every round, in the actor and its
+    target, so blue's actions never depend on red."""
+
+    def __init__(self, slots: list[int] | None = None) -> None:
+        self.slots = core.red_slots(core.EnvConfig()) if slots is None else list(slots)
 
     @torch.no_grad()
     def apply(self, model: MADDPG) -> None:
@@ -254,7 +259,7 @@ class BlindRed(Objective):
         s, n = model.n_seeds, model.n_agents
         for net in (model.actor, model.target_actor):
             w = net.weights[0]
-            w.view(s, n, *w.shape[1:])[:, -1, core.BLUE_RED_SLOTS] = 0.0
+            w.view(s, n, *w.shape[1:])[:, -1, self.slots] = 0.0
 
     def after_round(self, model: MADDPG) -> None:
         """Back to zero after the round's Adam step and soft target update."""

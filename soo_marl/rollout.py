@@ -41,7 +41,8 @@ def start_uniforms(
     )
 
 
-#: A blue policy given as a function: blue observations (B, 10) → actions (B, 2).
+#: A blue policy given as a function: blue observations (B, 10; B, 12 with the velocity
+#: slots of docs/spec.md §1.6) → actions (B, 2).
 BluePolicy = Callable[[np.ndarray], np.ndarray]
 
 
@@ -71,17 +72,18 @@ def rollout(
     ``red`` supplies red's actions (its seed stack defines S); ``blue`` is a model with
     the same seed count (its blue actor is used; cross-play when it is another run's), the
     name of a scripted blue, or a function of blue's observations. ``blind_blue``: blue
-    acts on observations whose red slots (6–7) are forced to 0 at every step (the blind
-    probe, docs/spec.md §4.4); ``shuffle_red``: at every step blue's red slots are those
-    of another episode of the same batch and trained seed at the same step
-    (:func:`shuffle_derangement`; the shuffled-red probe, §4.4), so blue sees a
-    plausible red, in or out of sight as that episode's, that is not the real one. What
-    is recorded is what the environment showed in both cases. Returns the
-    trajectory arrays of the export format: ``red_pos``/``blue_pos`` (S, N, T+1, 2),
-    ``landmarks`` (S, N, 2, 2), ``goal_index`` (S, N), ``trapped``/``red_visible``
-    (S, N, T+1; ``red_visible``: blue sees red, at blue's sight radius),
-    ``actions_red``/``actions_blue`` (S, N, T, 2), ``rewards`` (S, N, T, 2),
-    and ``obs_blue`` (S, N, T+1, 10).
+    acts on observations whose red slots (``core.red_slots``: 6–7, and 10–11 with the
+    velocity slots of §1.6) are forced to 0 at every step (the blind probe, docs/spec.md
+    §4.4); ``shuffle_red``: at every step blue's red slots are those of another episode
+    of the same batch and trained seed at the same step (:func:`shuffle_derangement`; the
+    shuffled-red probe, §4.4), so blue sees a plausible red, in or out of sight as that
+    episode's, that is not the real one. What is recorded is what the environment showed
+    in both cases. Returns the trajectory arrays of the export format:
+    ``red_pos``/``blue_pos`` (S, N, T+1, 2), ``landmarks`` (S, N, 2, 2), ``goal_index``
+    (S, N), ``trapped``/``red_visible`` (S, N, T+1; ``red_visible``: blue sees red, at
+    blue's sight radius), ``actions_red``/``actions_blue`` (S, N, T, 2; the given actions,
+    or with ``env_cfg.record_applied_action`` the applied ones, ``core.applied_actions``),
+    ``rewards`` (S, N, T, 2), and ``obs_blue`` (S, N, T+1, blue's observation size).
     """
     s_count, n = red.n_seeds, uniforms.shape[0]
     _check_players(blue, s_count, blind_blue, shuffle_red)
@@ -90,7 +92,7 @@ def rollout(
     t_len = env_cfg.max_cycles
     state = core.reset_from_uniforms(env_cfg, np.tile(uniforms, (s_count, 1)))
     b = state.batch_size
-    records = _step_records(t_len, b)
+    records = _step_records(t_len, b, core.obs_dims(env_cfg)[1])
     pos, trapped, visible, obs_blue_all, actions, rewards = records
     for t in range(t_len + 1):
         out = core.outputs(env_cfg, state)  # observations, sight and rewards in one pass
@@ -105,10 +107,13 @@ def rollout(
         a_red = red.act(joint)[..., : core.ACTION_DIM].reshape(b, 2).cpu().numpy()
         obs_blue = out.obs_blue
         if probing:
-            obs_blue, joint = _probe_view(obs_blue, joint, s_count, n, donors)
+            obs_blue, joint = _probe_view(env_cfg, obs_blue, joint, s_count, n, donors)
         a_blue = _blue_action(env_cfg, state, blue, joint, obs_blue, b)
         actions[t] = np.stack([a_red, a_blue], axis=1)
-        state = core.step(env_cfg, state, np.clip(actions[t], -1.0, 1.0))
+        given = np.clip(actions[t], -1.0, 1.0)
+        if env_cfg.record_applied_action:  # §1.13: what the physics applies
+            actions[t] = core.applied_actions(env_cfg, state, given)
+        state = core.step(env_cfg, state, given)
     return _trajectories(state, records, s_count, n)
 
 
@@ -129,39 +134,41 @@ def _check_players(
 
 
 def _step_records(
-    t_len: int, b: int
+    t_len: int, b: int, obs_dim_blue: int = core.OBS_DIM_BLUE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Empty per-step records of positions, trap, sight, blue's view, actions, rewards."""
     return (
         np.empty((t_len + 1, b, 2, 2)),
         np.empty((t_len + 1, b), dtype=bool),
         np.empty((t_len + 1, b), dtype=bool),
-        np.empty((t_len + 1, b, core.OBS_DIM_BLUE), dtype=np.float32),
+        np.empty((t_len + 1, b, obs_dim_blue), dtype=np.float32),
         np.empty((t_len, b, 2, 2)),
         np.empty((t_len, b, 2)),
     )
 
 
 def _probe_view(
+    env_cfg: core.EnvConfig,
     obs_blue: np.ndarray,
     joint: torch.Tensor,
     s_count: int,
     n: int,
     donors: np.ndarray | None,
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """Red's slots as a probe shows blue: zeroed (``donors`` None) or the donors' reds."""
+    """Every slot carrying red (``core.red_slots``: red's offset and, when observed, its
+    relative velocity) as a probe shows blue: zeroed (``donors`` None) or the donors'."""
+    slots = core.red_slots(env_cfg)
+    blue_start = core.obs_dims(env_cfg)[0]  # blue's part of the joint observation
+    columns = [blue_start + k for k in slots]
+    obs_blue = obs_blue.copy()
+    joint = joint.clone()
     if donors is None:
-        obs_blue = obs_blue.copy()
-        obs_blue[:, core.BLUE_RED_SLOTS] = 0.0
-        joint = joint.clone()
-        joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = 0.0
+        obs_blue[:, slots] = 0.0
+        joint[..., columns] = 0.0
     else:
-        shown = obs_blue.reshape(s_count, n, -1)[:, donors, core.BLUE_RED_SLOTS]
-        obs_blue = obs_blue.copy()
-        obs_blue[:, core.BLUE_RED_SLOTS] = shown.reshape(obs_blue.shape[0], -1)
-        joint = joint.clone()
-        shown_t = torch.from_numpy(shown).to(joint.device)
-        joint[..., core.OBS_DIM_RED :][..., core.BLUE_RED_SLOTS] = shown_t
+        shown = obs_blue.reshape(s_count, n, -1)[:, donors][..., slots]  # (S, N, k)
+        obs_blue[:, slots] = shown.reshape(obs_blue.shape[0], -1)
+        joint[..., columns] = torch.from_numpy(shown).to(joint.device)
     return obs_blue, joint
 
 

@@ -5,9 +5,11 @@ sight: slots 6–7 exactly 0) with those on an *other* observation (the same vec
 fictitious red nearby and the trap flag cleared). These functions build the other
 observation and the losses; the trainer decides which networks and rows they see.
 
-Shapes: observations are (..., 10); activations (..., rows, F) — e.g. (members, rows, 128)
-for a stack of actors, or (rows, 128) for one; losses reduce the rows axis, so a stacked
-input gives one loss per member.
+Shapes: observations are (..., 10), or (..., 12) where blue observes red's relative
+velocity (slots 10–11, ``EnvConfig.blue_sees_velocity``, docs/spec.md §1.6; the functions
+tell the two layouts apart by the width); activations (..., rows, F) — e.g. (members,
+rows, 128) for a stack of actors, or (rows, 128) for one; losses reduce the rows axis, so a
+stacked input gives one loss per member.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ SOO_OTHERS = ("red", "sham-flag", "role-swap")
 SHAM_SLOT = core.BLUE_TRAP_SLOTS.stop - 1
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def has_velocity_slots(obs_blue: torch.Tensor) -> bool:
+    """Whether blue observations carry red's relative velocity (slots 10–11,
+    ``core.BLUE_RED_VELOCITY_SLOTS``): 12 slots instead of 10 (docs/spec.md §1.6)."""
+    return obs_blue.shape[-1] == core.BLUE_RED_VELOCITY_SLOTS.stop
 
 
 def self_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
@@ -75,11 +83,16 @@ def role_swap_observation(obs_blue: torch.Tensor) -> torch.Tensor:
     """Blue's observation (..., 10) as if blue stood where red stands (docs/spec.md §3.13):
     with d = red − blue (slots 6–7), the goal and landmark offsets (slots 0–5) become
     offset − d and red's slots become −d (where blue would see itself); the trap flags
-    stay. Only meaningful on rows with red in sight (d is 0 otherwise)."""
+    stay. With red's relative velocity observed (slots 10–11), it is negated too: from
+    red's place, blue moves at blue's velocity − red's. Only meaningful on rows with red
+    in sight (d is 0 otherwise)."""
     d = obs_blue[..., core.BLUE_RED_SLOTS]
     out = obs_blue.clone()
     out[..., :6] = obs_blue[..., :6] - torch.cat([d, d, d], dim=-1)
     out[..., core.BLUE_RED_SLOTS] = -d
+    if has_velocity_slots(obs_blue):
+        vel = core.BLUE_RED_VELOCITY_SLOTS
+        out[..., vel] = -obs_blue[..., vel]
     return out
 
 
@@ -106,7 +119,9 @@ def other_observation(
 ) -> torch.Tensor:
     """The other observation of docs/spec.md §3.3: a copy of ``obs_self`` (..., 10) with red's
     slots 6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots
-    8–9 set to 0 (kept as they are with ``keep_trap_flag``); nothing else changes.
+    8–9 set to 0 (kept as they are with ``keep_trap_flag``); with red's relative velocity
+    observed, its slots 10–11 are 0 (the fictitious red moves with blue; they are 0 on
+    every self row already); nothing else changes.
     ``radius`` is blue's sight radius (``EnvConfig.blue_sight``, docs/spec.md §1.12): the
     fictitious red is one blue would see.
 
@@ -121,6 +136,8 @@ def other_observation(
     out[..., core.BLUE_RED_SLOTS] = torch.stack((rho * torch.cos(phi), rho * torch.sin(phi)), -1)
     if not keep_trap_flag:
         out[..., core.BLUE_TRAP_SLOTS] = 0
+    if has_velocity_slots(obs_self):
+        out[..., core.BLUE_RED_VELOCITY_SLOTS] = 0
     return out
 
 

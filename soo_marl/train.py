@@ -28,6 +28,7 @@ from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPG
 from soo_marl.allocator import check_memory, fmt_bytes, tune_allocator
 from soo_marl.config import TrainConfig, resolve_device
+from soo_marl.envs import core
 from soo_marl.objectives import Batch, LiveStep, Objective, to_numpy
 from soo_marl.progress import Progress
 from soo_marl.vecenv import DeceptionVecEnv
@@ -216,8 +217,8 @@ def _checked_env(
     cfg, rc = plan.config, plan.config.run
     n_seeds, e = len(rc.seeds), rc.envs_per_seed
     if env_factory is None:  # checked before S·E worlds and S seeds' networks are built
-        vec = DeceptionVecEnv
-        check_run(plan, vec.obs_dims, vec.act_dims, cfg.env.max_cycles, device)
+        dims = core.obs_dims(cfg.env)
+        check_run(plan, dims, DeceptionVecEnv.act_dims, cfg.env.max_cycles, device)
         return DeceptionVecEnv(cfg.env, n_seeds, e)
     env = env_factory(n_seeds, e)
     length = getattr(env, "episode_length", None)
@@ -402,9 +403,11 @@ def play_episodes(state: TrainState, env: Any, plan: Plan, log: Logger) -> None:
         act = np.clip(act + scale * ou, -1.0, 1.0)
         next_obs, rew, done = env.step(act)
         returns += rew
+        recorded = getattr(env, "recorded_action", None)  # the applied action (§1.13)
+        stored = act if recorded is None else recorded(act)
         state.buffer.add(
             obs_t,
-            torch.from_numpy(act.astype(np.float32)).to(model.device),
+            torch.from_numpy(stored.astype(np.float32)).to(model.device),
             torch.from_numpy(rew.astype(np.float32)).to(model.device),
             torch.from_numpy(next_obs).to(model.device),
         )
@@ -431,7 +434,8 @@ def update_round(state: TrainState, plan: Plan, live: LiveStep, log: Logger) -> 
         part.before_round(model, live)
     rngs = [st["sample"] for st in state.streams]
     batch = state.buffer.sample(rngs, mc.batch_size, mc.normalize_rewards)
-    out = model.update(batch, extra_actor_loss(plan.objectives))
+    members = trained_actors(plan.config, model)
+    out = model.update(batch, extra_actor_loss(plan.objectives), members)
     for key in ("critic", "actor"):
         v = out[key].view(model.n_seeds, model.n_agents).cpu().numpy()
         for i, agent in enumerate(log.agents):
@@ -440,6 +444,18 @@ def update_round(state: TrainState, plan: Plan, live: LiveStep, log: Logger) -> 
         part.after_round(model)
         for k, v in to_numpy(part.logs()).items():
             log.add(k, v)
+
+
+def trained_actors(config: TrainConfig, model: MADDPG) -> torch.Tensor | None:
+    """(S·n,) bool: the members whose actors an update round trains, or None for all.
+    With a scripted red whose applied actions are recorded (``record_applied_action``,
+    docs/spec.md §1.13) red's actor moves nothing, so it is left out."""
+    env = config.env
+    if not (env.record_applied_action and env.scripted_red):
+        return None
+    members = torch.ones(model.n_seeds, model.n_agents, dtype=torch.bool)
+    members[:, core.RED] = False
+    return members.view(-1)
 
 
 def extra_actor_loss(

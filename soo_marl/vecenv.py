@@ -22,11 +22,16 @@ class DeceptionVecEnv:
     """The physical-deception core with S·E worlds; seed s resets from its own Generator."""
 
     agents = core.AGENT_IDS
-    obs_dims = (core.OBS_DIM_RED, core.OBS_DIM_BLUE)
+    #: The default configuration's sizes; an instance's follow its config (``core.obs_dims``).
+    obs_dims: tuple[int, ...] = (core.OBS_DIM_RED, core.OBS_DIM_BLUE)
     act_dims = (core.ACTION_DIM, core.ACTION_DIM)
 
     def __init__(self, cfg: core.EnvConfig, n_seeds: int, envs_per_seed: int) -> None:
         self.cfg, self.n_seeds, self.envs_per_seed = cfg, n_seeds, envs_per_seed
+        self.obs_dims = core.obs_dims(cfg)
+        #: (S, E, 4) the actions the last :meth:`step` applied (``core.applied_actions``),
+        #: kept only with ``cfg.record_applied_action``
+        self.applied: np.ndarray | None = None
         self.episode_length = cfg.max_cycles
         self.state: core.State | None = None
         self._reached = np.zeros((n_seeds * envs_per_seed, 2), dtype=bool)
@@ -54,11 +59,22 @@ class DeceptionVecEnv:
     def step(self, joint_action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """Step every world with actions (S, E, 4) = (red 2, blue 2), clipped to [-1, 1]."""
         a = np.clip(joint_action.reshape(-1, 2, core.ACTION_DIM), -1.0, 1.0)
+        if self.cfg.record_applied_action:  # §1.13: what the physics applies, recorded
+            applied = core.applied_actions(self.cfg, self._current(), a)
+            self.applied = applied.reshape(self.n_seeds, self.envs_per_seed, -1)
         self.state = state = core.step(self.cfg, self._current(), a)
         out = core.outputs(self.cfg, state)
         self._reached |= out.at_goal
         r = out.rewards.reshape(self.n_seeds, self.envs_per_seed, 2)
         return self._joint_obs(out), r, state.t >= self.episode_length
+
+    def recorded_action(self, joint_action: np.ndarray) -> np.ndarray:
+        """The joint action (S, E, 4) the replay buffer stores for the last :meth:`step`,
+        given ``joint_action``: the applied one with ``record_applied_action``, else the
+        given one itself."""
+        if self.cfg.record_applied_action and self.applied is not None:
+            return self.applied
+        return joint_action
 
     def episode_stats(self) -> dict[str, np.ndarray]:
         """Per seed and env, for the episode so far: trapped, red/blue reached the goal."""
