@@ -214,7 +214,8 @@ def validate(
     log(f"budget {chosen} episodes per seed, margin {margin}")
     p_chosen = chosen // len(DEFAULT_EVAL_SEEDS)
     parent_traj = _first(traj["A"], p_chosen, top)
-    parent = result["budgets"][str(chosen)]["A"]
+    at_budget = result["budgets"][str(chosen)]
+    parent = {**at_budget["A"], "red_decodability_v1": at_budget["v1"]["A"]}
     # the checks
     arms = {}
     for name, run in (("control", control), ("pos", pos), ("blind", blind)):
@@ -248,5 +249,83 @@ def validate(
     if compare is not None:
         result["regeneration"] = regeneration(*compare)
     (out / "probe_v2.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "probe_v2.md").write_text(report(result))
     log(json.dumps({k: v["pass"] for k, v in result["checks"].items()}))
     return result
+
+
+# ------------------------------------------------------------------ report
+
+
+def _q(values: Sequence[float]) -> str:
+    """ "median [25%, 75%]" of per-seed values."""
+    v = np.asarray(values, np.float64)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return "–"
+    lo, med, hi = np.percentile(v, [25, 50, 75])
+    return f"{med:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Markdown table lines."""
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return out + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
+def report(result: dict[str, Any]) -> str:
+    """The validation's tables (markdown) from a :func:`validate` result: α per layer,
+    test–retest per budget, the arms' per-seed D, the checks and the regeneration."""
+    lines = ["# Probe v2 validation", "", "## α per layer (median D over the parents, set A)", ""]
+    grid = result["alpha_grid"]
+    lines += _table(
+        ["layer", *(f"α {a:g}" for a in grid), "chosen"],
+        [
+            [f"h{k + 1}", *(f"{v:.3f}" for v in row), f"{result['alpha'][k]:g}"]
+            for k, row in enumerate(result["alpha_median_d"])
+        ],
+    )
+    lines += ["", "## Test–retest (sets A and B) per budget", ""]
+    rows = []
+    for b, entry in result["budgets"].items():
+        for key, r in entry["retest"].items():
+            pw = f"{entry['power']:.3f}" if key == "red_decodability" else ""
+            rows.append([b, key, f"{r['sd']:.4g}", f"{r['icc']:.3f}", f"{r['margin']:.4g}", pw])
+    head = ["episodes per seed", "measure", "SD of A − B", "ICC", "margin 1.96 SD", "power"]
+    lines += _table(head, rows)
+    met = "met" if result["budget_met"] else "not met by any budget: the largest is used"
+    lines += [
+        "",
+        f"Budget: {result['budget']} episodes per seed ({met}); margin {result['margin']}.",
+        "",
+        "## Per-seed D (median [quartiles] over seeds)",
+        "",
+    ]
+    rows = []
+    for name, arm in result["arms"].items():
+        keys = ("", "_h1", "_h2", "_context", "_v1")
+        rows.append([name, *(_q(arm.get(f"red_decodability{k}") or []) for k in keys)])
+    lines += _table(["blue", "D", "D h1", "D h2", "D without red's slots", "v1 R²"], rows)
+    lines += ["", "## Checks (paired by seed; signed-rank, one-sided 2.5%)", ""]
+    rows = [
+        [
+            name, f"{c['hodges_lehmann']:+.3f}", f"{c['mean']:+.3f}", c["negative_seeds"],
+            f"{c['noninferior_p']:.3g}", f"{c['lower_p']:.3g}", "yes" if c["pass"] else "no",
+        ]
+        for name, c in result["checks"].items()
+    ]  # fmt: skip
+    head = ["check", "Hodges–Lehmann shift", "mean", "seeds < 0", "p non-inferior", "p lower"]
+    lines += _table([*head, "passes"], rows)
+    if "regeneration" in result:
+        lines += ["", "## Regenerated arms against the committed arms.json (per seed)", ""]
+        rows = [
+            [
+                stage, m, f"{r['identical']} of {r['n']}", f"{r['max_abs_diff']:.4g}",
+                f"{r['mean_new']:+.4f}", f"{r['mean_committed']:+.4f}",
+            ]
+            for stage, ms in result["regeneration"].items()
+            for m, r in ms.items()
+        ]  # fmt: skip
+        head = ["arm", "measure", "seeds identical", "largest difference", "mean new", "committed"]
+        lines += _table(head, rows)
+    return "\n".join(lines) + "\n"

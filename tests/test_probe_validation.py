@@ -85,6 +85,14 @@ def test_validation_runs_the_protocol(validated):
         parents, np.array(result["budgets"][str(result["budget"])]["A"]["red_decodability"])
     )
     assert len(result["arms"]["doubled"]["red_decodability"]) == 8
+    at = result["budgets"][str(result["budget"])]
+    assert result["arms"]["parents"]["red_decodability_v1"] == at["v1"]["A"]
+    md = (out / "probe_v2.md").read_text()
+    assert md == pv.report(result)
+    assert "| positive_control | +0.000 | +0.000 | 0 |" in md
+    assert f"Budget: {result['budget']} episodes per seed" in md
+    for k, a in enumerate(result["alpha"]):
+        assert f"| {a:g} |" in next(r for r in md.splitlines() if r.startswith(f"| h{k + 1} |"))
 
 
 def test_budgets_must_split_over_the_evaluation_seeds(tmp_path):
