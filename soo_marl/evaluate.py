@@ -329,7 +329,7 @@ def _evaluate_one(
     luring = per_seed["trap_rate"] - to_goal
     blind, shuffled = _blind_and_shuffled(e, to_goal)
     decodability = red_decodability_per_seed(model, cfg, e.traj)
-    red_norm, other_norm = model_red_slot_norms(model)
+    red_norm, other_norm = model_red_slot_norms(model, cfg)
     cross = _cross_play(e, partners)
     grids = _write_eval_arrays(e, trunc_n, eval_seeds, episodes)
     run_dir = e.loaded.run_dir

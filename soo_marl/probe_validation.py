@@ -144,6 +144,74 @@ def regeneration(new: str | Path, committed: str | Path) -> dict[str, dict[str, 
     return out
 
 
+def choose_alpha(lm: LoadedModel, traj: dict[str, np.ndarray]) -> tuple[list[float], np.ndarray]:
+    """Per layer, the grid α with the highest median D over the parents' seeds on
+    ``traj`` (ties: the larger α), and the medians (layers, alphas)."""
+    grid = probes.decodability_grid(lm.model, lm.config.env, traj)
+    medians = np.median(probes.bounded(grid), axis=0)
+    alpha = [probes.ALPHA_GRID[np.flatnonzero(row == row.max())[-1]] for row in medians]
+    return alpha, medians
+
+
+def budget_entry(
+    lm: LoadedModel, sets: dict[str, dict[str, np.ndarray]], alpha: Sequence[float], sims: int
+) -> dict[str, Any]:
+    """Test–retest at one budget: D per seed on sets A and B (and v1's R²), each measure's
+    :func:`retest`, the power at D's margin and whether the budget meets the protocol."""
+    cfg = lm.config.env
+    m = {s: _measure(lm, t, alpha) for s, t in sets.items()}
+    v1 = {
+        s: probes.red_decodability_v1_per_seed(lm.model, cfg, t).tolist() for s, t in sets.items()
+    }
+    entry: dict[str, Any] = {"A": m["A"], "B": m["B"], "v1": v1, "retest": {}}
+    for key in m["A"]:
+        entry["retest"][key] = retest(np.array(m["A"][key]), np.array(m["B"][key]))
+    entry["retest"]["v1"] = retest(np.array(v1["A"]), np.array(v1["B"]))
+    r = entry["retest"]["red_decodability"]
+    diffs = np.array(m["A"]["red_decodability"]) - np.array(m["B"]["red_decodability"])
+    entry["power"] = power(diffs, r["margin"], sims=sims)
+    entry["meets"] = bool(r["margin"] <= MAX_MARGIN and entry["power"] >= POWER_GOAL)
+    return entry
+
+
+def checks(arms: dict[str, dict], margin: float) -> dict[str, dict[str, Any]]:
+    """The protocol's checks on per-seed D (``arms``: parents, control, pos, blind,
+    doubled): the blinded blue at its floor and below the parents, the positive control
+    non-inferior to the control, red's slots doubled non-inferior to the parents."""
+
+    def d(a: str, b: str) -> np.ndarray:
+        return np.array(arms[a]["red_decodability"]) - np.array(arms[b]["red_decodability"])
+
+    b = arms["blind"]
+    gap = np.abs(np.array(b["red_decodability"]) - np.array(b["red_decodability_context"]))
+    floor = {**_pairs(d("blind", "parents"), margin), "max_gap_to_context": float(gap.max())}
+    floor["pass"] = bool(floor["max_gap_to_context"] <= 1e-9 and floor["lower_p"] < LEVEL)
+    out = {"blinded_at_floor": floor}
+    for name, (a, ref) in {
+        "positive_control": ("pos", "control"),
+        "doubled": ("doubled", "parents"),
+    }.items():
+        c = _pairs(d(a, ref), margin)
+        out[name] = {**c, "pass": c["noninferior_p"] < LEVEL}
+    return out
+
+
+def measure_arms(
+    runs: dict[str, str | Path], episodes: int, alpha: Sequence[float], log: Callable[[str], None]
+) -> dict[str, dict[str, list]]:
+    """Probe v2's per-seed values (and v1's R²) of each run, on its own rollout of
+    ``episodes`` per default evaluation seed."""
+    out = {}
+    for name, run in runs.items():
+        log(f"arm {name}: rollout of {episodes} episodes per evaluation seed")
+        arm = load_model(run)
+        played = _play(arm, DEFAULT_EVAL_SEEDS, episodes)
+        out[name] = _measure(arm, played, alpha)
+        v1 = probes.red_decodability_v1_per_seed(arm.model, arm.config.env, played)
+        out[name]["red_decodability_v1"] = v1.tolist()
+    return out
+
+
 def validate(
     parents: str | Path,
     control: str | Path,
@@ -157,25 +225,19 @@ def validate(
 ) -> dict[str, Any]:
     """Run docs/results/probe_v2.md's protocol on the parents and the three regenerated
     arms (run directories); write ``probe_v2.json`` (every per-seed value, each table's
-    numbers and each check's verdict) into ``out`` and return it. ``compare``: (the
-    regenerated arms' ``arms.json``, the committed one) for :func:`regeneration`."""
-    if any(b % len(DEFAULT_EVAL_SEEDS) for b in budgets):
-        raise ValueError(f"every budget must be a multiple of {len(DEFAULT_EVAL_SEEDS)}")
+    numbers and each check's verdict) and ``probe_v2.md`` (:func:`report`) into ``out``
+    and return the result. ``compare``: (the regenerated arms' ``arms.json``, the
+    committed one) for :func:`regeneration`."""
+    n_eval = len(DEFAULT_EVAL_SEEDS)
+    if any(b % n_eval for b in budgets):
+        raise ValueError(f"every budget must be a multiple of {n_eval}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    per = [b // len(DEFAULT_EVAL_SEEDS) for b in budgets]
-    top = max(per)
+    top = max(budgets) // n_eval
     lm = load_model(parents)
-    cfg = lm.config.env
     log(f"parents: {lm.model.n_seeds} seeds, rollouts of {max(budgets)} episodes on sets A and B")
     traj = {"A": _play(lm, DEFAULT_EVAL_SEEDS, top), "B": _play(lm, EVAL_SEEDS_B, top)}
-    # 1. alpha per layer, on set A at the largest budget
-    grid = probes.decodability_grid(lm.model, cfg, traj["A"])
-    medians = np.median(probes.bounded(grid), axis=0)  # (layers, alphas)
-    alpha = []
-    for row in medians:
-        best = np.flatnonzero(row == row.max())[-1]  # ties: the larger alpha
-        alpha.append(probes.ALPHA_GRID[best])
+    alpha, medians = choose_alpha(lm, traj["A"])
     log(f"alpha per layer: {alpha} (frozen in probes.PROBE_ALPHA: {list(probes.PROBE_ALPHA)})")
     result: dict[str, Any] = {
         "protocol": "docs/results/probe_v2.md",
@@ -187,65 +249,24 @@ def validate(
         "alpha_frozen": list(probes.PROBE_ALPHA),
         "budgets": {},
     }
-    # 2-4. test-retest, margin and power per budget
-    chosen = None
-    for b, p in zip(budgets, per, strict=True):
+    for b in budgets:
         log(f"test-retest at {b} episodes per seed")
-        m = {s: _measure(lm, _first(traj[s], p, top), alpha) for s in ("A", "B")}
-        v1 = {
-            s: probes.red_decodability_v1_per_seed(lm.model, cfg, _first(traj[s], p, top)).tolist()
-            for s in ("A", "B")
-        }
-        entry: dict[str, Any] = {"A": m["A"], "B": m["B"], "v1": v1, "retest": {}}
-        for key in m["A"]:
-            entry["retest"][key] = retest(np.array(m["A"][key]), np.array(m["B"][key]))
-        entry["retest"]["v1"] = retest(np.array(v1["A"]), np.array(v1["B"]))
-        r = entry["retest"]["red_decodability"]
-        diffs = np.array(m["A"]["red_decodability"]) - np.array(m["B"]["red_decodability"])
-        entry["power"] = power(diffs, r["margin"], sims=sims)
-        entry["meets"] = bool(r["margin"] <= MAX_MARGIN and entry["power"] >= POWER_GOAL)
-        result["budgets"][str(b)] = entry
-        if chosen is None and entry["meets"]:
-            chosen = b
-    result["budget_met"] = chosen is not None
-    chosen = chosen if chosen is not None else max(budgets)
-    margin = result["budgets"][str(chosen)]["retest"]["red_decodability"]["margin"]
-    result.update(budget=chosen, margin=margin)
-    log(f"budget {chosen} episodes per seed, margin {margin}")
-    p_chosen = chosen // len(DEFAULT_EVAL_SEEDS)
-    parent_traj = _first(traj["A"], p_chosen, top)
+        sets = {s: _first(t, b // n_eval, top) for s, t in traj.items()}
+        result["budgets"][str(b)] = budget_entry(lm, sets, alpha, sims)
+    met = [b for b in budgets if result["budgets"][str(b)]["meets"]]
+    chosen = met[0] if met else max(budgets)
     at_budget = result["budgets"][str(chosen)]
-    parent = {**at_budget["A"], "red_decodability_v1": at_budget["v1"]["A"]}
-    # the checks
-    arms = {}
-    for name, run in (("control", control), ("pos", pos), ("blind", blind)):
-        log(f"arm {name}: rollout of {chosen} episodes per seed")
-        arm = load_model(run)
-        played = _play(arm, DEFAULT_EVAL_SEEDS, p_chosen)
-        arms[name] = _measure(arm, played, alpha)
-        arms[name]["red_decodability_v1"] = probes.red_decodability_v1_per_seed(
-            arm.model, arm.config.env, played
-        ).tolist()
-    doubled = _measure(
-        dataclasses.replace(lm, model=probes.scale_red_slots(lm.model, 2.0)),
-        parent_traj,
-        alpha,
+    margin = at_budget["retest"]["red_decodability"]["margin"]
+    result.update(budget_met=bool(met), budget=chosen, margin=margin)
+    log(f"budget {chosen} episodes per seed, margin {margin}")
+    arms = {"parents": {**at_budget["A"], "red_decodability_v1": at_budget["v1"]["A"]}}
+    runs = {"control": control, "pos": pos, "blind": blind}
+    arms.update(measure_arms(runs, chosen // n_eval, alpha, log))
+    doubled = dataclasses.replace(
+        lm, model=probes.scale_red_slots(lm.model, 2.0, core.red_slots(lm.config.env))
     )
-    result["arms"] = {**arms, "doubled": doubled, "parents": parent}
-
-    def d(a: dict, b: dict) -> np.ndarray:
-        return np.array(a["red_decodability"]) - np.array(b["red_decodability"])
-
-    b = arms["blind"]
-    blind_gap = np.abs(np.array(b["red_decodability"]) - np.array(b["red_decodability_context"]))
-    v2 = _pairs(d(arms["blind"], parent), margin)
-    v2.update(max_gap_to_context=float(blind_gap.max()))
-    v2["pass"] = bool(v2["max_gap_to_context"] <= 1e-9 and v2["lower_p"] < LEVEL)
-    v3 = _pairs(d(arms["pos"], arms["control"]), margin)
-    v3["pass"] = v3["noninferior_p"] < LEVEL
-    v4 = _pairs(d(doubled, parent), margin)
-    v4["pass"] = v4["noninferior_p"] < LEVEL
-    result["checks"] = {"blinded_at_floor": v2, "positive_control": v3, "doubled": v4}
+    arms["doubled"] = _measure(doubled, _first(traj["A"], chosen // n_eval, top), alpha)
+    result.update(arms=arms, checks=checks(arms, margin))
     if compare is not None:
         result["regeneration"] = regeneration(*compare)
     (out / "probe_v2.json").write_text(json.dumps(result, indent=1) + "\n")

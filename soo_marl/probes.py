@@ -127,23 +127,29 @@ def red_decodability_v1(
 
 
 def blue_observations(cfg: core.EnvConfig, traj: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Blue's observations (..., N, T+1, 10), float32, rebuilt from trajectory arrays
+    """Blue's observations (..., N, T+1, width), float32, rebuilt from trajectory arrays
     (positions, landmarks, goal index, trap and sight flags): what the environment
-    showed blue at every state (docs/spec.md §1.6)."""
+    showed blue at every state (docs/spec.md §1.6). With ``blue_sees_velocity`` the
+    velocities are rebuilt from the positions (:func:`core.velocities_from_positions`,
+    equal up to rounding)."""
     red, blue = np.asarray(traj["red_pos"], np.float64), np.asarray(traj["blue_pos"], np.float64)
     lead = red.shape[:-1]  # (..., N, T+1)
     t1 = lead[-1]
     landmarks = np.asarray(traj["landmarks"], np.float64)
+    pos = np.stack([red, blue], axis=-2)  # (..., N, T+1, 2, 2)
+    vel = np.zeros((1, 2, 2))
+    if cfg.red_sees_velocity or cfg.blue_sees_velocity:
+        vel = core.velocities_from_positions(cfg, pos, axis=-3).reshape(-1, 2, 2)
     state = core.State(
-        pos=np.stack([red, blue], axis=-2).reshape(-1, 2, 2),
-        vel=np.zeros((1, 2, 2)),
+        pos=pos.reshape(-1, 2, 2),
+        vel=vel,
         landmarks=np.repeat(landmarks[..., None, :, :], t1, axis=-3).reshape(-1, 2, 2),
         goal_index=np.repeat(np.asarray(traj["goal_index"], np.int64)[..., None], t1, -1).ravel(),
         trapped=np.asarray(traj["trapped"], bool).ravel(),
         t=0,
     )
     _, obs_blue = core.observe(cfg, state, np.asarray(traj["red_visible"], bool).ravel())
-    return obs_blue.reshape(*lead, core.OBS_DIM_BLUE)
+    return obs_blue.reshape(*lead, core.obs_dims(cfg)[1])
 
 
 @torch.no_grad()
@@ -207,7 +213,7 @@ def decodability_grid(
         if not len(obs):
             continue
         if context:
-            obs[:, core.BLUE_RED_SLOTS] = 0.0
+            obs[:, core.red_slots(cfg)] = 0.0
         for k, h in enumerate(hidden_layers(model, obs, i)):
             out[i, k] = cv_r2(h, target, episode, alphas)
     return out
@@ -268,14 +274,16 @@ def settings() -> dict[str, Any]:
     }
 
 
-def scale_red_slots(model: MADDPG, factor: float) -> MADDPG:
-    """A copy of ``model`` whose blue's first-layer weights on red's slots are multiplied
-    by ``factor`` (the validation's "red slots doubled", docs/results/probe_v2.md)."""
+def scale_red_slots(model: MADDPG, factor: float, slots: Sequence[int] | None = None) -> MADDPG:
+    """A copy of ``model`` whose blue's first-layer weights on red's slots (``slots``;
+    default: the default environment's, 6–7) are multiplied by ``factor`` (the
+    validation's "red slots doubled", docs/results/probe_v2.md)."""
+    slots = core.red_slots(core.EnvConfig()) if slots is None else list(slots)
     out = copy.deepcopy(model)
     blue = out.n_agents - 1
     with torch.no_grad():
         w = out.actor.weights[0]
-        w[blue :: out.n_agents, core.BLUE_RED_SLOTS] *= factor
+        w[blue :: out.n_agents, slots] *= factor
     return out
 
 
@@ -283,7 +291,11 @@ def scale_red_slots(model: MADDPG, factor: float) -> MADDPG:
 
 
 def red_slot_norms(
-    first_layer: np.ndarray | torch.Tensor, n_seeds: int, n_agents: int, blue: int
+    first_layer: np.ndarray | torch.Tensor,
+    n_seeds: int,
+    n_agents: int,
+    blue: int,
+    slots: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per trained seed, how strongly blue's actor reads red's position: the Frobenius
     norm of blue's first-layer weights on red's observation slots (6–7) and, for scale,
@@ -294,16 +306,21 @@ def red_slot_norms(
     w = np.asarray(w, np.float64)
     blue_w = w.reshape(n_seeds, n_agents, *w.shape[1:])[:, blue]
     red = np.zeros(blue_w.shape[1], dtype=bool)
-    red[core.BLUE_RED_SLOTS] = True
+    red[core.red_slots(core.EnvConfig()) if slots is None else list(slots)] = True
     return (
         np.sqrt((blue_w[:, red, :] ** 2).sum(axis=(1, 2))),
         np.sqrt((blue_w[:, ~red, :] ** 2).sum(axis=(1, 2))),
     )
 
 
-def model_red_slot_norms(model: MADDPG) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`red_slot_norms` of a loaded model (blue = its last agent)."""
-    return red_slot_norms(model.actor.weights[0], model.n_seeds, model.n_agents, model.n_agents - 1)
+def model_red_slot_norms(
+    model: MADDPG, cfg: core.EnvConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`red_slot_norms` of a loaded model (blue = its last agent) on the red slots
+    of ``cfg`` (default: the default environment's)."""
+    slots = core.red_slots(cfg or core.EnvConfig())
+    w = model.actor.weights[0]
+    return red_slot_norms(w, model.n_seeds, model.n_agents, model.n_agents - 1, slots)
 
 
 # ------------------------------------------------------------------ recomputation
@@ -316,7 +333,7 @@ def recompute(run_dir: str | Path) -> dict[str, np.ndarray]:
     exported positions (the weight norms and trapped steps exactly)."""
     lm = rundir.load_model(run_dir)
     traj = rundir.read_trajectories(run_dir, required=True)
-    red, other = model_red_slot_norms(lm.model)
+    red, other = model_red_slot_norms(lm.model, lm.config.env)
     return {
         "trapped_steps": metrics.trapped_steps(traj["trapped"]),
         **red_decodability_per_seed(lm.model, lm.config.env, traj),

@@ -424,13 +424,23 @@ def test_blind_finetune_zeroes_all_four_red_slots(blue_velocity_run, tmp_path) -
         assert torch.count_nonzero(blue_w[:, [0, 1, 2, 3, 4, 5, 8, 9]]) > 0
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=True,
-    reason="soo_marl/probes.py still rebuilds blue's observations 10 wide "
-    "(core.OBS_DIM_BLUE); it needs core.obs_dims/red_slots/velocities_from_positions",
-)
 def test_evaluate_a_run_where_blue_sees_velocity(blue_velocity_run) -> None:
+    """The probes follow blue's 12-slot layout: the red-slot norm covers slots 6, 7, 10
+    and 11, the rebuilt observations equal the rollout's up to rounding, and the
+    recomputation from the exported arrays agrees."""
+    from soo_marl import probes, rundir
     from soo_marl.evaluate import evaluate_runs
+    from soo_marl.rollout import rollout, start_uniforms
 
-    evaluate_runs([blue_velocity_run], episodes=3, eval_seeds=[155], progress=False)
+    (m,) = evaluate_runs([blue_velocity_run], episodes=3, eval_seeds=[155], progress=False).values()
+    lm = rundir.load_model(blue_velocity_run)
+    w = lm.model.actor.weights[0].detach().double().numpy()[1::2]  # blue's members
+    expected = np.sqrt((w[:, [6, 7, 10, 11]] ** 2).sum(axis=(1, 2)))
+    np.testing.assert_allclose(m["red_slot_norm"]["values"], expected)
+    cfg = lm.config.env
+    traj = rollout(cfg, start_uniforms([155], 3), lm.model, lm.model)
+    rebuilt = probes.blue_observations(cfg, traj)
+    assert rebuilt.shape[-1] == 12
+    np.testing.assert_allclose(rebuilt, traj["obs_blue"], atol=1e-5)
+    again = probes.recompute(blue_velocity_run)
+    np.testing.assert_allclose(again["red_slot_norm"], expected)
