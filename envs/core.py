@@ -602,6 +602,23 @@ def reset_from_uniforms(cfg: EnvConfig, u: np.ndarray) -> State:
     )
 
 
+def red_hidden_variables(cfg: EnvConfig, u: np.ndarray) -> dict[str, np.ndarray]:
+    """Red's per-episode hidden variables of B worlds, from their (B, ``reset_draws(cfg)``)
+    start draws, as :func:`reset_from_uniforms` draws them (docs/spec.md §1.3, §1.11,
+    §1.13): ``red_type`` ((B,) bool, the scripted red is a contrarian; with a scripted
+    red), ``red_speed`` ((B,) red's speed factor g; with the speed variant on) and
+    ``red_delay`` ((B,) int64 start delay; with the delay variant on). Only the variables
+    of variants that are on; empty for the default environment. No agent observes them;
+    the counterfactual-red probe (§4.4) picks its donors by them."""
+    state = reset_from_uniforms(cfg, u)
+    out = {
+        "red_type": state.red_contrarian,
+        "red_speed": state.red_gain,
+        "red_delay": state.red_delay,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def reset(
     cfg: EnvConfig,
     rng: np.random.Generator | int | Sequence[int],

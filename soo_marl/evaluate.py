@@ -27,7 +27,11 @@ from soo_marl.rollout import (
     DEFAULT_EVAL_EPISODES,
     DEFAULT_EVAL_SEEDS,
     SCRIPTED_BLUES,
+    counterfactual_donors,
+    donor_ceiling,
+    probe_hidden_variable,
     rollout,
+    shuffle_derangement,
     start_uniforms,
 )
 from soo_marl.rundir import LoadedModel, load_model
@@ -142,9 +146,11 @@ def play(
     blue: MADDPG | str | None = None,
     blind_blue: bool = False,
     shuffle_red: bool = False,
+    counterfactual_red: bool = False,
 ) -> dict[str, np.ndarray]:
     """Rollout of ``loaded``'s red with its own blue (default), another blue or a script;
-    ``blind_blue`` blinds blue to red, ``shuffle_red`` shows blue another episode's red
+    ``blind_blue`` blinds blue to red, ``shuffle_red`` shows blue another episode's red,
+    ``counterfactual_red`` the red of an episode that differs in red's hidden variable
     (docs/spec.md §4.4)."""
     return rollout(
         loaded.config.env,
@@ -154,6 +160,7 @@ def play(
         device=loaded.model.device,
         blind_blue=blind_blue,
         shuffle_red=shuffle_red,
+        counterfactual_red=counterfactual_red,
     )
 
 
@@ -235,8 +242,9 @@ def evaluate_runs(
     for (``episodes_planned``).
 
     Every run plays the same start states with its own agents, then its red plays with the
-    scripted blues, with its own blue blinded (red slots forced to 0) and shown another
-    episode's red (shuffled red), and each run's blue
+    scripted blues, with its own blue blinded (red slots forced to 0), shown another
+    episode's red (shuffled red) and, where red has a hidden variable, shown the red of an
+    episode that differs in it (counterfactual red), and each run's blue
     plays with the reds of the other runs of the same physics (cross-play, matched by seed
     index) — of all of them, or only of the runs in ``cross_with`` (which must be among
     ``run_dirs``).
@@ -327,7 +335,6 @@ def _evaluate_one(
         for p, m in e.probes.items()
     }
     luring = per_seed["trap_rate"] - to_goal
-    blind, shuffled = _blind_and_shuffled(e, to_goal)
     decodability = red_decodability_per_seed(model, cfg, e.traj)
     red_norm, other_norm = model_red_slot_norms(model, cfg)
     cross = _cross_play(e, partners)
@@ -342,10 +349,7 @@ def _evaluate_one(
         "luring_delta_trap": _summary(luring),
         "deceivability": probes["to_fake"]["trap_rate"],
         "blue_at_fake": _summary(per_seed["blue_at_fake"]),
-        "blind": _summaries(blind),
-        "closed_loop_share": _summary(luring - blind["luring_delta_trap"]),
-        "shuffled": _summaries(shuffled),
-        "closed_loop_share_shuffled": _summary(luring - shuffled["luring_delta_trap"]),
+        **_probe_entries(e, luring, to_goal),
         **_summaries(decodability),
         "red_slot_norm": _summary(red_norm),
         "other_slot_norm": _summary(other_norm),
@@ -358,18 +362,50 @@ def _evaluate_one(
     return result
 
 
-def _blind_and_shuffled(
-    e: Evaluated, to_goal: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-seed behaviour of the run with its blue blinded and shown a shuffled red."""
+def _probe_entries(e: Evaluated, luring: np.ndarray, to_goal: np.ndarray) -> dict[str, Any]:
+    """The metrics.json entries of the blind, shuffled-red and counterfactual-red probes
+    (docs/spec.md §4.4, §4.13): each probe's summaries, its closed-loop share and, for the
+    donor probes, the hidden variable their ceilings count and each one's ceiling. Without
+    a hidden variable the counterfactual probe is not played and its entries, like the
+    ceilings, are None."""
     cfg = e.loaded.config.env
     blind = behaviour_metrics(cfg, play(e.loaded, e.uniforms, blind_blue=True))
     blind["luring_delta_trap"] = blind["trap_rate"] - to_goal
-    played = play(e.loaded, e.uniforms, shuffle_red=True)
-    shuffled = behaviour_metrics(cfg, played)
-    shuffled["luring_delta_trap"] = shuffled["trap_rate"] - to_goal
-    shuffled["trapped_steps"] = metrics.trapped_steps(played["trapped"])
-    return blind, shuffled
+    shuffled = _donor_probe(e, to_goal, shuffle_red=True)
+    out: dict[str, Any] = {
+        "blind": _summaries(blind),
+        "closed_loop_share": _summary(luring - blind["luring_delta_trap"]),
+        "shuffled": _summaries(shuffled),
+        "closed_loop_share_shuffled": _summary(luring - shuffled["luring_delta_trap"]),
+    }
+    donors = counterfactual_donors(cfg, e.uniforms)
+    shuffled_donors = shuffle_derangement(e.uniforms.shape[0])
+    counterfactual = None
+    if donors is not None:
+        counterfactual = _donor_probe(e, to_goal, counterfactual_red=True)
+    out["hidden_variable"] = probe_hidden_variable(cfg)
+    out["shuffled_ceiling"] = donor_ceiling(cfg, e.uniforms, shuffled_donors)
+    out["counterfactual"] = None if counterfactual is None else _summaries(counterfactual)
+    out["closed_loop_share_counterfactual"] = (
+        None if counterfactual is None else _summary(luring - counterfactual["luring_delta_trap"])
+    )
+    out["counterfactual_ceiling"] = donor_ceiling(cfg, e.uniforms, donors)
+    return out
+
+
+def _donor_probe(
+    e: Evaluated, to_goal: np.ndarray, shuffle_red: bool = False, counterfactual_red: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-seed behaviour of the run's blue shown a donor's red (shuffled or
+    counterfactual), with its luring Δtrap and trapped steps."""
+    cfg = e.loaded.config.env
+    played = play(
+        e.loaded, e.uniforms, shuffle_red=shuffle_red, counterfactual_red=counterfactual_red
+    )
+    probe = behaviour_metrics(cfg, played)
+    probe["luring_delta_trap"] = probe["trap_rate"] - to_goal
+    probe["trapped_steps"] = metrics.trapped_steps(played["trapped"])
+    return probe
 
 
 def _cross_play(e: Evaluated, partners: list[Evaluated]) -> dict[str, dict[str, dict]]:
@@ -507,6 +543,11 @@ def format_summary(results: dict[str, dict]) -> str:
         rows.append(f"  {'trapped steps':<22}{f(m['trapped_steps'])}")
         rows.append(f"  {'blind luring Δtrap':<22}{f(r['blind']['luring_delta_trap'])}")
         rows.append(f"  {'shuffled luring Δtrap':<22}{f(r['shuffled']['luring_delta_trap'])}")
+        if r.get("counterfactual"):
+            cf = r["counterfactual"]["luring_delta_trap"]
+            rows.append(f"  {'counterfactual luring':<22}{f(cf)}")
+            ceilings = f"{r['shuffled_ceiling']:.3f} / {r['counterfactual_ceiling']:.3f}"
+            rows.append(f"  {'ceiling shuf. / cf.':<22}{ceilings}")
         rows.append(f"  {'red decodability D':<22}{f(r['red_decodability'])}")
         rows.append(f"  {'red-slot weight norm':<22}{f(r['red_slot_norm'])}")
         rows.append(f"  {'headline (guard)':<22}{f(m['headline_guard'])}")

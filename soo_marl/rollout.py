@@ -57,6 +57,80 @@ def shuffle_derangement(n: int) -> np.ndarray:
     return (np.arange(n) + n // 2) % n
 
 
+#: Hidden variables the counterfactual-red probe can swap, in order of precedence
+#: (docs/spec.md §4.4): red's type (a scripted red with 0 < red_contrarian_prob < 1),
+#: then red's speed (red_speed_min < red_speed_max).
+HIDDEN_VARIABLES = ("red_type", "red_speed")
+
+
+def probe_hidden_variable(cfg: core.EnvConfig) -> str | None:
+    """The hidden variable of ``cfg`` that the counterfactual-red probe swaps and the
+    probes' ceilings count (docs/spec.md §4.4): ``"red_type"`` when a scripted red is a
+    contrarian with a probability strictly between 0 and 1, else ``"red_speed"`` when red's
+    speed is drawn from a range of positive width, else None (the default environment, and
+    one whose only hidden variable is red's start delay: the probe is not defined)."""
+    if cfg.scripted_red and 0.0 < cfg.red_contrarian_prob < 1.0:
+        return "red_type"
+    if cfg.red_speed_min < cfg.red_speed_max:
+        return "red_speed"
+    return None
+
+
+def hidden_classes(cfg: core.EnvConfig, uniforms: np.ndarray) -> np.ndarray | None:
+    """(N,) bool class of each episode's hidden variable (:func:`probe_hidden_variable`)
+    from its start draws: red is a contrarian (``red_type``), or red's speed factor is in
+    the upper half of its range, g ≥ (red_speed_min + red_speed_max) / 2 (``red_speed``).
+    Two episodes **differ in the hidden variable** when their classes differ. None
+    without a hidden variable."""
+    name = probe_hidden_variable(cfg)
+    if name is None:
+        return None
+    value = core.red_hidden_variables(cfg, uniforms)[name]
+    if name == "red_type":
+        return value.astype(bool)
+    return value >= 0.5 * (cfg.red_speed_min + cfg.red_speed_max)
+
+
+def counterfactual_donors(cfg: core.EnvConfig, uniforms: np.ndarray) -> np.ndarray | None:
+    """The donors of the counterfactual-red probe (docs/spec.md §4.4): (N,) index of the
+    episode of the same batch whose red slots episode j shows blue, always one of the
+    other class (:func:`hidden_classes`). Within each class episodes are ordered, by
+    episode index for red's type and by red's speed for red's speed (ties by index); the
+    k-th of m episodes of a class gets the ⌊k·m'/m⌋-th of the m' episodes of the other
+    class. So a slow red's donor is the fast red of the same rank within its half (about
+    half the speed range faster), and the rarer type donates to several episodes.
+    Deterministic, a function of the start draws only (the same for every trained seed).
+    None when ``cfg`` has no hidden variable or the batch holds only one class."""
+    classes = hidden_classes(cfg, uniforms)
+    if classes is None:
+        return None
+    order = np.arange(classes.size)
+    if probe_hidden_variable(cfg) == "red_speed":
+        order = np.argsort(core.red_hidden_variables(cfg, uniforms)["red_speed"], kind="stable")
+    groups = [order[~classes[order]], order[classes[order]]]
+    if min(g.size for g in groups) == 0:
+        return None
+    donors = np.empty(classes.size, dtype=np.int64)
+    for own, other in ((groups[0], groups[1]), (groups[1], groups[0])):
+        donors[own] = other[(np.arange(own.size) * other.size) // own.size]
+    return donors
+
+
+def donor_ceiling(
+    cfg: core.EnvConfig, uniforms: np.ndarray, donors: np.ndarray | None
+) -> float | None:
+    """A donor probe's **ceiling** (docs/spec.md §4.4): the share of episodes whose donor
+    differs from them in the hidden variable (:func:`hidden_classes`), the largest share of
+    a luring that depends on that variable alone the probe can remove. The shuffled-red
+    probe's (:func:`shuffle_derangement`) is about 2p(1 − p) for red's type, about 1/2
+    for red's speed; the counterfactual probe's is 1 by construction. None without a
+    hidden variable or donors."""
+    classes = hidden_classes(cfg, uniforms)
+    if classes is None or donors is None:
+        return None
+    return float(np.mean(classes[donors] != classes))
+
+
 @torch.no_grad()
 def rollout(
     env_cfg: core.EnvConfig,
@@ -66,6 +140,7 @@ def rollout(
     device: str | torch.device = "cpu",
     blind_blue: bool = False,
     shuffle_red: bool = False,
+    counterfactual_red: bool = False,
 ) -> dict[str, np.ndarray]:
     """Play every start state with every trained seed; deterministic actors.
 
@@ -77,8 +152,10 @@ def rollout(
     §4.4); ``shuffle_red``: at every step blue's red slots are those of another episode
     of the same batch and trained seed at the same step (:func:`shuffle_derangement`; the
     shuffled-red probe, §4.4), so blue sees a plausible red, in or out of sight as that
-    episode's, that is not the real one. What is recorded is what the environment showed
-    in both cases. Returns the trajectory arrays of the export format:
+    episode's, that is not the real one; ``counterfactual_red``: the same with donors that
+    differ in red's hidden variable (:func:`counterfactual_donors`; the counterfactual-red
+    probe, §4.4; ValueError where ``env_cfg`` has none). What is recorded is what the
+    environment showed in every case. Returns the trajectory arrays of the export format:
     ``red_pos``/``blue_pos`` (S, N, T+1, 2), ``landmarks`` (S, N, 2, 2), ``goal_index``
     (S, N), ``trapped``/``red_visible`` (S, N, T+1; ``red_visible``: blue sees red, at
     blue's sight radius), ``actions_red``/``actions_blue`` (S, N, T, 2; the given actions,
@@ -86,9 +163,9 @@ def rollout(
     ``rewards`` (S, N, T, 2), and ``obs_blue`` (S, N, T+1, blue's observation size).
     """
     s_count, n = red.n_seeds, uniforms.shape[0]
-    _check_players(blue, s_count, blind_blue, shuffle_red)
-    donors = shuffle_derangement(n) if shuffle_red else None
-    probing = blind_blue or shuffle_red
+    _check_players(blue, s_count, blind_blue, shuffle_red, counterfactual_red)
+    donors = _donors(env_cfg, uniforms, shuffle_red, counterfactual_red)
+    probing = blind_blue or donors is not None
     t_len = env_cfg.max_cycles
     state = core.reset_from_uniforms(env_cfg, np.tile(uniforms, (s_count, 1)))
     b = state.batch_size
@@ -118,19 +195,41 @@ def rollout(
 
 
 def _check_players(
-    blue: MADDPG | str | BluePolicy, s_count: int, blind_blue: bool, shuffle_red: bool
+    blue: MADDPG | str | BluePolicy,
+    s_count: int,
+    blind_blue: bool,
+    shuffle_red: bool,
+    counterfactual_red: bool = False,
 ) -> None:
     """Refuse a blue, or a probe of blue, that :func:`rollout` cannot play."""
     if isinstance(blue, MADDPG) and blue.n_seeds != s_count:
         raise ValueError(f"blue has {blue.n_seeds} seeds, red {s_count}")
     if isinstance(blue, str) and blue not in SCRIPTED_BLUES:
         raise ValueError(f"unknown scripted blue {blue!r}; allowed: {SCRIPTED_BLUES}")
-    if blind_blue and isinstance(blue, str):
-        raise ValueError("a scripted blue does not look at red: blind_blue needs a policy")
-    if shuffle_red and isinstance(blue, str):
-        raise ValueError("a scripted blue does not look at red: shuffle_red needs a policy")
-    if shuffle_red and blind_blue:
-        raise ValueError("blind_blue and shuffle_red are two different probes: pick one")
+    probes = {"blind_blue": blind_blue, "shuffle_red": shuffle_red,
+              "counterfactual_red": counterfactual_red}  # fmt: skip
+    on = [name for name, wanted in probes.items() if wanted]
+    if on and isinstance(blue, str):
+        raise ValueError(f"a scripted blue does not look at red: {on[0]} needs a policy")
+    if len(on) > 1:
+        raise ValueError(f"{' and '.join(on)} are different probes: pick one")
+
+
+def _donors(
+    cfg: core.EnvConfig, uniforms: np.ndarray, shuffle_red: bool, counterfactual_red: bool
+) -> np.ndarray | None:
+    """The donor of each episode's red slots under a donor probe (None: no donor probe)."""
+    if shuffle_red:
+        return shuffle_derangement(uniforms.shape[0])
+    if not counterfactual_red:
+        return None
+    donors = counterfactual_donors(cfg, uniforms)
+    if donors is None:
+        raise ValueError(
+            "counterfactual_red needs a hidden variable of red (a scripted red's type or a "
+            "speed range) with both classes in the batch (docs/spec.md §4.4)"
+        )
+    return donors
 
 
 def _step_records(

@@ -294,6 +294,11 @@ def test_evaluate_reports_the_new_probes(evaluated):
         "red_decodability_context",
     ):
         assert np.allclose(again[key], m[key]["values"], rtol=1e-3, atol=1e-3), key
+    # the default environment has no hidden variable of red: no counterfactual probe, no
+    # ceilings (docs/spec.md §4.4)
+    for key in ("hidden_variable", "shuffled_ceiling", "counterfactual", "counterfactual_ceiling",
+                "closed_loop_share_counterfactual"):  # fmt: skip
+        assert m[key] is None, key
     # a blue that ignores red: nothing to shuffle, nothing read, activations blind to red
     assert deaf["closed_loop_share_shuffled"]["values"] == [0.0] * s
     assert deaf["red_slot_norm"]["values"] == [0.0] * s

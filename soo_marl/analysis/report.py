@@ -128,8 +128,11 @@ def _probe_sections(ms: list[dict]) -> list[str]:
         "The same blue, red and start states, with blue's red slots forced to 0 at every "
         'step (blind: the input blue learned as "red out of sight"), or replaced by '
         "those of another episode of the same batch (shuffled red: a plausible red that "
-        "is not the real one); closed-loop share = luring Δtrap − blind (or shuffled-red) "
-        "luring Δtrap.",
+        "is not the real one), or of an episode whose red differs in its hidden variable "
+        "(counterfactual red: the other type, or a distant speed; where red has one); "
+        "closed-loop share = luring Δtrap − blind (or shuffled-red, or counterfactual-red) "
+        "luring Δtrap. A donor probe's ceiling is the share of its donors whose red "
+        "differs in the hidden variable.",
         "",
         tables.blind_table(ms),
         "",

@@ -82,6 +82,8 @@ BLIND_COLUMNS = (
     (("closed_loop_share",), "closed-loop share"),
     (("shuffled", "luring_delta_trap"), "shuffled-red luring Δtrap"),
     (("closed_loop_share_shuffled",), "closed-loop share (shuffled red)"),
+    (("counterfactual", "luring_delta_trap"), "counterfactual-red luring Δtrap"),
+    (("closed_loop_share_counterfactual",), "closed-loop share (counterfactual red)"),
     (("blind", "trap_rate"), "blind trap rate"),
     (("shuffled", "trap_rate"), "shuffled-red trap rate"),
     (("blind", "blue_at_fake"), "blind blue at fake"),
@@ -115,14 +117,31 @@ def _at(m: dict, path: tuple[str, ...]) -> dict | None:
     return m
 
 
+#: Title of :func:`blind_table`'s last column, the donor probes' ceilings (§4.4).
+CEILING_TITLE = "ceiling (shuffled / counterfactual red)"
+
+
+def ceiling_cell(m: Mapping[str, Any]) -> str:
+    """The shuffled-red and counterfactual-red probes' ceilings of one condition, "a / b"
+    (shares of donors that differ in red's hidden variable, docs/spec.md §4.4; "–" where
+    red has none or the file predates them)."""
+    values = [m.get(k) for k in ("shuffled_ceiling", "counterfactual_ceiling")]
+    if all(v is None for v in values):
+        return "–"
+    return " / ".join("–" if v is None else f"{v:.3f}" for v in values)
+
+
 def blind_table(metrics: Sequence[dict]) -> str:
     """Does blue's luring need to see red? Its own blue against the same blue blinded to
-    red (red slots forced to 0) and shown another episode's red (shuffled red), with the
-    same red and start states (docs/spec.md §4.4)."""
-    head = "| condition | " + " | ".join(t for _, t in BLIND_COLUMNS) + " |"
-    rows = [head, "|" + "---|" * (len(BLIND_COLUMNS) + 1)]
+    red (red slots forced to 0), shown another episode's red (shuffled red) and shown the
+    red of an episode that differs in red's hidden variable (counterfactual red, "–"
+    without one), with the same red and start states, and the donor probes' ceilings
+    (docs/spec.md §4.4)."""
+    titles = [t for _, t in BLIND_COLUMNS] + [CEILING_TITLE]
+    head = "| condition | " + " | ".join(titles) + " |"
+    rows = [head, "|" + "---|" * (len(titles) + 1)]
     for m in metrics:
-        cells = [fmt(_at(m, path)) for path, _ in BLIND_COLUMNS]
+        cells = [fmt(_at(m, path)) for path, _ in BLIND_COLUMNS] + [ceiling_cell(m)]
         rows.append(f"| {m['label']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -313,6 +332,21 @@ GLOSSARY = (
         "episode of the same evaluation batch (a plausible red that is not the real one, "
         "in or out of sight as in that episode); closed-loop share (shuffled red) = "
         "luring Δtrap − shuffled-red luring Δtrap",
+    ),
+    (
+        "counterfactual-red luring Δtrap",
+        "luring Δtrap of the same blue shown, at every step, the red slots of an episode "
+        "of the same batch whose red differs in its hidden variable (the other type of a "
+        "scripted red; a speed in the other half of red's speed range); not defined, "
+        '"–", where red has no hidden variable; closed-loop share (counterfactual red) = '
+        "luring Δtrap − counterfactual-red luring Δtrap",
+    ),
+    (
+        "ceiling",
+        "of a donor probe (shuffled or counterfactual red): the share of episodes whose "
+        "donor red differs in the hidden variable, the most of a luring that depends on "
+        "that variable the probe can remove (1 for the counterfactual probe; about "
+        "2p(1 − p) for the shuffled probe with a contrarian probability p)",
     ),
     (
         "trapped steps",
