@@ -4,7 +4,8 @@ recomputed from the committed model folder without the run's evaluation files.
 
 Schema ``soo-marl seed values 1``: ``label``, ``seeds`` (the trained seeds, in the order
 of every list below), ``evaluation`` (episodes per evaluation seed, the evaluation seeds,
-the cross-play partners and the probes), ``meta`` (the run's kind, baseline, episodes),
+the cross-play partners, the probes and, from evaluations that record them, red's hidden
+variable and the donor probes' ceilings), ``meta`` (the run's kind, baseline, episodes),
 ``provenance`` (package versions, CPU, git revision of the evaluating code) and
 ``measures``: the dotted path of each per-seed measure of ``eval/metrics.json`` (e.g.
 ``luring_delta_trap``, ``metrics.trap_rate``, ``cross_play.honest r0.5.luring_delta_trap``)
@@ -22,6 +23,9 @@ from soo_marl import metrics, rundir
 
 SCHEMA = "soo-marl seed values 1"
 FILE = "seed_values.json"
+#: metrics.json entries kept under ``evaluation`` where present: red's hidden variable and
+#: the donor probes' ceilings (docs/spec.md §4.4, §4.13).
+CEILING_KEYS = ("hidden_variable", "shuffled_ceiling", "counterfactual_ceiling")
 
 
 def _summaries(x: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, list]]:
@@ -38,17 +42,21 @@ def _summaries(x: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, list]]
 def seed_values(result: Mapping[str, Any], provenance: Mapping[str, str]) -> dict[str, Any]:
     """The seed-values record of an evaluation result (``eval/metrics.json``)."""
     measures = dict(_summaries({k: v for k, v in result.items() if k != "grids_mean"}))
+    evaluation = {
+        "episodes_per_eval_seed": result["episodes_per_eval_seed"],
+        "eval_seeds": list(result["eval_seeds"]),
+        "cross_play": sorted(result.get("cross_play") or {}),
+        "probes": sorted(result.get("probes") or {}),
+        "decodability_probe": result.get("decodability_probe") or {"version": 1},
+    }
+    for key in CEILING_KEYS:  # one number per run, not per seed (docs/spec.md §4.4)
+        if key in result:
+            evaluation[key] = result[key]
     return {
         "schema": SCHEMA,
         "label": result["label"],
         "seeds": list(result["seeds"]),
-        "evaluation": {
-            "episodes_per_eval_seed": result["episodes_per_eval_seed"],
-            "eval_seeds": list(result["eval_seeds"]),
-            "cross_play": sorted(result.get("cross_play") or {}),
-            "probes": sorted(result.get("probes") or {}),
-            "decodability_probe": result.get("decodability_probe") or {"version": 1},
-        },
+        "evaluation": evaluation,
         "meta": dict(result.get("meta") or {}),
         "provenance": dict(provenance),
         "measures": measures,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soo_marl import metrics
+from soo_marl import metrics, rundir
 from soo_marl.agents.maddpg import MADDPG, MADDPGConfig
 from soo_marl.analysis import tables
 from soo_marl.analysis.closed_loop import COUNTERFACTUAL_PROBES, closed_loop_gate, pilot_row
@@ -28,6 +28,7 @@ from soo_marl.rollout import (
     shuffle_derangement,
     start_uniforms,
 )
+from soo_marl.seed_values import read_seed_values
 
 MODELS = Path(__file__).resolve().parents[1] / "docs" / "results" / "models"
 T = core.EnvConfig(red_policy="scripted", red_contrarian_prob=0.5, sight_radius=0.5)
@@ -210,6 +211,13 @@ def test_evaluate_reports_the_counterfactual_probe_and_the_ceilings(evaluated_t)
     assert "counterfactual-red luring Δtrap" in row[0] and tables.CEILING_TITLE in row[0]
     assert tables.fmt(m["closed_loop_share_counterfactual"]) in row[2]
     assert f"{m['shuffled_ceiling']:.3f} / 1.000" in row[2]
+    # and seed_values.json keeps them: the per-seed measures and the ceilings
+    record = read_seed_values(rundir.eval_dir(m["run"]))
+    assert record["measures"]["counterfactual.luring_delta_trap"] == cf.tolist()
+    assert "closed_loop_share_counterfactual" in record["measures"]
+    assert record["evaluation"]["hidden_variable"] == "red_type"
+    assert record["evaluation"]["shuffled_ceiling"] == m["shuffled_ceiling"]
+    assert record["evaluation"]["counterfactual_ceiling"] == 1.0
 
 
 def _gate_json(luring, blind, shuffled, counterfactual, ceilings=(0.5, 1.0)) -> dict:
