@@ -203,7 +203,17 @@ class EnvConfig:
         ),
     )
 
+    history: int = field(
+        default=1,
+        metadata=_help(
+            "§1.6: each agent observes its last `history` observations stacked, oldest first "
+            "and newest last, frames before the episode's start all 0 (1: the single current "
+            "frame; both agents)"
+        ),
+    )
+
     def __post_init__(self) -> None:
+        _check_history(self.history)
         if self.baseline not in BASELINES:
             raise ValueError(
                 f"unknown baseline {self.baseline!r}; allowed values: {', '.join(BASELINES)}"
@@ -485,6 +495,12 @@ class State:
         return new
 
 
+def _check_history(history: Any) -> None:
+    """Refuse a ``history`` (§1.6) that is not a positive integer."""
+    if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or history < 1:
+        raise ValueError(f"history must be a positive integer, got {history!r}")
+
+
 def obs_dims(cfg: EnvConfig) -> tuple[int, int]:
     """Observation sizes (red, blue) of ``cfg`` (docs/spec.md §1.6): :data:`OBS_DIM_RED`
     and :data:`OBS_DIM_BLUE` (6, 10), each plus 2 when that agent sees the other's
@@ -505,6 +521,84 @@ def red_slots(cfg: EnvConfig) -> list[int]:
     if cfg.blue_sees_velocity:
         slots += list(range(BLUE_RED_VELOCITY_SLOTS.start, BLUE_RED_VELOCITY_SLOTS.stop))
     return slots
+
+
+def input_dims(cfg: EnvConfig) -> tuple[int, int]:
+    """What each agent (red, blue) observes and its actor reads (docs/spec.md §1.6):
+    ``history`` frames of :func:`obs_dims` each (6, 10 by default; 4 × with history 4)."""
+    k = int(cfg.history)
+    red, blue = obs_dims(cfg)
+    return k * red, k * blue
+
+
+def stacked_red_slots(cfg: EnvConfig) -> list[int]:
+    """Every slot of blue's *stacked* observation (:func:`input_dims`) that carries red:
+    :func:`red_slots` in each of the ``history`` frames (frame j holds slots j·w … j·w +
+    w − 1, w blue's frame size). Equal to :func:`red_slots` with history 1. What surgical
+    blinding zeroes and the actor's red-slot weights are."""
+    width = obs_dims(cfg)[1]
+    return [j * width + k for j in range(int(cfg.history)) for k in red_slots(cfg)]
+
+
+def stack_frames(frames: np.ndarray, widths: Sequence[int]) -> np.ndarray:
+    """Joint frames (k, ..., Σ widths), oldest first, as the stacked joint observation
+    (..., k · Σ widths): per agent (of frame size ``widths[i]``, in order) its k frames
+    side by side, oldest first (docs/spec.md §1.6)."""
+    k = frames.shape[0]
+    parts, start = [], 0
+    for w in widths:
+        block = np.moveaxis(frames[..., start : start + w], 0, -2)  # (..., k, w)
+        parts.append(block.reshape(*block.shape[:-2], k * w))
+        start += w
+    return np.concatenate(parts, axis=-1)
+
+
+def stack_episode(frames: np.ndarray, history: int, axis: int = -2) -> np.ndarray:
+    """One agent's observations of whole episodes along the time ``axis`` (e.g. an export's
+    ``obs_blue`` (S, N, T+1, w)) as the stacked observations the agent acted on (…, T+1,
+    history · w): at step t the frames t − history + 1 … t, newest last, and zeros for the
+    frames before the episode's start (docs/spec.md §1.6). ``history`` 1 returns
+    ``frames`` itself."""
+    if history == 1:
+        return frames
+    x = np.moveaxis(np.asarray(frames), axis, 0)  # (T+1, ..., w)
+    out = np.zeros((history, *x.shape), dtype=x.dtype)
+    for back in range(history):  # frame history-1-back holds the step `back` steps ago
+        if back < x.shape[0]:
+            out[history - 1 - back, back:] = x[: x.shape[0] - back]
+    out = np.moveaxis(out, 0, -2)  # (T+1, ..., history, w)
+    out = out.reshape(*out.shape[:-2], -1)
+    return np.moveaxis(out, 0, axis)
+
+
+class ObservationHistory:
+    """The last ``history`` joint frames of a batch of worlds (docs/spec.md §1.6): what an
+    environment hands out with ``EnvConfig.history`` > 1. :meth:`reset` starts an episode
+    (earlier frames all 0), :meth:`push` adds its next frame; both return the stacked
+    joint observation (:func:`stack_frames`). With history 1 both return the frame itself
+    (no copy), so the default path is unchanged."""
+
+    def __init__(self, history: int, widths: Sequence[int]) -> None:
+        _check_history(history)
+        self.history, self.widths = int(history), tuple(int(w) for w in widths)
+        self.frames: np.ndarray | None = None  # (history, ..., Σ widths), oldest first
+
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        """Start an episode whose first joint frame is ``frame`` (..., Σ widths)."""
+        if self.history == 1:
+            return frame
+        self.frames = np.zeros((self.history, *frame.shape), dtype=frame.dtype)
+        return self.push(frame)
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Add the episode's next joint frame; the stacked observation (..., k · Σ widths)."""
+        if self.history == 1:
+            return frame
+        if self.frames is None:
+            raise RuntimeError("ObservationHistory: call reset() first")
+        self.frames[:-1] = self.frames[1:].copy()
+        self.frames[-1] = frame
+        return stack_frames(self.frames, self.widths)
 
 
 def velocities_from_positions(cfg: EnvConfig, positions: np.ndarray, axis: int = -2) -> np.ndarray:

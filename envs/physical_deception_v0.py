@@ -64,6 +64,13 @@ red's observation gains slots 6, 7 (8 values), v_b − v_r while blue is in red'
 else (0, 0); with ``blue_sees_velocity`` blue's gains slots 10, 11 (12 values),
 v_r − v_b while red is in blue's sight, else (0, 0). The observation spaces follow.
 
+Optional history (off by default, docs/spec.md §1.6): with ``history=k`` > 1 each agent
+observes its last k observations (the layouts above, with or without the velocity slots)
+side by side, oldest first and newest last; before the episode's start the frames are all
+0. Frame j of an agent with frame size w is slots j·w … j·w + w − 1; blue's slots that
+carry red are 6, 7 (and 10, 11) of every frame. The observation spaces are k times as
+wide.
+
 Actions
 -------
 
@@ -127,6 +134,7 @@ Arguments
   blue; no force with blue out of sight.
 * ``red_sees_velocity=False``, ``blue_sees_velocity=False``: the other agent's velocity
   relative to one's own, as two more observation slots while in sight (above).
+* ``history=1``: the number of last observations each agent observes, stacked (above).
 * ``record_applied_action=False``: for the trainer and the evaluation exports, not the
   env: record the action the physics applied (docs/spec.md §1.13); no effect here.
 
@@ -195,7 +203,8 @@ class PhysicalDeceptionEnv(ParallelEnv):
         self.agents: list[str] = []
         self.state_: core.State | None = None
         self._np_random = np.random.default_rng()
-        dims = core.obs_dims(self.cfg)  # 6, 10 (8, 12 with the velocity slots, §1.6)
+        dims = core.input_dims(self.cfg)  # 6, 10 (8, 12 with velocity slots; × history)
+        self._frames = core.ObservationHistory(self.cfg.history, core.obs_dims(self.cfg))
         self._observation_spaces = {
             a: spaces.Box(-np.inf, np.inf, (d,), np.float32)
             for a, d in zip(AGENTS, dims, strict=True)
@@ -256,7 +265,17 @@ class PhysicalDeceptionEnv(ParallelEnv):
         self.state_ = core.reset(self.cfg, self._np_random, 1)
         self.agents = list(AGENTS)
         obs, infos, _ = self._outputs()
-        return obs, infos
+        return self._stacked(obs, True), infos
+
+    def _stacked(self, obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
+        """Each agent's last ``history`` frames, newest last, zeros before the episode's
+        start (docs/spec.md §1.6); the frames themselves with history 1."""
+        if self.cfg.history == 1:
+            return obs
+        frame = np.concatenate([obs[RED_ID], obs[BLUE_ID]])
+        joint = self._frames.reset(frame) if first else self._frames.push(frame)
+        red = self._observation_spaces[RED_ID].shape[0]
+        return {RED_ID: joint[:red].copy(), BLUE_ID: joint[red:].copy()}
 
     def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
         """Apply both agents' actions for one step."""
@@ -268,6 +287,7 @@ class PhysicalDeceptionEnv(ParallelEnv):
         a = core.validate_joint_actions((actions[RED_ID], actions[BLUE_ID]), AGENTS)[None]
         self.state_, out = core.step_outputs(self.cfg, self.state_, a)
         obs, infos, r = self._outputs(out)
+        obs = self._stacked(obs, False)
         ((r_red, r_blue),) = r.tolist()
         rewards = {RED_ID: r_red, BLUE_ID: r_blue}
         truncated = self.state_.t >= self.cfg.max_cycles

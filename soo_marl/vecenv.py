@@ -28,7 +28,12 @@ class DeceptionVecEnv:
 
     def __init__(self, cfg: core.EnvConfig, n_seeds: int, envs_per_seed: int) -> None:
         self.cfg, self.n_seeds, self.envs_per_seed = cfg, n_seeds, envs_per_seed
-        self.obs_dims = core.obs_dims(cfg)
+        #: What each agent observes (``core.input_dims``): ``cfg.history`` frames of
+        #: ``frame_dims`` (``core.obs_dims``); :meth:`reset` and :meth:`step` hand out the
+        #: stacked joint observations, the replay buffer stores single frames.
+        self.obs_dims = core.input_dims(cfg)
+        self.frame_dims, self.history = core.obs_dims(cfg), int(cfg.history)
+        self._frames = core.ObservationHistory(self.history, self.frame_dims)
         #: (S, E, 4) the actions the last :meth:`step` applied (``core.applied_actions``),
         #: kept only with ``cfg.record_applied_action``
         self.applied: np.ndarray | None = None
@@ -54,7 +59,7 @@ class DeceptionVecEnv:
         u = np.concatenate([r.random((self.envs_per_seed, draws)) for r in rngs])
         self.state = core.reset_from_uniforms(self.cfg, u)
         self._reached[:] = False
-        return self._joint_obs()
+        return self._frames.reset(self._joint_obs())
 
     def step(self, joint_action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """Step every world with actions (S, E, 4) = (red 2, blue 2), clipped to [-1, 1]."""
@@ -66,7 +71,7 @@ class DeceptionVecEnv:
         out = core.outputs(self.cfg, state)
         self._reached |= out.at_goal
         r = out.rewards.reshape(self.n_seeds, self.envs_per_seed, 2)
-        return self._joint_obs(out), r, state.t >= self.episode_length
+        return self._frames.push(self._joint_obs(out)), r, state.t >= self.episode_length
 
     def recorded_action(self, joint_action: np.ndarray) -> np.ndarray:
         """The joint action (S, E, 4) the replay buffer stores for the last :meth:`step`,
