@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from soo_marl import rundir
+from soo_marl.agents.buffer import StackedReplayBuffer
 from soo_marl.agents.maddpg import MADDPGConfig
 from soo_marl.analysis.classify import DEFAULT_N_EPISODES, result_name
 from soo_marl.config import SECTIONS, RunConfig, TrainConfig, build_section, coerce, load_yaml
+from soo_marl.envs import core
 from soo_marl.finetune import FinetuneConfig
 from soo_marl.rollout import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_SEEDS
 from soo_marl.soo import SOO_ROWS
@@ -50,7 +52,8 @@ FINETUNE_FACTOR = 1.3
 #: probes take longer: 3 runs × 32 seeds × 4,000 episodes took 647 s, the model says 269 s).
 EVAL_PER_SEED_EPISODE = 0.4e-3
 CROSS_PER_SEED_EPISODE = 0.1e-3
-#: Replay memory per transition: joint obs 16 + actions 4 + rewards 2 + next obs 16 floats.
+#: Replay memory per transition: joint obs 16 + actions 4 + rewards 2 + next obs 16 floats
+#: (the default environment's; :func:`bytes_per_transition` follows the config).
 BYTES_PER_TRANSITION = 38 * 4
 #: Memory besides the replay buffers (torch, networks, evaluation arrays).
 BASE_MEMORY_GB = 1.0
@@ -364,6 +367,25 @@ def _seed_options(o: dict[str, Any], run: dict[str, Any]) -> None:
         run["seeds"] = listed
 
 
+def bytes_per_transition(config: TrainConfig) -> int:
+    """Replay memory per stored transition of ``config`` (docs/spec.md §2.4, §6.7): single
+    frames of ``core.obs_dims`` (16 values, 2 more per agent that sees velocities), 4
+    actions, 2 rewards, and with ``history`` > 1 the episode step: 152 bytes by default,
+    156 with history, whatever k (the frames are stacked only when sampling)."""
+    obs = sum(core.obs_dims(config.env))
+    return StackedReplayBuffer.row_bytes(obs, 4, 2, config.env.history)
+
+
+def sampling_bytes(config: TrainConfig) -> int:
+    """Per seed, the working memory of stacking one sampled batch (``history`` > 1; 0
+    otherwise): ``history`` gathered rows per transition and the stacked observations."""
+    k = config.env.history
+    if k == 1:
+        return 0
+    obs, batch = sum(core.obs_dims(config.env)), config.maddpg.batch_size
+    return StackedReplayBuffer.sample_bytes(batch, obs, 4, 2, k)
+
+
 def _run_estimate(
     config: TrainConfig, episodes: int, seeds: int, fresh: bool, tune: bool
 ) -> Estimate:
@@ -377,7 +399,8 @@ def _run_estimate(
     else:
         rows = min(config.maddpg.buffer_size, config.run.episodes * steps)
         copies = 3 if tune else 2
-    memory = BASE_MEMORY_GB + copies * seeds * rows * BYTES_PER_TRANSITION / 1e9
+    replay = copies * rows * bytes_per_transition(config) + sampling_bytes(config)
+    memory = BASE_MEMORY_GB + seeds * replay / 1e9
     return Estimate(seconds, memory, cpus=2)
 
 

@@ -130,13 +130,17 @@ def new_state(config: TrainConfig, env: Any, device: torch.device) -> TrainState
     """Fresh networks, an empty buffer and the RNG streams of ``config.run.seeds``."""
     seeds = list(config.run.seeds)
     model = MADDPG(config.maddpg, seeds, env.obs_dims, env.act_dims).to(device)
+    history = int(getattr(env, "history", 1))  # stacked frames (EnvConfig.history, §1.6)
+    frames = list(getattr(env, "frame_dims", env.obs_dims))
     buffer = StackedReplayBuffer(
         len(seeds),
         config.maddpg.buffer_size,
-        model.joint_obs_dim,
+        sum(frames),  # single frames are stored (§2.4)
         model.joint_act_dim,
         model.n_agents,
         device,
+        history,
+        frames,
     )
     return TrainState(model, buffer, [seed_streams(s) for s in seeds])
 
@@ -217,12 +221,14 @@ def _checked_env(
     cfg, rc = plan.config, plan.config.run
     n_seeds, e = len(rc.seeds), rc.envs_per_seed
     if env_factory is None:  # checked before S·E worlds and S seeds' networks are built
-        dims = core.obs_dims(cfg.env)
-        check_run(plan, dims, DeceptionVecEnv.act_dims, cfg.env.max_cycles, device)
+        dims = core.input_dims(cfg.env)
+        act_dims = DeceptionVecEnv.act_dims
+        check_run(plan, dims, act_dims, cfg.env.max_cycles, device, cfg.env.history)
         return DeceptionVecEnv(cfg.env, n_seeds, e)
     env = env_factory(n_seeds, e)
     length = getattr(env, "episode_length", None)
-    check_run(plan, env.obs_dims, env.act_dims, length, device)
+    history = int(getattr(env, "history", 1))
+    check_run(plan, env.obs_dims, env.act_dims, length, device, history)
     return env
 
 
@@ -327,16 +333,34 @@ def network_bytes(config: TrainConfig, obs_dims: Sequence[int], act_dims: Sequen
     return weights + 3 * sum(p.numel() * p.element_size() for p in trained)
 
 
+def replay_bytes(
+    rows: int, obs_dims: Sequence[int], act_dims: Sequence[int], history: int, batch_size: int
+) -> int:
+    """One seed's replay memory: ``rows`` stored single-frame transitions and, with
+    ``history`` > 1, the working memory of stacking a sampled batch (``obs_dims``: what
+    the actors read, ``history`` frames per agent)."""
+    obs_dim, act_dim, n = sum(obs_dims) // history, sum(act_dims), len(obs_dims)
+    total = rows * StackedReplayBuffer.row_bytes(obs_dim, act_dim, n, history)
+    if history > 1:
+        total += StackedReplayBuffer.sample_bytes(batch_size, obs_dim, act_dim, n, history)
+    return total
+
+
 def check_run(
     plan: Plan,
     obs_dims: Sequence[int],
     act_dims: Sequence[int],
     episode_length: int | None,
     device: torch.device,
+    history: int = core.EnvConfig.history,
 ) -> None:
     """Refuse, with a one-line ValueError and before anything is allocated, a run that
     could never make an update round, or whose replay buffers and networks need more
     memory than is available.
+
+    ``obs_dims`` are what the actors read: ``history`` frames per agent (``EnvConfig.
+    history``, docs/spec.md §1.6); the buffer stores single frames, and with history > 1
+    each seed's sampling needs :meth:`~StackedReplayBuffer.sample_bytes` on top.
 
     No update: :func:`last_round_fill` is below the batch size (``episode_length`` None,
     for an environment of unknown episode length, skips this check). Memory: on the CPU
@@ -371,8 +395,7 @@ def check_run(
     rows = mc.buffer_size
     if transitions is not None and device.type == "cpu":
         rows = min(rows, plan.buffer_rows + transitions)
-    obs_dim, act_dim = sum(obs_dims), sum(act_dims)
-    replay = n_seeds * rows * StackedReplayBuffer.row_bytes(obs_dim, act_dim, len(obs_dims))
+    replay = n_seeds * replay_bytes(rows, obs_dims, act_dims, history, mc.batch_size)
     nets = n_seeds * network_bytes(cfg, obs_dims, act_dims)
     what = (
         f"{n_seeds:,} seeds × {rows:,} transitions of replay ({fmt_bytes(replay)}) plus their "
@@ -394,7 +417,7 @@ def play_episodes(state: TrainState, env: Any, plan: Plan, log: Logger) -> None:
     ou = np.zeros((s, e, act_dim))
     obs = env.reset([st["env"] for st in state.streams])
     returns = np.zeros((s, e, model.n_agents))
-    done = False
+    done, t = False, 0
     while not done:
         obs_t = torch.from_numpy(obs).to(model.device)
         act = model.act(obs_t).cpu().numpy().astype(np.float64)
@@ -410,8 +433,9 @@ def play_episodes(state: TrainState, env: Any, plan: Plan, log: Logger) -> None:
             torch.from_numpy(stored.astype(np.float32)).to(model.device),
             torch.from_numpy(rew.astype(np.float32)).to(model.device),
             torch.from_numpy(next_obs).to(model.device),
+            t,  # the episode step, by which a buffer with history stacks frames
         )
-        obs = next_obs
+        obs, t = next_obs, t + 1
         state.env_steps += e
         state.steps_since_update += e
         while state.steps_since_update >= mc.steps_per_update:
