@@ -87,19 +87,26 @@ def soo_draw_generators(seeds: Sequence[int]) -> list[torch.Generator]:
 
 @torch.no_grad()
 def blue_soo_values(
-    model: MADDPG, obs_blue: np.ndarray, radius: float, keep_trap_flag: bool = False
+    model: MADDPG,
+    obs_blue: np.ndarray,
+    radius: float,
+    keep_trap_flag: bool = False,
+    history: int = core.EnvConfig.history,
 ) -> np.ndarray:
     """Blue's SOO value per step, (S, N, T+1); NaN where red is in sight (docs/spec.md §4.8).
 
     The other observation's fictitious red is drawn within ``radius``; its trap flag is
     zeroed, or kept with ``keep_trap_flag``. The draws depend only on each trained seed,
-    so both variants see the same fictitious reds.
+    so both variants see the same fictitious reds. ``obs_blue`` (S, N, T+1, w) holds
+    single frames; with ``history`` > 1 blue's stacked observations are rebuilt from them
+    (``core.stack_episode``) and the SOO functions work frame by frame (§1.6, §3.3).
     """
+    obs_blue = core.stack_episode(obs_blue, history, axis=2)
     s, n, t1, d = obs_blue.shape
     obs = torch.from_numpy(obs_blue.reshape(s, n * t1, d)).to(model.device)
-    mask = soo.self_mask(obs)
+    mask = soo.self_mask(obs, history=history)
     gens = soo_draw_generators(model.seeds)
-    other = soo.other_observation(obs, gens, radius, keep_trap_flag)
+    other = soo.other_observation(obs, gens, radius, keep_trap_flag, history)
     value = torch.empty(s, n * t1, device=model.device)
     for i in range(0, n * t1, SOO_CHUNK):  # in chunks: activations of 100k+ rows are GBs
         rows = slice(i, i + SOO_CHUNK)
@@ -285,14 +292,21 @@ def _load_and_play(
 ) -> Evaluated:
     """Load one run and play its own rollout (with SOO values) and its scripted-blue probes."""
     lm = load_model(run_dir, device)
+    if lm.config.env.history > 1:
+        raise ValueError(
+            f"{run_dir}: history > 1 is not supported by evaluate yet: the red-decodability "
+            "probe and the red-slot norms (soo_marl/probes.py) and the saturation samples "
+            "read single frames"
+        )
     if stopped is not None:
         lm.meta.update(unfinished=True, episodes_planned=stopped.episodes_planned)
     uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(lm.config.env))
     traj = play(lm, uniforms)
     obs_blue = traj.pop("obs_blue")
     radius = lm.config.env.blue_sight  # SOO's fictitious red: in blue's sight
-    traj["soo_value"] = blue_soo_values(lm.model, obs_blue, radius)
-    traj["soo_value_flag_kept"] = blue_soo_values(lm.model, obs_blue, radius, True)
+    k = lm.config.env.history
+    traj["soo_value"] = blue_soo_values(lm.model, obs_blue, radius, history=k)
+    traj["soo_value_flag_kept"] = blue_soo_values(lm.model, obs_blue, radius, True, k)
     e = Evaluated(lm.label, lm, traj, _records(traj), uniforms)
     cfg = lm.config.env
     e.probes = {p: behaviour_metrics(cfg, play(lm, uniforms, p)) for p in SCRIPTED_BLUES}

@@ -338,8 +338,9 @@ def finetune_plan(
         )
     config, ft = _finetune_config(par.config, ft, device, kernels)
     frozen = FrozenParent()
-    parts = _objectives(ft, frozen, soo_generators(list(config.run.seeds)))
-    blind = BlindRed(core.red_slots(config.env)) if ft.blind_red else None
+    gens = soo_generators(list(config.run.seeds))
+    parts = _objectives(ft, frozen, gens, config.env.history)
+    blind = BlindRed(core.stacked_red_slots(config.env)) if ft.blind_red else None
     if blind is not None:
         parts.append(blind)
 
@@ -375,14 +376,19 @@ def _finetune_config(
 
 
 def _objectives(
-    ft: FinetuneConfig, frozen: FrozenParent, gens: list[torch.Generator]
+    ft: FinetuneConfig,
+    frozen: FrozenParent,
+    gens: list[torch.Generator],
+    history: int = core.EnvConfig.history,
 ) -> list[Objective]:
-    """The frozen parent, the SOO variant's terms of ``ft`` and, if asked, a frozen red."""
+    """The frozen parent, the SOO variant's terms of ``ft`` and, if asked, a frozen red
+    (``history``: the stacked frames of blue's observations, ``EnvConfig.history``)."""
     # __post_init__ fills soo_layers and soo_distance, _finetune_config sets soo_radius
     assert ft.soo_radius is not None and ft.soo_layers is not None and ft.soo_distance is not None
     parts: list[Objective] = [frozen]
     if ft.style == "authors":
-        parts.append(AuthorsSooStep(ft.soo_weight, ft.anchor_weight, ft.soo_radius, frozen, gens))
+        step = AuthorsSooStep(ft.soo_weight, ft.anchor_weight, ft.soo_radius, frozen, gens, history)
+        parts.append(step)
     else:
         parts.append(
             SooTerm(
@@ -394,9 +400,10 @@ def _objectives(
                 keep_trap_flag=ft.keep_trap_flag,
                 distance=ft.soo_distance,
                 other=ft.soo_other,
+                history=history,
             )
         )
-        parts.append(AnchorTerm(ft.anchor_weight, frozen))
+        parts.append(AnchorTerm(ft.anchor_weight, frozen, history))
     if ft.freeze_red:
         parts.append(FreezeRed(frozen))
     return parts

@@ -159,24 +159,27 @@ class SooTerm(_DrawsFictitiousReds):
         keep_trap_flag: bool = False,
         distance: str = "mse",
         other: str = "red",
+        history: int = core.EnvConfig.history,
     ) -> None:
         if other not in soo.SOO_OTHERS:
             raise ValueError(f"unknown SOO other {other!r}; allowed: {', '.join(soo.SOO_OTHERS)}")
         self.weight, self.layers, self.radius = weight, layers, radius
         self.rows, self.keep_trap_flag, self.distance = rows, keep_trap_flag, distance
-        self.other = other
+        self.other, self.history = other, history  # history: stacked frames (§1.6)
         self.generators = generators
         self._logs: dict[str, torch.Tensor] = {}
 
     def _rows_and_other(self, obs_blue: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows the loss uses and their other observations (docs/spec.md §3.3, §3.13)."""
+        k = self.history
         if self.other == "role-swap":
-            return soo.in_sight_mask(obs_blue, self.rows), soo.role_swap_observation(obs_blue)
-        mask = soo.self_mask(obs_blue, self.rows)
+            swapped = soo.role_swap_observation(obs_blue, k)
+            return soo.in_sight_mask(obs_blue, self.rows, k), swapped
+        mask = soo.self_mask(obs_blue, self.rows, k)
         if self.other == "sham-flag":
-            return mask, soo.sham_observation(obs_blue)
-        other = soo.other_observation(obs_blue, self.generators, self.radius, self.keep_trap_flag)
-        return mask, other
+            return mask, soo.sham_observation(obs_blue, k)
+        gens, radius = self.generators, self.radius
+        return mask, soo.other_observation(obs_blue, gens, radius, self.keep_trap_flag, k)
 
     def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor:
         """W·SOO for blue members, 0 for red."""
@@ -202,14 +205,16 @@ class AnchorTerm(Objective):
     """``weight`` × MSE between blue's actions and the frozen parent's on the out-of-sight
     rows of each sampled batch (docs/spec.md §3.5): keeps the fine-tuned blue capable."""
 
-    def __init__(self, weight: float, parent: FrozenParent) -> None:
-        self.weight, self.parent = weight, parent
+    def __init__(
+        self, weight: float, parent: FrozenParent, history: int = core.EnvConfig.history
+    ) -> None:
+        self.weight, self.parent, self.history = weight, parent, history
         self._logs: dict[str, torch.Tensor] = {}
 
     def actor_loss(self, model: MADDPG, batch: Batch) -> torch.Tensor:
         """A·anchor for blue members, 0 for red."""
         obs_blue = batch["obs"][..., -model.obs_dims[-1] :]
-        mask = soo.self_mask(obs_blue)
+        mask = soo.self_mask(obs_blue, history=self.history)
         act = soo.blue_activations(model, obs_blue, "action")
         with torch.no_grad():
             act_pre = soo.blue_activations(self.parent.reference, obs_blue, "action")
@@ -245,8 +250,9 @@ class FreezeRed(Objective):
 
 class BlindRed(Objective):
     """Surgical blinding (docs/spec.md §3.13): blue's first-layer actor weights on every
-    slot carrying red (``slots``, ``core.red_slots`` of the run's environment: red's
-    offset 6–7, and its relative velocity 10–11 where blue observes it) are set to zero
+    slot carrying red (``slots``, ``core.stacked_red_slots`` of the run's environment:
+    red's offset 6–7, and its relative velocity 10–11 where blue observes it, in every
+    frame with ``EnvConfig.history`` > 1) are set to zero
     when fine-tuning starts and put back to zero after every round, in the actor and its
     target, so blue's actions never depend on red."""
 
@@ -287,8 +293,10 @@ class AuthorsSooStep(_DrawsFictitiousReds):
         radius: float,
         parent: FrozenParent,
         generators: list[torch.Generator],
+        history: int = core.EnvConfig.history,
     ) -> None:
         self.soo_weight, self.anchor_weight, self.radius = soo_weight, anchor_weight, radius
+        self.history = history  # stacked frames (EnvConfig.history, §1.6)
         self.parent, self.generators = parent, generators
         self.fired = 0  # steps taken (seed × round), for the tests and the logs
         self._logs: dict[str, torch.Tensor] = {}
@@ -298,11 +306,12 @@ class AuthorsSooStep(_DrawsFictitiousReds):
         s, n = model.n_seeds, model.n_agents
         k = live.round_index % live.obs.shape[1]
         obs_blue = live.obs[:, k, -model.obs_dims[-1] :][:, None]  # (S, 1, 10)
-        fire = soo.self_mask(obs_blue)[:, 0]  # (S,)
+        fire = soo.self_mask(obs_blue, history=self.history)[:, 0]  # (S,)
         act_dim = model.act_dims[-1]
         noise = torch.as_tensor(live.noise[:, k, -act_dim:], dtype=obs_blue.dtype)
         noise = noise.to(obs_blue.device)[:, None]
-        other = soo.other_observation(obs_blue, self.generators, self.radius)
+        gens, k = self.generators, self.history
+        other = soo.other_observation(obs_blue, gens, self.radius, history=k)
         self._logs = {"soo/authors_fired": fire.float()}
         if not bool(fire.any()):
             return

@@ -42,7 +42,8 @@ def start_uniforms(
 
 
 #: A blue policy given as a function: blue observations (B, 10; B, 12 with the velocity
-#: slots of docs/spec.md §1.6) → actions (B, 2).
+#: slots of docs/spec.md §1.6; history × that with ``EnvConfig.history``, the frames
+#: stacked, newest last) → actions (B, 2).
 BluePolicy = Callable[[np.ndarray], np.ndarray]
 
 
@@ -161,6 +162,9 @@ def rollout(
     blue's sight radius), ``actions_red``/``actions_blue`` (S, N, T, 2; the given actions,
     or with ``env_cfg.record_applied_action`` the applied ones, ``core.applied_actions``),
     ``rewards`` (S, N, T, 2), and ``obs_blue`` (S, N, T+1, blue's observation size).
+    With ``env_cfg.history`` > 1 both agents act on their stacked last frames
+    (``core.ObservationHistory``) and a probe changes red's slots in every frame blue
+    sees; ``obs_blue`` holds single frames (``core.stack_episode`` rebuilds the stacks).
     """
     s_count, n = red.n_seeds, uniforms.shape[0]
     _check_players(blue, s_count, blind_blue, shuffle_red, counterfactual_red)
@@ -171,6 +175,7 @@ def rollout(
     b = state.batch_size
     records = _step_records(t_len, b, core.obs_dims(env_cfg)[1])
     pos, trapped, visible, obs_blue_all, actions, rewards = records
+    views = _Views(env_cfg, s_count, n, donors if probing else False)
     for t in range(t_len + 1):
         out = core.outputs(env_cfg, state)  # observations, sight and rewards in one pass
         pos[t], trapped[t] = state.pos, state.trapped
@@ -179,19 +184,52 @@ def rollout(
             rewards[t - 1] = out.rewards  # the reward of step t-1 is read off state t
         if t == t_len:
             break
-        joint = torch.from_numpy(np.concatenate([out.obs_red, out.obs_blue], 1)).to(device)
-        joint = joint.view(s_count, n, -1)
+        seen, shown = views(np.concatenate([out.obs_red, out.obs_blue], 1), t)
+        joint = torch.from_numpy(seen).to(device).view(s_count, n, -1)
         a_red = red.act(joint)[..., : core.ACTION_DIM].reshape(b, 2).cpu().numpy()
-        obs_blue = out.obs_blue
-        if probing:
-            obs_blue, joint = _probe_view(env_cfg, obs_blue, joint, s_count, n, donors)
+        if shown is not seen:
+            joint = torch.from_numpy(shown).to(device).view(s_count, n, -1)
+        obs_blue = shown[:, -views.blue_width :]
         a_blue = _blue_action(env_cfg, state, blue, joint, obs_blue, b)
-        actions[t] = np.stack([a_red, a_blue], axis=1)
-        given = np.clip(actions[t], -1.0, 1.0)
-        if env_cfg.record_applied_action:  # §1.13: what the physics applies
-            actions[t] = core.applied_actions(env_cfg, state, given)
-        state = core.step(env_cfg, state, given)
+        state = _advance(env_cfg, state, actions, t, np.stack([a_red, a_blue], axis=1))
     return _trajectories(state, records, s_count, n)
+
+
+class _Views:
+    """What each agent of :func:`rollout` acts on (docs/spec.md §1.6, §4.4): red on its
+    real frames, blue on the frames it is shown (each through :func:`_probe_view` when
+    probed); with ``history`` > 1 stacked (``core.ObservationHistory``), else the frame
+    itself. ``donors``: False for no probe, None for the blind probe, else the donors."""
+
+    def __init__(
+        self, env_cfg: core.EnvConfig, s_count: int, n: int, donors: np.ndarray | None | bool
+    ) -> None:
+        dims = core.obs_dims(env_cfg)
+        self.cfg, self.s_count, self.n, self.donors = env_cfg, s_count, n, donors
+        self.red = core.ObservationHistory(env_cfg.history, dims)
+        self.blue = core.ObservationHistory(env_cfg.history, dims)
+        self.blue_width = core.input_dims(env_cfg)[1]
+
+    def __call__(self, frame: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(red's joint input, blue's joint input) at step ``t`` from the joint frame."""
+        seen = self.red.reset(frame) if t == 0 else self.red.push(frame)
+        shown = frame
+        if self.donors is not False:
+            donors = None if self.donors is None else np.asarray(self.donors)
+            shown = _probe_view(self.cfg, frame, self.s_count, self.n, donors)
+        return seen, self.blue.reset(shown) if t == 0 else self.blue.push(shown)
+
+
+def _advance(
+    env_cfg: core.EnvConfig, state: core.State, actions: np.ndarray, t: int, given: np.ndarray
+) -> core.State:
+    """Record step ``t``'s actions (B, 2, 2) in ``actions`` (the applied ones with
+    ``record_applied_action``, §1.13) and return the state after it."""
+    actions[t] = given
+    clipped = np.clip(actions[t], -1.0, 1.0)
+    if env_cfg.record_applied_action:  # §1.13: what the physics applies
+        actions[t] = core.applied_actions(env_cfg, state, clipped)
+    return core.step(env_cfg, state, clipped)
 
 
 def _check_players(
@@ -248,27 +286,24 @@ def _step_records(
 
 def _probe_view(
     env_cfg: core.EnvConfig,
-    obs_blue: np.ndarray,
-    joint: torch.Tensor,
+    frame: np.ndarray,
     s_count: int,
     n: int,
     donors: np.ndarray | None,
-) -> tuple[np.ndarray, torch.Tensor]:
-    """Every slot carrying red (``core.red_slots``: red's offset and, when observed, its
-    relative velocity) as a probe shows blue: zeroed (``donors`` None) or the donors'."""
-    slots = core.red_slots(env_cfg)
+) -> np.ndarray:
+    """A joint frame (B, red's + blue's observation) with every slot of blue's part that
+    carries red (``core.red_slots``: red's offset and, when observed, its relative
+    velocity) as a probe shows blue: zeroed (``donors`` None) or the donors' (a copy).
+    With history > 1 every frame blue acts on went through here (docs/spec.md §4.4)."""
     blue_start = core.obs_dims(env_cfg)[0]  # blue's part of the joint observation
-    columns = [blue_start + k for k in slots]
-    obs_blue = obs_blue.copy()
-    joint = joint.clone()
+    columns = [blue_start + k for k in core.red_slots(env_cfg)]
+    out = frame.copy()
     if donors is None:
-        obs_blue[:, slots] = 0.0
-        joint[..., columns] = 0.0
+        out[:, columns] = 0.0
     else:
-        shown = obs_blue.reshape(s_count, n, -1)[:, donors][..., slots]  # (S, N, k)
-        obs_blue[:, slots] = shown.reshape(obs_blue.shape[0], -1)
-        joint[..., columns] = torch.from_numpy(shown).to(joint.device)
-    return obs_blue, joint
+        shown = frame.reshape(s_count, n, -1)[:, donors][..., columns]  # (S, N, k)
+        out[:, columns] = shown.reshape(frame.shape[0], -1)
+    return out
 
 
 def _blue_action(

@@ -41,58 +41,88 @@ SHAM_SLOT = core.BLUE_TRAP_SLOTS.stop - 1
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def has_velocity_slots(obs_blue: torch.Tensor) -> bool:
-    """Whether blue observations carry red's relative velocity (slots 10–11,
-    ``core.BLUE_RED_VELOCITY_SLOTS``): 12 slots instead of 10 (docs/spec.md §1.6)."""
-    return obs_blue.shape[-1] == core.BLUE_RED_VELOCITY_SLOTS.stop
+def has_velocity_slots(obs_blue: torch.Tensor, history: int = core.EnvConfig.history) -> bool:
+    """Whether blue observations (..., history · w) carry red's relative velocity (slots
+    10–11 of each frame, ``core.BLUE_RED_VELOCITY_SLOTS``): frames of w = 12 slots instead
+    of 10 (docs/spec.md §1.6)."""
+    return obs_blue.shape[-1] // history == core.BLUE_RED_VELOCITY_SLOTS.stop
 
 
-def self_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
-    """(...,) bool: blue observations (..., 10) usable as self observations: red out of
-    sight (slots 6–7 exactly 0) and, with ``rows="pre-trap"``, the trap flag (slots 8–9)
-    still 0."""
+def frames(obs_blue: torch.Tensor, history: int = core.EnvConfig.history) -> torch.Tensor:
+    """Stacked blue observations (..., history · w) as their frames (..., history, w),
+    oldest first (``EnvConfig.history``, docs/spec.md §1.6); a view."""
+    return obs_blue.unflatten(-1, (history, obs_blue.shape[-1] // history))
+
+
+def real_frames(f: torch.Tensor) -> torch.Tensor:
+    """(..., k, 1) bool: which frames of :func:`frames` are observations, not the zeros
+    that stand for the steps before the episode's start."""
+    return (f != 0).any(dim=-1, keepdim=True)
+
+
+def self_mask(
+    obs_blue: torch.Tensor, rows: str = "all", history: int = core.EnvConfig.history
+) -> torch.Tensor:
+    """(...,) bool: blue observations (..., 10; ``history`` frames of that, §1.6) usable as
+    self observations: red out of sight (slots 6–7 exactly 0) in every frame and, with
+    ``rows="pre-trap"``, the trap flag (slots 8–9) still 0."""
     if rows not in SOO_ROWS:
         raise ValueError(f"unknown SOO rows {rows!r}; allowed: {', '.join(SOO_ROWS)}")
-    mask = (obs_blue[..., core.BLUE_RED_SLOTS] == 0).all(dim=-1)
+    f = frames(obs_blue, history)
+    mask = (f[..., core.BLUE_RED_SLOTS] == 0).all(dim=-1).all(dim=-1)
     if rows == "pre-trap":
-        mask = mask & (obs_blue[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1)
+        mask = mask & (f[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1).all(dim=-1)
     return mask
 
 
-def in_sight_mask(obs_blue: torch.Tensor, rows: str = "all") -> torch.Tensor:
-    """(...,) bool: blue observations (..., 10) with red in sight (slots 6–7 not both 0),
-    before the trap only with ``rows="pre-trap"``: the rows of role-swap SOO."""
+def in_sight_mask(
+    obs_blue: torch.Tensor, rows: str = "all", history: int = core.EnvConfig.history
+) -> torch.Tensor:
+    """(...,) bool: blue observations (..., 10; ``history`` frames of that) with red in
+    sight (slots 6–7 not both 0) in the newest frame, before the trap only with
+    ``rows="pre-trap"``: the rows of role-swap SOO."""
     if rows not in SOO_ROWS:
         raise ValueError(f"unknown SOO rows {rows!r}; allowed: {', '.join(SOO_ROWS)}")
-    mask = (obs_blue[..., core.BLUE_RED_SLOTS] != 0).any(dim=-1)
+    f = frames(obs_blue, history)[..., -1, :]
+    mask = (f[..., core.BLUE_RED_SLOTS] != 0).any(dim=-1)
     if rows == "pre-trap":
-        mask = mask & (obs_blue[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1)
+        mask = mask & (f[..., core.BLUE_TRAP_SLOTS] == 0).all(dim=-1)
     return mask
 
 
-def sham_observation(obs_self: torch.Tensor) -> torch.Tensor:
+def sham_observation(obs_self: torch.Tensor, history: int = core.EnvConfig.history) -> torch.Tensor:
     """The sham control's other observation (docs/spec.md §3.13): a copy of ``obs_self``
-    (..., 10) with the duplicated trap-flag slot 9 flipped (x → 1 − x) and nothing else
-    changed — an input change as large as a flag, carrying nothing about red or blue."""
+    (..., 10; ``history`` frames of that) with the duplicated trap-flag slot 9 flipped
+    (x → 1 − x) in every frame since the episode's start and nothing else changed — an
+    input change as large as a flag, carrying nothing about red or blue."""
     out = obs_self.clone()
-    out[..., SHAM_SLOT] = 1.0 - out[..., SHAM_SLOT]
+    f = frames(out, history)
+    flipped = 1.0 - f[..., SHAM_SLOT]
+    if history > 1:
+        flipped = torch.where(real_frames(f)[..., 0], flipped, f[..., SHAM_SLOT])
+    f[..., SHAM_SLOT] = flipped
     return out
 
 
-def role_swap_observation(obs_blue: torch.Tensor) -> torch.Tensor:
-    """Blue's observation (..., 10) as if blue stood where red stands (docs/spec.md §3.13):
+def role_swap_observation(
+    obs_blue: torch.Tensor, history: int = core.EnvConfig.history
+) -> torch.Tensor:
+    """Blue's observation (..., 10; ``history`` frames of that, each swapped) as if blue
+    stood where red stands (docs/spec.md §3.13):
     with d = red − blue (slots 6–7), the goal and landmark offsets (slots 0–5) become
     offset − d and red's slots become −d (where blue would see itself); the trap flags
     stay. With red's relative velocity observed (slots 10–11), it is negated too: from
     red's place, blue moves at blue's velocity − red's. Only meaningful on rows with red
     in sight (d is 0 otherwise)."""
-    d = obs_blue[..., core.BLUE_RED_SLOTS]
+    f = frames(obs_blue, history)
+    d = f[..., core.BLUE_RED_SLOTS]
     out = obs_blue.clone()
-    out[..., :6] = obs_blue[..., :6] - torch.cat([d, d, d], dim=-1)
-    out[..., core.BLUE_RED_SLOTS] = -d
-    if has_velocity_slots(obs_blue):
+    g = frames(out, history)
+    g[..., :6] = f[..., :6] - torch.cat([d, d, d], dim=-1)
+    g[..., core.BLUE_RED_SLOTS] = -d
+    if has_velocity_slots(obs_blue, history):
         vel = core.BLUE_RED_VELOCITY_SLOTS
-        out[..., vel] = -obs_blue[..., vel]
+        g[..., vel] = -f[..., vel]
     return out
 
 
@@ -116,6 +146,7 @@ def other_observation(
     generator: Generators = None,
     radius: float = core.EnvConfig.sight_radius,
     keep_trap_flag: bool = False,
+    history: int = core.EnvConfig.history,
 ) -> torch.Tensor:
     """The other observation of docs/spec.md §3.3: a copy of ``obs_self`` (..., 10) with red's
     slots 6–7 set to ρ(cos φ, sin φ), ρ ~ U[0, radius], φ ~ U[0, 2π), and the trap slots
@@ -128,16 +159,25 @@ def other_observation(
     ρ and φ come from ``torch.rand`` with ``generator`` (on the generator's device), or
     from one generator per slice of the leading axis when a list is given, so the result
     is deterministic given the generator(s).
+
+    With ``history`` > 1 (stacked frames, §1.6) the same fictitious red (one draw per row)
+    is at the same offset in every frame since the episode's start, with the trap flags
+    and velocity slots of every such frame as above; the all-zero frames before the
+    episode's start stay 0.
     """
     u = _uniforms((*obs_self.shape[:-1], 2), generator, obs_self)
     rho = u[..., 0] * radius
     phi = u[..., 1] * (2.0 * math.pi)
     out = obs_self.clone()
-    out[..., core.BLUE_RED_SLOTS] = torch.stack((rho * torch.cos(phi), rho * torch.sin(phi)), -1)
+    f = frames(out, history)
+    red = torch.stack((rho * torch.cos(phi), rho * torch.sin(phi)), -1)[..., None, :]
+    if history > 1:
+        red = red * real_frames(f)
+    f[..., core.BLUE_RED_SLOTS] = red
     if not keep_trap_flag:
-        out[..., core.BLUE_TRAP_SLOTS] = 0
-    if has_velocity_slots(obs_self):
-        out[..., core.BLUE_RED_VELOCITY_SLOTS] = 0
+        f[..., core.BLUE_TRAP_SLOTS] = 0
+    if has_velocity_slots(obs_self, history):
+        f[..., core.BLUE_RED_VELOCITY_SLOTS] = 0
     return out
 
 
