@@ -136,7 +136,7 @@ def replay_saturation(model: MADDPG, run_dir: Path, batch: int = 1024) -> dict |
     if not path.exists():
         return None
     saved = rundir.load_checkpoint(path, mmap=True).get("buffer")
-    if saved is None:  # pruned
+    if saved is None or "stride" in saved:  # pruned, or history > 1 (frames to stack)
         return None
     obs = StackedReplayBuffer.saved_field(saved, "obs")
     if obs.shape[1] == 0:
@@ -292,12 +292,6 @@ def _load_and_play(
 ) -> Evaluated:
     """Load one run and play its own rollout (with SOO values) and its scripted-blue probes."""
     lm = load_model(run_dir, device)
-    if lm.config.env.history > 1:
-        raise ValueError(
-            f"{run_dir}: history > 1 is not supported by evaluate yet: the red-decodability "
-            "probe and the red-slot norms (soo_marl/probes.py) and the saturation samples "
-            "read single frames"
-        )
     if stopped is not None:
         lm.meta.update(unfinished=True, episodes_planned=stopped.episodes_planned)
     uniforms = start_uniforms(eval_seeds, episodes, core.reset_draws(lm.config.env))
@@ -487,8 +481,11 @@ def _saturation_entry(sat: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def _joint_obs_sample(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> np.ndarray:
     """Joint observations (S, N, 16) at every 5th state of the evaluation episodes (the
-    velocities of the §1.6 velocity slots, when observed, derived from the positions)."""
+    velocities of the §1.6 velocity slots, when observed, derived from the positions;
+    with ``history`` > 1 each agent's stacked frames, :func:`core.stack_episode`)."""
     full = np.stack([traj["red_pos"], traj["blue_pos"]], axis=-2)
+    if cfg.history > 1:
+        return _stacked_joint_obs_sample(cfg, traj, full)
     pos = full[:, :, ::5]
     n_states = pos.shape[2]
     vel = np.zeros((1, 2, 2))
@@ -505,6 +502,29 @@ def _joint_obs_sample(cfg: core.EnvConfig, traj: dict[str, np.ndarray]) -> np.nd
     o_red, o_blue = core.observe(cfg, state)
     s = traj["red_pos"].shape[0]
     return np.concatenate([o_red, o_blue], axis=1).reshape(s, -1, o_red.shape[1] + o_blue.shape[1])
+
+
+def _stacked_joint_obs_sample(
+    cfg: core.EnvConfig, traj: dict[str, np.ndarray], full: np.ndarray
+) -> np.ndarray:
+    """:func:`_joint_obs_sample` with ``history`` > 1: every state's frames, stacked per
+    agent along the episode, then every 5th state."""
+    s, n, t1 = full.shape[:3]
+    vel = np.zeros((1, 2, 2))
+    if cfg.red_sees_velocity or cfg.blue_sees_velocity:
+        vel = core.velocities_from_positions(cfg, full, axis=2).reshape(-1, 2, 2)
+    state = core.State(
+        pos=full.reshape(-1, 2, 2),
+        vel=vel,
+        landmarks=np.repeat(traj["landmarks"][:, :, None], t1, axis=2).reshape(-1, 2, 2),
+        goal_index=np.repeat(traj["goal_index"][:, :, None], t1, axis=2).reshape(-1),
+        trapped=np.asarray(traj["trapped"]).reshape(-1),
+        t=0,
+    )
+    frames = core.observe(cfg, state)
+    red, blue = (core.stack_episode(o.reshape(s, n, t1, -1), cfg.history, 2) for o in frames)
+    joint = np.concatenate([red, blue], axis=-1)[:, :, ::5]
+    return joint.reshape(s, -1, joint.shape[-1])
 
 
 def save_trajectories(

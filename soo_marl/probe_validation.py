@@ -262,7 +262,7 @@ def validate(
     arms = {"parents": {**at_budget["A"], "red_decodability_v1": at_budget["v1"]["A"]}}
     runs = {"control": control, "pos": pos, "blind": blind}
     arms.update(measure_arms(runs, chosen // n_eval, alpha, log))
-    slots = core.red_slots(lm.config.env)
+    slots = core.stacked_red_slots(lm.config.env)
     doubled = dataclasses.replace(lm, model=probes.scale_red_slots(lm.model, 2.0, slots))
     arms["doubled"] = _measure(doubled, _first(traj["A"], chosen // n_eval, top), alpha)
     result.update(arms=arms, checks=checks(arms, margin))

@@ -129,7 +129,8 @@ def red_decodability_v1(
 def blue_observations(cfg: core.EnvConfig, traj: Mapping[str, np.ndarray]) -> np.ndarray:
     """Blue's observations (..., N, T+1, width), float32, rebuilt from trajectory arrays
     (positions, landmarks, goal index, trap and sight flags): what the environment
-    showed blue at every state (docs/spec.md §1.6). With ``blue_sees_velocity`` the
+    showed blue at every state (docs/spec.md §1.6), stacked as blue read them with
+    ``history`` > 1 (:func:`core.stack_episode`). With ``blue_sees_velocity`` the
     velocities are rebuilt from the positions (:func:`core.velocities_from_positions`,
     equal up to rounding)."""
     red, blue = np.asarray(traj["red_pos"], np.float64), np.asarray(traj["blue_pos"], np.float64)
@@ -149,7 +150,8 @@ def blue_observations(cfg: core.EnvConfig, traj: Mapping[str, np.ndarray]) -> np
         t=0,
     )
     _, obs_blue = core.observe(cfg, state, np.asarray(traj["red_visible"], bool).ravel())
-    return obs_blue.reshape(*lead, core.obs_dims(cfg)[1])
+    obs = obs_blue.reshape(*lead, core.obs_dims(cfg)[1])
+    return core.stack_episode(obs, cfg.history, axis=-2)
 
 
 @torch.no_grad()
@@ -213,7 +215,7 @@ def decodability_grid(
         if not len(obs):
             continue
         if context:
-            obs[:, core.red_slots(cfg)] = 0.0
+            obs[:, core.stacked_red_slots(cfg)] = 0.0
         for k, h in enumerate(hidden_layers(model, obs, i)):
             out[i, k] = cv_r2(h, target, episode, alphas)
     return out
@@ -318,7 +320,7 @@ def model_red_slot_norms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`red_slot_norms` of a loaded model (blue = its last agent) on the red slots
     of ``cfg`` (default: the default environment's)."""
-    slots = core.red_slots(cfg or core.EnvConfig())
+    slots = core.stacked_red_slots(cfg or core.EnvConfig())
     w = model.actor.weights[0]
     return red_slot_norms(w, model.n_seeds, model.n_agents, model.n_agents - 1, slots)
 

@@ -240,8 +240,13 @@ def test_pettingzoo_spaces_and_stacked_observations() -> None:
     parallel_api_test(physical_deception_v0.parallel_env(history=2), num_cycles=30)
 
 
-def test_evaluate_refuses_history_until_the_probes_follow(tmp_path) -> None:
+def test_evaluate_and_probes_read_stacked_frames(tmp_path) -> None:
+    """A history-2 run evaluates: the probes rebuild blue's stacked observations, blank red
+    in both frames for the context variant and measure the red-slot norm over both
+    frames' red slots; the replay-buffer saturation is not read (frames to stack)."""
+    from soo_marl import probes, rundir
     from soo_marl.evaluate import evaluate_runs
+    from soo_marl.rollout import rollout, start_uniforms
     from soo_marl.train import train
 
     cfg = TrainConfig(
@@ -250,5 +255,16 @@ def test_evaluate_refuses_history_until_the_probes_follow(tmp_path) -> None:
         run=RunConfig(seeds=(0,), episodes=20, log_every=10),
     )
     train(cfg, tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match="history > 1 is not supported by evaluate"):
-        evaluate_runs([tmp_path / "run"], episodes=2, eval_seeds=[155], progress=False)
+    (m,) = evaluate_runs([tmp_path / "run"], episodes=3, eval_seeds=[155], progress=False).values()
+    lm = rundir.load_model(tmp_path / "run")
+    assert core.stacked_red_slots(lm.config.env) == [6, 7, 16, 17]
+    w = lm.model.actor.weights[0].detach().double().numpy()[1::2]  # blue, (1, 20, 64)
+    expected = np.sqrt((w[:, [6, 7, 16, 17]] ** 2).sum(axis=(1, 2)))
+    np.testing.assert_allclose(m["red_slot_norm"]["values"], expected)
+    d = m["red_decodability"]["values"][0]
+    assert d is None or 0.0 <= d <= 1.0
+    assert m["saturation_replay"] is None
+    traj = rollout(lm.config.env, start_uniforms([155], 3), lm.model, lm.model)
+    rebuilt = probes.blue_observations(lm.config.env, traj)
+    assert rebuilt.shape[-1] == 20
+    np.testing.assert_allclose(rebuilt, core.stack_episode(traj["obs_blue"], 2, axis=-2), atol=1e-6)
