@@ -26,9 +26,9 @@ from soo_marl.envs import core
 #: Ridge penalties probe v2 chooses from, on SD-floored features (docs/results/probe_v2.md).
 ALPHA_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 #: Probe v2's ridge penalty per hidden layer (h1, h2), chosen on SOO study 2's 32 parents
-#: by ``soo-marl probe-validate`` and frozen for every arm and later study
-#: (docs/results/probe_v2.md, "Choosing α").
-PROBE_ALPHA = (1.0, 1.0)
+#: (800 episodes per seed, the default evaluation seeds) by ``soo-marl probe-validate`` on
+#: 2026-12-08 and frozen for every arm and later study (docs/results/probe_v2.md).
+PROBE_ALPHA = (1.0, 1000.0)
 #: Folds of probe v2's cross-validation; episode k of an evaluation is in fold k mod FOLDS.
 FOLDS = 5
 #: Floor of a unit's SD in probe v2's scaling, as a fraction of the root-mean-square SD of

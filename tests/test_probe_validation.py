@@ -116,3 +116,19 @@ def test_regeneration_compares_per_seed(tmp_path):
     goal = r["pos"]["goal"]
     assert (goal["n"], goal["identical"], goal["max_abs_diff"]) == (3, 3, 0.0)
     assert goal["mean_new"] == goal["mean_committed"] == pytest.approx(0.2)
+
+
+def test_the_committed_validation_recomputes_from_its_per_seed_values():
+    """docs/results/probe_v2/: the frozen α is the one the validation chose, and every
+    check, the margin and the tables follow from the committed per-seed values."""
+    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / "probe_v2"
+    r = json.loads((folder / "probe_v2.json").read_text())
+    assert list(pv.probes.PROBE_ALPHA) == r["alpha"]
+    assert pv.checks(r["arms"], r["margin"]) == r["checks"]
+    for b, entry in r["budgets"].items():
+        a, bb = (np.array(entry[s]["red_decodability"]) for s in ("A", "B"))
+        assert pv.retest(a, bb) == entry["retest"]["red_decodability"], b
+    assert r["margin"] == r["budgets"][str(r["budget"])]["retest"]["red_decodability"]["margin"]
+    assert pv.report(r) == (folder / "probe_v2.md").read_text()
+    regen = r["regeneration"]
+    assert all(m["identical"] == m["n"] == 32 for arm in regen.values() for m in arm.values())
