@@ -1,13 +1,14 @@
 """The baseline weights committed under docs/results/models load (as `finetune --from` and
 `evaluate` load them) and still behave as reported: honest blues reach the goal, and the
-deceptive pairs trap red more often than the honest pairs on the same start states."""
+deceptive pairs trap red more often than the honest pairs on the same start states; sets of
+fine-tuned arms (``*_arms``) give the trap rates their seed_values.json record."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from soo_marl import metrics
+from soo_marl import metrics, seed_values
 from soo_marl.envs import core
 from soo_marl.rollout import rollout, start_uniforms
 from soo_marl.rundir import load_model
@@ -20,7 +21,35 @@ def test_models_are_committed():
     assert SETS, f"no baseline weights under {MODELS}"
 
 
-@pytest.mark.parametrize("model_set", SETS, ids=[p.name for p in SETS])
+#: Sets of fine-tuned arms (one folder per arm, not baselines), checked against the trap
+#: rate their seed_values.json records.
+ARM_SETS = [p for p in SETS if p.name.endswith("_arms")]
+
+
+@pytest.mark.parametrize("model_set", ARM_SETS, ids=[p.name for p in ARM_SETS])
+def test_committed_arms_load_and_behave_as_recorded(model_set):
+    """Each arm's own rollout on its recorded evaluation (seeds, episodes) gives the
+    per-seed trap rates its seed_values.json records, within a tolerance (float32 may
+    differ in the last bits between CPUs)."""
+    arms = sorted(p for p in model_set.iterdir() if (p / "final_model.pt").exists())
+    assert arms, f"{model_set} holds no arm"
+    for arm in arms:
+        rec = seed_values.read_seed_values(arm / seed_values.FILE)
+        loaded = load_model(arm)
+        assert [int(x) for x in loaded.model.seeds] == rec["seeds"]
+        ev = rec["evaluation"]
+        cfg = loaded.config.env
+        n = ev["episodes_per_eval_seed"]
+        uniforms = start_uniforms(ev["eval_seeds"], n, core.reset_draws(cfg))
+        traj = rollout(cfg, uniforms, loaded.model, loaded.model)
+        again = metrics.trap_rate(traj["trapped"])
+        np.testing.assert_allclose(again, rec["measures"]["metrics.trap_rate"], atol=0.02)
+
+
+BASELINE_SETS = [p for p in SETS if p not in ARM_SETS]
+
+
+@pytest.mark.parametrize("model_set", BASELINE_SETS, ids=[p.name for p in BASELINE_SETS])
 def test_committed_baselines_load_and_behave(model_set):
     present = [b for b in ("deceptive", "honest") if (model_set / b).is_dir()]
     assert present, f"{model_set} holds neither a deceptive nor an honest baseline"

@@ -11,6 +11,7 @@ docs/results/models/README.md.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -332,3 +333,15 @@ def test_short_trained_agent_and_per_seed_values():
     assert row in (RESULTS / "quick/seed_sets.md").read_text()
     got = _vals(_rec("quick8_r0.5/deceptive"), "luring_delta_trap")
     assert [f"{v:.3f}".replace("-", "−") for v in got] == row.split()
+
+
+def test_probe_v2_regenerated_arms_recompute_from_seed_values():
+    """probe_v2.md's regeneration table: the positive control's and the blinding arm's
+    paired luring (arm − control, with the parent's red) recomputed from the arms'
+    seed_values.json equal the regenerated arms.json, seed for seed."""
+    arms = json.loads((MODELS.parent / "probe_v2" / "regenerated" / "arms.json").read_text())
+    key = "cross_play.deceptive r0.5.luring_delta_trap"
+    control = _vals(_rec("soo_study2_arms/control"), key)
+    for r in arms:
+        arm = _vals(_rec(f"soo_study2_arms/{r['stage']}"), key)
+        np.testing.assert_allclose(arm - control, r["luring"]["values"], atol=1e-12)
