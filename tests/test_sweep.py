@@ -557,6 +557,45 @@ def test_ctrl_c_stops_a_sweep_with_status_130_and_it_resumes(tmp_path):
     assert rundir.has_model(out / "dec") and rundir.has_model(out / "ft")
 
 
+@pytest.mark.slow
+def test_ctrl_c_that_reaches_only_the_stage_still_stops_the_study(tmp_path):
+    """SIGINT to the stage's process alone (the race where the stage exits with status 130
+    before the sweep sees Ctrl-C, or never does): the stage is reported interrupted, not
+    failed, and the sweep exits with status 130 without starting the fine-tuning."""
+    options = {"seeds": 1, "episodes": 1000, "checkpoint-every": 40, "torch-threads": 1}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study(train(**options), FT)))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "soo_marl.cli", "sweep", str(path), "--out", str(out)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while not (out / "dec" / rundir.CHECKPOINT).exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint written in 300 s"
+        time.sleep(0.01)
+    task = str(out / ".sweep" / "tasks" / "dec.json")
+    pids = [
+        int(d.name)
+        for d in Path("/proc").iterdir()
+        if d.name.isdigit() and task.encode() in _cmdline(d)
+    ]
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout + stderr
+    assert "dec: interrupted" in stdout and "FAILED" not in stdout
+    assert stdout.strip().splitlines()[-1].startswith("interrupted: stopped dec; ")
+    assert not (out / "ft").exists()
+
+
+def _cmdline(proc_dir: Path) -> bytes:
+    try:
+        return (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_a_closed_gate_keeps_the_stages_after_it_from_running(tmp_path):
     """A gate stage's verdict (``gate.json``) decides whether the stages ``after`` it run:
     closed, they and the stages after them are "gated" and nothing is written for them;

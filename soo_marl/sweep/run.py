@@ -30,7 +30,7 @@ from soo_marl import rundir
 from soo_marl.progress import fmt_duration
 from soo_marl.sweep.costs import stage_costs
 from soo_marl.sweep.spec import KINDS, Stage, Study, StudyError, build_tasks, stage_output
-from soo_marl.tasks import GateTask, Task, task_from_json
+from soo_marl.tasks import INTERRUPTED, GateTask, Task, task_from_json
 
 Log = Callable[[str], None]
 EXECUTORS = ("local", "ray")
@@ -358,6 +358,11 @@ def _drive(sched: _Schedule, runner: _LocalRunner | _RayRunner, prune: bool) -> 
             if sched.pending and not runner.running():
                 break  # dependencies failed
             continue
+        if finished[0].name in getattr(runner, "interrupted", ()):
+            # Ctrl-C reached the stage (exit status 130) before, or without, this process
+            # seeing it: stop the study as Ctrl-C here does
+            _mark_interrupted(sched, finished)
+            raise KeyboardInterrupt
         _record_outcome(sched, finished, prune)
 
 
@@ -498,20 +503,25 @@ def _last_line(path: Path) -> str:
     return next((ln for ln in reversed(lines) if ln), "")
 
 
+def _mark_interrupted(sched: _Schedule, finished: tuple[Stage, bool, float, float | None]) -> None:
+    """Record a stage that Ctrl-C stopped before it finished."""
+    stage, _, seconds, rss = finished
+    sched.outcomes[stage.name] = Outcome(stage.name, stage.kind, "interrupted", seconds, rss)
+    sched.log(f"{sched.tag(stage)}: interrupted")
+
+
 def _stop(sched: _Schedule, runner: _LocalRunner | _RayRunner) -> None:
     """After Ctrl-C: stop the running stages as their own Ctrl-C does (a training or
     fine-tuning finishes its batch and checkpoints; :meth:`_LocalRunner.interrupt`), record
     each (done if it finished anyway, else interrupted), log the summary table and raise
     :class:`StudyInterrupted`. A second Ctrl-C stops at once."""
-    stopped = []
     for stage, ok, seconds, rss in runner.interrupt():
         if ok and (not KINDS[stage.kind].makes_run or is_done(stage, sched.out)):
             _record_outcome(sched, (stage, ok, seconds, rss), prune=False)
         else:
-            stopped.append(stage.name)
-            outcome = Outcome(stage.name, stage.kind, "interrupted", seconds, rss)
-            sched.outcomes[stage.name] = outcome
-            sched.log(f"{sched.tag(stage)}: interrupted")
+            _mark_interrupted(sched, (stage, ok, seconds, rss))
+    stopped = [s.name for s in sched.order if sched.outcomes.get(s.name, None) is not None
+               and sched.outcomes[s.name].status == "interrupted"]  # fmt: skip
     result = [sched.outcomes.get(s.name, Outcome(s.name, s.kind, "not run")) for s in sched.order]
     sched.log(summary_table(result))
     what = f"stopped {', '.join(stopped)}; " if stopped else ""
@@ -601,6 +611,8 @@ class _LocalRunner:
     ) -> None:
         self.limit, self.log, self.every_s, self.memory_gb = limit, log, every_s, memory_gb
         self.cores = usable_cores()
+        #: Stages that exited with Ctrl-C's status (:data:`soo_marl.tasks.INTERRUPTED`).
+        self.interrupted: set[str] = set()
         self.procs: dict[int, tuple[Stage, subprocess.Popen, float, Path]] = {}
         self.memory: dict[int, float] = {}  # pid -> declared memory_gb of its stage
         self.threads: dict[int, int] = {}  # pid -> torch threads it was given
@@ -653,6 +665,8 @@ class _LocalRunner:
             self.memory.pop(pid, None)
             self.threads.pop(pid, None)
             proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode == INTERRUPTED:
+                self.interrupted.add(stage.name)
             return stage, proc.returncode == 0, time.perf_counter() - t0, _peak(usage, pid, self)
         return None
 
