@@ -21,9 +21,10 @@ def test_models_are_committed():
     assert SETS, f"no baseline weights under {MODELS}"
 
 
-#: Sets of fine-tuned arms (one folder per arm, not baselines), checked against the trap
-#: rate their seed_values.json records.
-ARM_SETS = [p for p in SETS if p.name.endswith("_arms")]
+#: Sets checked against the trap rates their seed_values.json record rather than by the
+#: baselines' rule: fine-tuned arms (one folder per arm), and the closed-loop second
+#: attempt's designs, some of which did not learn to lure (docs/results/closed_loop.md).
+ARM_SETS = [p for p in SETS if p.name.endswith("_arms") or p.name.startswith("closed_loop2_")]
 
 
 @pytest.mark.parametrize("model_set", ARM_SETS, ids=[p.name for p in ARM_SETS])
