@@ -146,3 +146,4 @@ def test_command_line_prints_the_row_and_exits_by_the_gate(tmp_path, capsys):
     rundir.write_metrics(tmp_path / "D" / "honest", metrics_json({**HON, "luring": DEC["luring"]}))
     assert main([str(tmp_path / "D")]) == 1
     assert main([]) == 2
+    assert main(["--help"]) == 2  # usage, not a directory named "--help"

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) == 3 and args[1] == "--probes":
         probes = tuple(args[2].split(","))
         args = args[:1]
-    if len(args) != 1 or not set(probes) <= set(REPORTED_PROBES):
+    if len(args) != 1 or args[0].startswith("-") or not set(probes) <= set(REPORTED_PROBES):
         print("usage: python -m soo_marl.analysis.closed_loop DIR [--probes P,Q]; probes: "
               + ", ".join(REPORTED_PROBES))  # fmt: skip
         return 2
