@@ -86,8 +86,7 @@ class MADDPGConfig:
         default="fast",
         metadata={
             "help": "fast: two-pass BatchNorm statistics and transposed output layers; "
-            "reference: the earlier var_mean/baddbmm forms, bit-identical to results made "
-            "before 2026-11-29 (docs/spec.md §2.12)",
+            "reference: the var_mean/baddbmm forms (docs/spec.md §2.12)",
             "choices": KERNELS,
         },
     )

@@ -6,7 +6,10 @@ assembles these commands into its group.
 
 Each generated option's help is the field's own ``metadata["help"]`` (with its allowed
 values, ``metadata["choices"]``, which the dataclass checks); ``metadata["flag"]`` names a
-boolean's on/off switches (default ``--name/--no-name``).
+boolean's on/off switches (default ``--name/--no-name``). A help's ``(default: …)`` remark
+is shown as click's ``[default: …]``, like every other default. ``train`` and ``finetune``
+list their options in sections (:mod:`soo_marl.cli_help`): a field's section is its config
+section's, the closed-loop environment fields (:data:`CLOSED_LOOP_FIELDS`) have their own.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from soo_marl.agents.maddpg import KERNELS
 from soo_marl.bench import bench_env
 from soo_marl.bench_learner import bench_learner, memory_harness
+from soo_marl.cli_help import HelpOption, SectionedCommand, split_default
 from soo_marl.config import DEFAULT_SEEDS, SECTIONS, RunConfig
-from soo_marl.envs.core import PAPER_SIGHT_RADIUS, EnvConfig
+from soo_marl.envs.core import PAPER_SIGHT_RADIUS
 from soo_marl.finetune import FinetuneConfig
 from soo_marl.rendering import render_run
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS
@@ -43,7 +48,52 @@ from soo_marl.tasks import (
 )
 
 #: Fields of the training config with dedicated options (not generated).
-SPECIAL = {"baseline", "seeds", "max_cycles"}
+SPECIAL = {"baseline", "seeds"}
+
+#: The help sections of ``train``, most used first.
+RUN, ENV, CLOSED_LOOP, LEARNER = (
+    "Run",
+    "Environment",
+    "Closed-loop environment options",
+    "Learner (MADDPG)",
+)
+#: The section of each training-config section's options.
+CONFIG_SECTIONS = {"run": RUN, "env": ENV, "maddpg": LEARNER}
+#: The environment fields of the closed-loop variants (docs/spec.md §1.6, §1.12, §1.13),
+#: in the order of ``train --help``: they go to their own section.
+CLOSED_LOOP_FIELDS = (
+    "guide_reward",
+    "trap_deadline",
+    "red_leash",
+    "red_policy",
+    "red_contrarian_prob",
+    "blue_sight_radius",
+    "red_sight_radius",
+    "start_distance_min",
+    "red_sees_velocity",
+    "blue_sees_velocity",
+    "history",
+    "record_applied_action",
+    "red_speed_min",
+    "red_speed_max",
+    "red_delay_max",
+)
+#: The options listed first in their section of ``train --help`` (the most used).
+TRAIN_FIRST = (
+    "baseline",
+    "episodes",
+    "seeds_text",
+    "run_dir",
+    "config_file",
+    "print_config",
+    "resume",
+    "device",
+    "torch_threads",
+    "quiet",
+    "sight_radius",
+    "max_cycles",
+    *CLOSED_LOOP_FIELDS,
+)
 
 
 def default_of(func: Callable, name: str) -> Any:
@@ -58,47 +108,57 @@ def _show(default: Any) -> str:
     return str(default)
 
 
+def _field_option(f: dataclasses.Field, default: Any, section: str | None) -> Callable:
+    """The click option of one config field (None when not given), its default shown as
+    ``[default: …]``: the field's own, or the help's ``(default: …)`` remark."""
+    name, dest = f.name.replace("_", "-"), f.name
+    text = f.metadata.get("help", "")
+    if "choices" in f.metadata:
+        text += f" ({' or '.join(f.metadata['choices'])})"
+    text, shown = split_default(text)
+    kw: dict[str, Any] = {"cls": HelpOption, "section": section, "default": None}
+    kind = f.metadata.get("type") or type(default)
+    if kind is bool:
+        flag = f.metadata.get("flag", f"--{name}/--no-{name}")
+        shown = shown or ("on" if default else "off")
+        return click.option(flag, dest, help=text, default_text=shown, **kw)
+    if shown is None and default is not None:
+        shown = _show(default)
+    if isinstance(default, tuple):
+        text, kind = text + "; comma-separated", str
+    return click.option(f"--{name}", dest, type=kind, help=text, default_text=shown, **kw)
+
+
 def dataclass_options(
-    cls: type, skip: Iterable[str] = (), tag: str = ""
+    cls: type, skip: Iterable[str] = (), section: str | Callable[[str], str] | None = None
 ) -> Callable[[Callable], Callable]:
     """A decorator adding one ``--field-name`` option per field of ``cls``, passed to the
     command under the field's name (None when not given, so defaults and config files stay
-    in charge); the dataclass checks the values."""
+    in charge); the dataclass checks the values. ``section``: the options' help section,
+    or a function of the field name giving it."""
     skip = set(skip)
 
     def decorate(func: Callable) -> Callable:
         defaults = cls()
         for f in reversed(dataclasses.fields(cls)):
-            if f.name in skip:
-                continue
-            default = getattr(defaults, f.name)
-            name = f.name.replace("_", "-")
-            dest = f.name
-            text = f.metadata.get("help", "")
-            if "choices" in f.metadata:
-                text += f" ({' or '.join(f.metadata['choices'])})"
-            explained = default is None or "default:" in text
-            help_ = f"{tag}{text}" + ("" if explained else f" (default: {_show(default)})")
-            kind = f.metadata.get("type") or type(default)
-            if kind is bool:
-                flag = f.metadata.get("flag", f"--{name}/--no-{name}")
-                opt = click.option(flag, dest, default=None, help=help_)
-            elif isinstance(default, tuple):
-                opt = click.option(
-                    f"--{name}", dest, type=str, default=None, help=help_ + "; comma-separated"
-                )
-            else:
-                opt = click.option(f"--{name}", dest, type=kind, default=None, help=help_)
-            func = opt(func)
+            if f.name not in skip:
+                where = section(f.name) if callable(section) else section
+                func = _field_option(f, getattr(defaults, f.name), where)(func)
         return func
 
     return decorate
 
 
+def _config_section(name: str) -> Callable[[str], str]:
+    """The help section of a field of the training-config section ``name``."""
+    home = CONFIG_SECTIONS[name]
+    return lambda field_name: CLOSED_LOOP if field_name in CLOSED_LOOP_FIELDS else home
+
+
 def config_options(func: Callable) -> Callable:
     """Decorate a command with one ``--field-name`` option per training-config field."""
     for section, cls in reversed(list(SECTIONS.items())):
-        func = dataclass_options(cls, SPECIAL, tag=f"[{section}] ")(func)
+        func = dataclass_options(cls, SPECIAL, _config_section(section))(func)
     return func
 
 
@@ -107,6 +167,8 @@ def allow_unfinished_option(func: Callable) -> Callable:
     on as their Python function's ``allow_unfinished`` (:func:`rundir.require_finished`)."""
     return click.option(
         "--allow-unfinished",
+        cls=HelpOption,
+        section=RUN,
         is_flag=True,
         help="accept a run that has not finished (no final_model.pt, e.g. stopped by Ctrl-C); "
         "its checkpoint stands in for the final weights",
@@ -270,59 +332,73 @@ def interrupted(exc: BaseException) -> None:
     raise click.exceptions.Exit(INTERRUPTED)
 
 
-@click.command()
-@click.option("--baseline", type=click.Choice(["deceptive", "honest"]), required=True)
-@click.option(
+def _run_option(*args: Any, **kwargs: Any) -> Callable:
+    """A hand-written option of the Run section of ``train --help``."""
+    return click.option(*args, cls=HelpOption, section=RUN, **kwargs)
+
+
+def seeds_value(text: str | None) -> int | tuple[int, ...] | None:
+    """``--seeds``: a bare number N is a count (seeds 0..N-1), anything else seeds and
+    ranges such as ``0-7,12`` (:func:`parse_seed_ranges`)."""
+    if text is None or text.strip().isdigit():
+        return None if text is None else int(text)
+    return tuple(parse_seed_ranges(text, "--seeds"))
+
+
+@click.command(cls=SectionedCommand, sections=(RUN, ENV, CLOSED_LOOP, LEARNER), first=TRAIN_FIRST)
+@_run_option("--baseline", type=click.Choice(["deceptive", "honest"]), required=True)
+@_run_option(
     "--seeds",
-    "seed_count",
-    type=int,
+    "seeds_text",
     default=None,
-    help=f"train seeds 0..N-1 (default {len(DEFAULT_SEEDS)})",
+    metavar="N|LIST",
+    default_text=str(len(DEFAULT_SEEDS)),
+    help="the seeds to train: a count N (seeds 0..N-1), or seeds and ranges such as 8-15 "
+    "or 0-3,12 (one seed S: S-S)",
 )
-@click.option("--seed", "seed_list", type=int, multiple=True, help="a seed to train (repeatable)")
-@click.option(
-    "--first-seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="with --seeds N: train seeds K..K+N-1 (e.g. one group of a large study)",
-)
-@click.option(
+@_run_option("--seed", "seed_list", type=int, multiple=True, hidden=True)  # = --seeds S,T
+@_run_option("--first-seed", type=click.IntRange(min=0), default=0, hidden=True)  # K-(K+N-1)
+@_run_option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="output folder (default runs/<baseline>)",
+    default_text="runs/<baseline>",
+    help="output folder",
 )
-@click.option("--resume", is_flag=True, help="continue the run in --run-dir exactly")
-@click.option(
+@_run_option("--resume", is_flag=True, help="continue the run in --run-dir exactly")
+@_run_option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="YAML with env/maddpg/run sections (options override it)",
 )
-@click.option(
-    "--max-cycles",
-    "max_cycles",
-    type=int,
-    default=None,
-    help=f"[env] episode length in steps (default: {EnvConfig().max_cycles})",
+@_run_option(
+    "--print-config",
+    is_flag=True,
+    help="print the resolved config (--config file and options) as YAML that --config "
+    "reads, and exit without training",
 )
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@_run_option("--quiet", is_flag=True, help="no progress bar")
 @config_options
 def train(
-    baseline, seed_count, seed_list, first_seed, run_dir, resume, config_file, quiet, **options
-):
+    baseline, seeds_text, seed_list, first_seed, run_dir, resume, config_file, print_config,
+    quiet, **options,
+):  # fmt: skip
     """Train S seeds of MADDPG (deceptive or honest baseline) in one process."""
-    given = {"baseline": baseline, "seeds": seed_count, "seed": seed_list}
-    given |= {"first_seed": first_seed, "config": config_file}
     try:
+        given = {"baseline": baseline, "seeds": seeds_value(seeds_text), "seed": seed_list}
+        given |= {"first_seed": first_seed, "config": config_file}
         task = TrainTask.from_options(
             {**options, **given}, run_dir or Path("runs") / baseline, resume=resume,
             progress=not quiet,
         )  # fmt: skip
     except ValueError as exc:
         fail(exc)
+    if print_config:
+        text = yaml.safe_dump(task.config.to_dict(), sort_keys=False, default_flow_style=None)
+        click.echo(text, nl=False)
+        return
     result = run_task(task)
     took = f"{result.wall_time_s:.0f} s"
     finished = f"finished {result.episodes_done} episodes per seed in {took}: {result.run_dir}"
@@ -356,8 +432,9 @@ def train(
     "cross_with",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="cross-play only with the reds of these runs (repeatable; each must also be one "
-    "of RUNS; default: every other run)",
+    cls=HelpOption,
+    default_text="every other run",
+    help="cross-play only with the reds of these runs (repeatable; each must also be one of RUNS)",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar and no summary table")
 @allow_unfinished_option
@@ -381,39 +458,59 @@ def evaluate(runs, episodes, eval_seeds, device, cross_with, quiet, allow_unfini
         click.echo(f"wrote {rundir.eval_dir(r['run'])}/ ({r['label']})")
 
 
-@click.command()
-@click.option(
+#: The help sections of ``finetune``.
+TUNE = "Fine-tuning"
+
+
+def _tune_option(*args: Any, **kwargs: Any) -> Callable:
+    """A hand-written option of the Run section of ``finetune --help``."""
+    return click.option(*args, cls=HelpOption, section=RUN, **kwargs)
+
+
+@click.command(
+    cls=SectionedCommand,
+    sections=(RUN, TUNE),
+    first=("parent", "soo", "episodes", "run_dir", "resume", "device", "kernels", "sight_radius"),
+)
+@_tune_option(
     "--from",
     "parent",
     type=click.Path(path_type=Path),
     required=True,
     help="run dir of a trained deceptive baseline",
 )
-@click.option(
+@_tune_option(
     "--soo/--no-soo",
     default=True,
     show_default=True,
     help="--no-soo is the anchor-only control (SOO weight 0)",
 )
-@click.option(
+@_tune_option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="default: next to the parent, named after the condition (<parent>_soo, "
-    "<parent>_nosoo, <parent>_authors-soo, …)",
+    default_text="next to the parent, named after the condition: <parent>_soo, "
+    "<parent>_nosoo, <parent>_authors-soo, …",
+    help="output folder",
 )
-@click.option("--resume", is_flag=True, help="continue the fine-tuning in --run-dir exactly")
-@click.option("--device", default=RunConfig.device, show_default=True, help="auto, cpu, cuda")
-@click.option("--sight-radius", type=float, default=None, help="must match the parent's (checked)")
-@click.option(
+@_tune_option("--resume", is_flag=True, help="continue the fine-tuning in --run-dir exactly")
+@_tune_option("--device", default=RunConfig.device, show_default=True, help="auto, cpu, cuda")
+@_tune_option(
+    "--sight-radius",
+    type=float,
+    default=None,
+    default_text="the parent's",
+    help="must match the parent's (checked)",
+)
+@_tune_option(
     "--kernels",
     default=None,
-    help=f"the learner's numerics ({' or '.join(KERNELS)}; see train --kernels); default: "
-    "the parent's",
+    default_text="the parent's",
+    help=f"the learner's numerics ({' or '.join(KERNELS)}; see train --kernels)",
 )
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@_tune_option("--quiet", is_flag=True, help="no progress bar")
 @allow_unfinished_option
-@dataclass_options(FinetuneConfig)
+@dataclass_options(FinetuneConfig, section=lambda name: RUN if name == "episodes" else TUNE)
 def finetune(
     parent, soo, run_dir, resume, device, sight_radius, kernels, quiet, allow_unfinished, **options
 ):

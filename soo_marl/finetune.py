@@ -133,9 +133,9 @@ class FinetuneConfig:
     reuse_buffer: bool | None = field(
         default=None,
         metadata={
-            "help": "start from the parent's replay buffer when its checkpoint holds one "
-            "(default: yes; --fresh-buffer: start empty, the default with --style authors "
-            "and with --reward honest, whose rewards differ from those stored)",
+            "help": "start from the parent's replay buffer when its checkpoint holds one, "
+            "or empty (--fresh-buffer) (default: reuse; fresh with --style authors and with "
+            "--reward honest, whose rewards differ from those stored)",
             "flag": "--reuse-buffer/--fresh-buffer",
             "type": bool,
         },

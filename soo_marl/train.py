@@ -401,7 +401,7 @@ def check_run(
         f"{n_seeds:,} seeds × {rows:,} transitions of replay ({fmt_bytes(replay)}) plus their "
         f"networks ({fmt_bytes(nets)})"
     )
-    hint = "train fewer seeds at a time (--seeds N --first-seed K) or lower --buffer-size"
+    hint = "train fewer seeds at a time (--seeds 0-7, then 8-15, …) or lower --buffer-size"
     dev = None if device.type == "cpu" else str(device)
     check_memory(replay + nets, what, hint, dev)
 
