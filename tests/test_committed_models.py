@@ -1,7 +1,7 @@
 """The baseline weights committed under docs/results/models load (as `finetune --from` and
 `evaluate` load them) and still behave as reported: honest blues reach the goal, and the
 deceptive pairs trap red more often than the honest pairs on the same start states; sets of
-fine-tuned arms (``*_arms``) give the trap rates their seed_values.json record."""
+fine-tuned arms (``*_arms*``) give the trap rates their seed_values.json record."""
 
 from pathlib import Path
 
@@ -24,7 +24,7 @@ def test_models_are_committed():
 #: Sets checked against the trap rates their seed_values.json record rather than by the
 #: baselines' rule: fine-tuned arms (one folder per arm), and the closed-loop second
 #: attempt's designs, some of which did not learn to lure (docs/results/closed_loop.md).
-ARM_SETS = [p for p in SETS if p.name.endswith("_arms") or p.name.startswith("closed_loop2_")]
+ARM_SETS = [p for p in SETS if "_arms" in p.name or p.name.startswith("closed_loop2_")]
 
 
 @pytest.mark.parametrize("model_set", ARM_SETS, ids=[p.name for p in ARM_SETS])

@@ -341,7 +341,8 @@ def test_probe_v2_regenerated_arms_recompute_from_seed_values():
     seed_values.json equal the regenerated arms.json, seed for seed."""
     arms = json.loads((MODELS.parent / "probe_v2" / "regenerated" / "arms.json").read_text())
     key = "cross_play.deceptive r0.5.luring_delta_trap"
-    control = _vals(_rec("soo_study2_arms/control"), key)
+    halves = ("soo_study2_arms_s0-15", "soo_study2_arms_s16-31")
+    control = _vals(_joined([f"{h}/control" for h in halves]), key)
     for r in arms:
-        arm = _vals(_rec(f"soo_study2_arms/{r['stage']}"), key)
+        arm = _vals(_joined([f"{h}/{r['stage']}" for h in halves]), key)
         np.testing.assert_allclose(arm - control, r["luring"]["values"], atol=1e-12)
