@@ -8,7 +8,7 @@ Each generated option's help is the field's own ``metadata["help"]`` (with its a
 values, ``metadata["choices"]``, which the dataclass checks); ``metadata["flag"]`` names a
 boolean's on/off switches (default ``--name/--no-name``). A help's ``(default: …)`` remark
 is shown as click's ``[default: …]``, like every other default. ``train`` and ``finetune``
-list their options in sections (:mod:`soo_marl.cli_help`): a field's section is its config
+list their options in sections (:mod:`soo_marl.help_sections`): a field's section is its config
 section's, the closed-loop environment fields (:data:`CLOSED_LOOP_FIELDS`) have their own.
 """
 
@@ -27,10 +27,10 @@ import yaml
 from soo_marl.agents.maddpg import KERNELS
 from soo_marl.bench import bench_env
 from soo_marl.bench_learner import bench_learner, memory_harness
-from soo_marl.cli_help import HelpOption, SectionedCommand, split_default
 from soo_marl.config import DEFAULT_SEEDS, SECTIONS, RunConfig
 from soo_marl.envs.core import PAPER_SIGHT_RADIUS
 from soo_marl.finetune import FinetuneConfig
+from soo_marl.help_sections import HelpOption, SectionedCommand, split_default
 from soo_marl.rendering import render_run
 from soo_marl.rollout import DEFAULT_EVAL_SEEDS
 from soo_marl.tasks import (

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from soo_marl import commands
 from soo_marl.cli import main
-from soo_marl.cli_help import split_default
 from soo_marl.config import TrainConfig
 from soo_marl.envs.core import EnvConfig
+from soo_marl.help_sections import split_default
 from soo_marl.tasks import train_config
 
 TRAIN_SECTIONS = ["Run:", "Environment:", "Closed-loop environment options:", "Learner (MADDPG):"]
