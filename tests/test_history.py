@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_velocity_and_applied import short_training
 
 from soo_marl import soo
 from soo_marl.agents.buffer import StackedReplayBuffer, gather_stacked
@@ -16,29 +17,7 @@ from soo_marl.envs import core, physical_deception_v0
 from soo_marl.objectives import BlindRed
 from soo_marl.rollout import rollout, shuffle_derangement, start_uniforms
 from soo_marl.tasks import bytes_per_transition
-from soo_marl.train import Plan, new_state, play_episodes
 from soo_marl.vecenv import DeceptionVecEnv
-
-
-class _Log:
-    agents = core.AGENT_IDS
-
-    def add(self, key: str, value: np.ndarray) -> None:
-        pass
-
-
-def short_training(env_cfg: core.EnvConfig):
-    """Two episodes per env (2 seeds × 2 envs) with two update rounds."""
-    cfg = TrainConfig(
-        env=env_cfg,
-        maddpg=MADDPGConfig(batch_size=32, buffer_size=1000, steps_per_update=50),
-        run=RunConfig(seeds=(0, 1), episodes=2, envs_per_seed=2),
-    )
-    env = DeceptionVecEnv(cfg.env, 2, 2)
-    state = new_state(cfg, env, torch.device("cpu"))
-    play_episodes(state, env, Plan(cfg, {}), _Log())  # type: ignore[arg-type]
-    assert state.model.update_rounds == 2
-    return state
 
 
 def test_history_is_validated() -> None:
